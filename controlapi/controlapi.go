@@ -1,0 +1,323 @@
+// Package controlapi serves a handset's control API (JSON over HTTP): what push
+// applications' tests and QA scripts use to see what the device received and to act on it
+// as the user would (open, delete, coverage, registration).
+package controlapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/bbsim/bbsim/handset"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed
+
+// Options configure the API server.
+type Options struct {
+	// Logger receives request errors. Default: discard.
+	Logger *slog.Logger
+	// KeepAlive is how often an idle event stream sends a comment line. Default 15s.
+	KeepAlive time.Duration
+}
+
+// Server serves the control API of one handset.
+type Server struct {
+	h    *handset.Handset
+	opts Options
+	log  *slog.Logger
+	srv  *http.Server
+}
+
+// New returns the control API server for h.
+func New(h *handset.Handset, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = 15 * time.Second
+	}
+	s := &Server{h: h, opts: opts, log: opts.Logger.With("component", "controlapi")}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return s
+}
+
+// Serve accepts API connections on ln.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops the server gracefully; open event streams end.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Close stops the server at once.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// Handler returns the API routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/device", s.device)
+	mux.HandleFunc("GET /api/v1/messages", s.messages)
+	mux.HandleFunc("GET /api/v1/messages/{id}", s.message)
+	mux.HandleFunc("POST /api/v1/messages/{id}/open", s.openMessage)
+	mux.HandleFunc("GET /api/v1/channels", s.channels)
+	mux.HandleFunc("GET /api/v1/channels/{id}", s.channel)
+	mux.HandleFunc("POST /api/v1/channels/{id}/open", s.openChannel)
+	mux.HandleFunc("DELETE /api/v1/channels/{id}", s.deleteChannel)
+	mux.HandleFunc("GET /api/v1/browser/cache", s.cache)
+	mux.HandleFunc("GET /api/v1/events", s.events)
+	mux.HandleFunc("POST /api/v1/coverage", s.coverage)
+	mux.HandleFunc("GET /api/v1/apps", s.apps)
+	mux.HandleFunc("GET /api/v1/apps/{id}", s.app)
+	mux.HandleFunc("POST /api/v1/apps/{id}/register", s.requestApp(handset.WantRegistered))
+	mux.HandleFunc("POST /api/v1/apps/{id}/deregister", s.requestApp(handset.WantDeregistered))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// MessageSummary is a message-list row.
+type MessageSummary struct {
+	ID         string              `json:"id"`
+	Kind       handset.MessageKind `json:"kind"`
+	From       string              `json:"from"`
+	Subject    string              `json:"subject"`
+	ReceivedAt time.Time           `json:"received_at"`
+	Read       bool                `json:"read"`
+	URL        string              `json:"url,omitempty"`
+}
+
+// ChannelView is a channel as the API shows it (icon bytes left out).
+type ChannelView struct {
+	ID               string    `json:"id"`
+	ChannelID        string    `json:"channel_id"`
+	Title            string    `json:"title"`
+	URL              string    `json:"url"`
+	Read             bool      `json:"read"`
+	Priority         string    `json:"priority,omitempty"`
+	UnreadIconURL    string    `json:"unread_icon_url"`
+	ReadIconURL      string    `json:"read_icon_url"`
+	IconsLoaded      bool      `json:"icons_loaded"`
+	UnreadIconLoaded bool      `json:"unread_icon_loaded"`
+	ReadIconLoaded   bool      `json:"read_icon_loaded"`
+	DeleteURL        string    `json:"delete_url,omitempty"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+func channelView(c handset.Channel) ChannelView {
+	return ChannelView{
+		ID: c.ID, ChannelID: c.ChannelID, Title: c.Title, URL: c.URL, Read: c.Read, Priority: c.Priority,
+		UnreadIconURL: c.UnreadIconURL, ReadIconURL: c.ReadIconURL, IconsLoaded: c.IconsLoaded,
+		UnreadIconLoaded: c.UnreadIconLoaded, ReadIconLoaded: c.ReadIconLoaded, DeleteURL: c.DeleteURL,
+		UpdatedAt: c.UpdatedAt,
+	}
+}
+
+func (s *Server) device(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.h.Device())
+}
+
+func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
+	msgs := s.h.Messages()
+	out := make([]MessageSummary, len(msgs))
+	for i, m := range msgs {
+		out[i] = MessageSummary{ID: m.ID, Kind: m.Kind, From: m.From, Subject: m.Subject, ReceivedAt: m.ReceivedAt, Read: m.Read, URL: m.URL}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) message(w http.ResponseWriter, r *http.Request) {
+	m, err := s.h.Message(r.PathValue("id"))
+	s.reply(w, m, err)
+}
+
+func (s *Server) openMessage(w http.ResponseWriter, r *http.Request) {
+	m, err := s.h.OpenMessage(r.PathValue("id"))
+	s.reply(w, m, err)
+}
+
+func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
+	chs := s.h.Channels()
+	out := make([]ChannelView, len(chs))
+	for i, c := range chs {
+		out[i] = channelView(c)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
+	c, err := s.h.Channel(r.PathValue("id"))
+	s.reply(w, channelView(c), err)
+}
+
+// OpenedChannel is the answer to opening a channel: the channel and its cached page.
+type OpenedChannel struct {
+	Channel ChannelView         `json:"channel"`
+	Page    *handset.CacheEntry `json:"page"`
+}
+
+func (s *Server) openChannel(w http.ResponseWriter, r *http.Request) {
+	c, page, err := s.h.OpenChannel(r.PathValue("id"))
+	out := OpenedChannel{Channel: channelView(c)}
+	if page.URL != "" {
+		out.Page = &page
+	}
+	s.reply(w, out, err)
+}
+
+func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) {
+	c, err := s.h.DeleteChannel(r.PathValue("id"), true)
+	s.reply(w, channelView(c), err)
+}
+
+func (s *Server) cache(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.h.Cache())
+}
+
+func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		In *bool `json:"in"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.In == nil {
+		writeError(w, http.StatusBadRequest, `body must be {"in":true} or {"in":false}`)
+		return
+	}
+	s.h.SetCoverage(*req.In)
+	writeJSON(w, http.StatusOK, s.h.Device())
+}
+
+func (s *Server) apps(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.h.Apps())
+}
+
+func (s *Server) app(w http.ResponseWriter, r *http.Request) {
+	a, err := s.h.App(r.PathValue("id"))
+	s.reply(w, a, err)
+}
+
+func (s *Server) requestApp(want string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := s.h.RequestApp(id, want); err != nil {
+			s.reply(w, nil, err)
+			return
+		}
+		a, err := s.h.App(id)
+		s.replyStatus(w, http.StatusAccepted, a, err)
+	}
+}
+
+// events streams the handset's events as server-sent events, starting after the sequence
+// number in ?after= or Last-Event-ID (default: the whole kept history). With ?format=json it
+// answers at once with a JSON array instead of streaming.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	after, err := afterParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if r.URL.Query().Get("format") == "json" {
+		ev := s.h.Events(after)
+		if ev == nil {
+			ev = []handset.Event{}
+		}
+		writeJSON(w, http.StatusOK, ev)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	ctx := r.Context()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, s.opts.KeepAlive)
+		ev, err := s.h.WaitEvents(wctx, after)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil { // keep-alive tick
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+			continue
+		}
+		for _, e := range ev {
+			b, _ := json.Marshal(e)
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, b); err != nil {
+				return
+			}
+			after = e.Seq
+		}
+		flusher.Flush()
+	}
+}
+
+func afterParam(r *http.Request) (uint64, error) {
+	v := r.URL.Query().Get("after")
+	if v == "" {
+		v = r.Header.Get("Last-Event-ID")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("after=%q is not an event sequence number", v)
+	}
+	return n, nil
+}
+
+func (s *Server) reply(w http.ResponseWriter, v any, err error) {
+	s.replyStatus(w, http.StatusOK, v, err)
+}
+
+func (s *Server) replyStatus(w http.ResponseWriter, status int, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, status, v)
+	case errors.Is(err, handset.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	default:
+		s.log.Error("control api", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON body: %v", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
