@@ -1,0 +1,138 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, groups Group, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	c := Default()
+	c.Data = t.TempDir()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.Register(fs, groups)
+	err := c.Load(fs, args, func(k string) string { return env[k] })
+	return c, err
+}
+
+func TestPrecedence(t *testing.T) {
+	all := GroupData | GroupMail | GroupPush | GroupDNS | GroupHandset
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(Config) string
+	}{
+		{"defaults", nil, nil, func(c Config) string {
+			if c.Mail.IMAP != "127.0.0.1:1143" || len(c.Mail.Users) != 1 || c.Mail.Users[0] != DefaultUser || c.Push.FlowControlTimeout != 10*time.Minute {
+				return "defaults not applied"
+			}
+			return ""
+		}},
+		{"env sets", nil, map[string]string{"BBSIM_IMAP": "127.0.0.1:9143", "BBSIM_POLITE_DISCONNECT": "true"}, func(c Config) string {
+			if c.Mail.IMAP != "127.0.0.1:9143" || !c.Mail.PoliteDisconnect {
+				return "env not applied"
+			}
+			return ""
+		}},
+		{"flag beats env", []string{"--imap", "127.0.0.1:7143"}, map[string]string{"BBSIM_IMAP": "127.0.0.1:9143"}, func(c Config) string {
+			if c.Mail.IMAP != "127.0.0.1:7143" {
+				return "env beat the flag"
+			}
+			return ""
+		}},
+		{"repeatable flag replaces default", []string{"--user", "bob@x.test:pw:2100000B", "--user", "carol@x.test:pw"}, nil, func(c Config) string {
+			if len(c.Mail.Users) != 2 || c.Mail.Users[0].Email != "bob@x.test" || c.Mail.Users[0].PIN != "2100000B" {
+				return "users not replaced"
+			}
+			return ""
+		}},
+		{"repeatable env, flag replaces", []string{"--group", "b=2100000B"}, map[string]string{"BBSIM_GROUP": "a=2100000A c=2100000C"}, func(c Config) string {
+			if strings.Join(c.Push.Groups, " ") != "b=2100000B" {
+				return "groups = " + strings.Join(c.Push.Groups, " ")
+			}
+			return ""
+		}},
+		{"repeatable env", nil, map[string]string{"BBSIM_USER": "a@x.test:p b@x.test:q:2100000B"}, func(c Config) string {
+			if len(c.Mail.Users) != 2 || c.Mail.Users[1].PIN != "2100000B" {
+				return "env users not applied"
+			}
+			return ""
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(t, all, tt.args, tt.env)
+			if err != nil {
+				t.Fatalf("Load(%q) = %v", tt.args, err)
+			}
+			if msg := tt.check(c); msg != "" {
+				t.Error(msg)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	_, err := load(t, GroupData|GroupMail|GroupPush|GroupHandset,
+		[]string{"--imap", "nope", "--store-locking", "maybe", "--pin", "XYZ", "--mail-protocol", "smoke", "--packet-size", "1"}, nil)
+	if err == nil {
+		t.Fatal("Load accepted a bad configuration")
+	}
+	for _, want := range []string{"--imap", "--store-locking", "--pin", "--mail-protocol", "--packet-size"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestBadEnvIsReported(t *testing.T) {
+	_, err := load(t, GroupMail, nil, map[string]string{"BBSIM_USER": "nocolon"})
+	if err == nil || !strings.Contains(err.Error(), "BBSIM_USER") {
+		t.Fatalf("Load with BBSIM_USER=nocolon = %v, want an error naming the variable", err)
+	}
+}
+
+func TestHelpShowsEffectiveValue(t *testing.T) {
+	c := Default()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var out strings.Builder
+	fs.SetOutput(&out)
+	c.Register(fs, GroupMail)
+	c.Load(fs, []string{"-h"}, func(k string) string {
+		if k == "BBSIM_SMTP" {
+			return "127.0.0.1:3525"
+		}
+		return ""
+	})
+	if !strings.Contains(out.String(), "127.0.0.1:3525") {
+		t.Errorf("usage does not show the environment's value:\n%s", out.String())
+	}
+}
+
+func TestParsers(t *testing.T) {
+	if a, err := ParsePushApp("app1:secret:30000:http://127.0.0.1:8080/cp"); err != nil || a.Port != 30000 || a.CPURL != "http://127.0.0.1:8080/cp" {
+		t.Errorf("ParsePushApp = %+v, %v", a, err)
+	}
+	for _, bad := range []string{"app1", "app1:pw:notaport", "app1:pw:1:ftp://x"} {
+		if _, err := ParsePushApp(bad); err == nil {
+			t.Errorf("ParsePushApp(%q) = nil error", bad)
+		}
+	}
+	if a, err := ParseHandsetApp("app1:100"); err != nil || a.Port != 100 {
+		t.Errorf("ParseHandsetApp = %+v, %v", a, err)
+	}
+	if in, err := ParseInitiator("acme:pw:2100000A,$sales"); err != nil || len(in.Allowed) != 2 {
+		t.Errorf("ParseInitiator = %+v, %v", in, err)
+	}
+	if name, pins, err := ParseGroup("$sales=2100000a,2100000B"); err != nil || name != "sales" || pins[0] != "2100000A" {
+		t.Errorf("ParseGroup = %q %v %v", name, pins, err)
+	}
+	if _, _, err := ParseGroup("sales=zz"); err == nil {
+		t.Error("ParseGroup(sales=zz) = nil error")
+	}
+}

@@ -1,0 +1,188 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Flag groups a command can register. A command takes the groups it uses.
+type Group int
+
+// The flag groups.
+const (
+	GroupData Group = 1 << iota
+	GroupMail
+	GroupPush
+	GroupDNS
+	GroupHandset
+	GroupUI
+)
+
+// EnvName is the environment variable that sets a flag: BBSIM_ and the flag's name in
+// upper case with dashes as underscores (--store-locking: BBSIM_STORE_LOCKING).
+func EnvName(flagName string) string {
+	return "BBSIM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// listValue is a repeatable flag. Values from the default or the environment are replaced
+// by the first value given on the command line.
+type listValue struct {
+	p         *[]string
+	inherited bool
+}
+
+func (l *listValue) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, " ")
+}
+
+func (l *listValue) Set(s string) error {
+	if l.inherited {
+		*l.p = nil
+		l.inherited = false
+	}
+	*l.p = append(*l.p, s)
+	return nil
+}
+
+// userList adapts []User to a repeatable flag.
+type userList struct {
+	p         *[]User
+	inherited bool
+}
+
+func (u *userList) String() string {
+	if u.p == nil {
+		return ""
+	}
+	var s []string
+	for _, x := range *u.p {
+		s = append(s, x.Email+":***"+pinSuffix(x.PIN))
+	}
+	return strings.Join(s, " ")
+}
+
+func pinSuffix(pin string) string {
+	if pin == "" {
+		return ""
+	}
+	return ":" + pin
+}
+
+func (u *userList) Set(s string) error {
+	usr, err := ParseUser(s)
+	if err != nil {
+		return err
+	}
+	if u.inherited {
+		*u.p = nil
+		u.inherited = false
+	}
+	*u.p = append(*u.p, usr)
+	return nil
+}
+
+// Register adds the flags of the given groups to fs, bound to c.
+func (c *Config) Register(fs *flag.FlagSet, groups Group) {
+	if groups&GroupData != 0 {
+		fs.StringVar(&c.Data, "data", c.Data, "state directory (mail store, push store, handset journal)")
+		fs.BoolVar(&c.Debug, "debug", c.Debug, "debug logging")
+	}
+	if groups&GroupMail != 0 {
+		m := &c.Mail
+		fs.StringVar(&m.IMAP, "imap", m.IMAP, "IMAP listen address (empty: off)")
+		fs.StringVar(&m.POP3, "pop3", m.POP3, "POP3 listen address (empty: off)")
+		fs.StringVar(&m.SMTP, "smtp", m.SMTP, "SMTP listen address (empty: off)")
+		fs.StringVar(&m.Webmail, "webmail", m.Webmail, "webmail listen address (empty: off)")
+		fs.StringVar(&m.Domain, "domain", m.Domain, "mail domain of the emulated network")
+		fs.Var(&userList{p: &m.Users, inherited: true}, "user", "mail account `EMAIL:PASSWORD[:PIN]` (repeatable)")
+		fs.StringVar(&m.StoreLocking, "store-locking", m.StoreLocking, "message-store locking: exclusive or shared")
+		fs.BoolVar(&m.PoliteDisconnect, "polite-disconnect", m.PoliteDisconnect, "send idle IMAP sessions a BYE when a POP3 or webmail session wants the store")
+		fs.BoolVar(&m.NoIdle, "no-idle", m.NoIdle, "do not advertise IMAP IDLE")
+		fs.BoolVar(&m.NoIMAP, "no-imap", m.NoIMAP, "turn IMAP off")
+		fs.IntVar(&m.MaxConnectionsPerUser, "max-connections-per-user", m.MaxConnectionsPerUser, "refuse logins over N per user and protocol (0: no limit)")
+	}
+	if groups&GroupPush != 0 {
+		p := &c.Push
+		fs.StringVar(&p.Addr, "push", p.Addr, "push server listen address (empty: off)")
+		fs.Var(&listValue{p: &p.Groups, inherited: true}, "group", "push group `NAME=PIN,PIN` (repeatable)")
+		fs.IntVar(&p.PacketSize, "packet-size", p.PacketSize, "push packet size in bytes")
+		fs.DurationVar(&p.FlowControlTimeout, "flow-control-timeout", p.FlowControlTimeout, "how long pushes wait for an unreachable device")
+		fs.IntVar(&p.MaxActive, "max-active-connections", p.MaxActive, "pushes pending at once before 503 / PAP 4001")
+		fs.IntVar(&p.MaxHeaderBytes, "max-header-bytes", p.MaxHeaderBytes, "request line and header limit (then 414/431)")
+		fs.Int64Var(&p.MaxBodyBytes, "max-body-bytes", p.MaxBodyBytes, "push request body limit (then 413)")
+		fs.DurationVar(&p.ReadHeaderTimeout, "read-header-timeout", p.ReadHeaderTimeout, "time a push initiator has to send its headers")
+		fs.Var(&listValue{p: &p.Auth, inherited: true}, "push-auth", "push initiator `NAME:PASSWORD[:PIN,$group...]` (repeatable; turns push authentication on)")
+		fs.Var(&listValue{p: &p.Apps, inherited: true}, "push-app", "BIS push application `APPID:PASSWORD:PORT[:CPURL]` (repeatable)")
+	}
+	if groups&GroupDNS != 0 {
+		fs.StringVar(&c.DNS.Addr, "dns", c.DNS.Addr, "DNS zone listen address, UDP and TCP (empty: off)")
+	}
+	if groups&GroupHandset != 0 {
+		h := &c.Handset
+		fs.StringVar(&h.PIN, "pin", h.PIN, "handset PIN (8 hex digits)")
+		fs.StringVar(&h.Email, "email", h.Email, "handset e-mail address")
+		fs.StringVar(&h.Password, "password", h.Password, "mailbox password")
+		fs.StringVar(&h.MailServer, "mail-server", h.MailServer, "mail server HOST:PORT (empty: discover through DNS)")
+		fs.StringVar(&h.MailProtocol, "mail-protocol", h.MailProtocol, "auto, imap or pop3")
+		fs.StringVar(&h.MailSecurity, "mail-security", h.MailSecurity, "none, starttls or tls")
+		fs.StringVar(&h.Resolver, "resolver", h.Resolver, "DNS server used to discover the mail server (default: --dns)")
+		fs.StringVar(&h.Gateway, "gateway", h.Gateway, "push gateway URL (empty: no push)")
+		fs.StringVar(&h.Listen, "listen", h.Listen, "push receiver listen address")
+		fs.StringVar(&h.API, "api", h.API, "control API listen address (empty: off)")
+		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")
+		fs.Var(&listValue{p: &h.Apps, inherited: true}, "app", "push application `APPID:PORT[:CPURL]` on the handset (repeatable)")
+	}
+	if groups&(GroupHandset|GroupUI) != 0 {
+		fs.BoolVar(&c.Handset.Headless, "headless", c.Handset.Headless, "print events as lines instead of drawing the handset")
+	}
+}
+
+// Load fills c from the environment and then from args, for the flags registered on fs,
+// and validates the result. The environment is read through getenv (os.Getenv when nil).
+// After Load, fs's usage shows the effective defaults (environment included).
+func (c *Config) Load(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var envErrs []string
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(EnvName(f.Name))
+		if v == "" {
+			return
+		}
+		values := []string{v}
+		switch lv := f.Value.(type) {
+		case *listValue:
+			*lv.p = nil
+			values = strings.Fields(v)
+		case *userList:
+			*lv.p = nil
+			values = strings.Fields(v)
+		}
+		for _, x := range values {
+			if err := f.Value.Set(x); err != nil {
+				envErrs = append(envErrs, fmt.Sprintf("%s=%q: %v", EnvName(f.Name), v, err))
+				return
+			}
+		}
+		switch lv := f.Value.(type) {
+		case *listValue:
+			lv.inherited = true
+		case *userList:
+			lv.inherited = true
+		}
+		f.DefValue = f.Value.String()
+	})
+	if len(envErrs) > 0 {
+		return fmt.Errorf("environment: %s", strings.Join(envErrs, "; "))
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return c.Validate()
+}
