@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/term"
+
+	"github.com/bbsim/bbsim/config"
+	"github.com/bbsim/bbsim/emulator"
+)
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("bbsim "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func loadConfig(name string, args []string, groups config.Group, stderr io.Writer) (config.Config, error) {
+	cfg := config.Default()
+	fs := newFlagSet(name, stderr)
+	cfg.Register(fs, groups)
+	if err := cfg.Load(fs, args, nil); err != nil {
+		if err == flag.ErrHelp {
+			return cfg, err
+		}
+		if fs.Parsed() {
+			return cfg, fmt.Errorf("configuration:\n%w", err)
+		}
+		return cfg, errUsage
+	}
+	return cfg, nil
+}
+
+func logger(cfg config.Config, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func cmdServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("server", args, config.GroupData|config.GroupMail|config.GroupPush|config.GroupDNS, stderr)
+	if err != nil {
+		return err
+	}
+	log := logger(cfg, stderr)
+	e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeServer, Logger: log})
+	if err != nil {
+		return err
+	}
+	printListeners(stdout, e)
+	return e.Run(ctx)
+}
+
+func cmdHandset(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("handset", args, config.GroupData|config.GroupHandset, stderr)
+	if err != nil {
+		return err
+	}
+	log := logger(cfg, stderr)
+	e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeHandset, Logger: log, Events: stdout})
+	if err != nil {
+		return err
+	}
+	printListeners(stdout, e)
+	return e.Run(ctx)
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("run", args, config.GroupData|config.GroupMail|config.GroupPush|config.GroupDNS|config.GroupHandset, stderr)
+	if err != nil {
+		return err
+	}
+	headless := cfg.Handset.Headless || !isTerminal(stdout)
+	if headless {
+		log := logger(cfg, stderr)
+		e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeRun, Logger: log, Events: stdout})
+		if err != nil {
+			return err
+		}
+		printListeners(stdout, e)
+		return e.Run(ctx)
+	}
+	return runUI(ctx, cfg, stdout)
+}
+
+// runUI runs everything with the handset drawn in the terminal; logs go to a file.
+func runUI(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+	logPath := cfg.LogFile
+	if logPath == "" {
+		logPath = filepath.Join(cfg.Data, "bbsim.log")
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return err
+	}
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer lf.Close()
+	e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeRun, Logger: logger(cfg, lf)})
+	if err != nil {
+		return err
+	}
+	return e.RunWithUI(ctx, os.Stdin, stdout)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func printListeners(w io.Writer, e *emulator.Emulator) {
+	for _, l := range e.Listeners() {
+		fmt.Fprintf(w, "bbsim: %-8s %s\n", l.Name, l.Addr)
+	}
+}

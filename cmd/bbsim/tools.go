@@ -1,0 +1,21 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func notBuilt(name string) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(context.Context, []string, io.Writer, io.Writer) error {
+		return fmt.Errorf("%s: not built yet", name)
+	}
+}
+
+var (
+	cmdPush    = notBuilt("push")
+	cmdLockout = notBuilt("lockout")
+	cmdFleet   = notBuilt("fleet")
+	cmdSend    = notBuilt("send")
+	cmdBench   = notBuilt("bench")
+)
