@@ -62,6 +62,8 @@ type Handset struct {
 	cache     map[string]*CacheEntry
 	apps      []*App
 
+	linkToken string // from the gateway's attach answer; not persisted
+
 	events eventLog
 	j      *journal
 }
@@ -177,4 +179,20 @@ func (h *Handset) Device() Device {
 		}
 	}
 	return d
+}
+
+// SetLinkToken records the token the push gateway issued when the device attached. The
+// device presents it on requests the network must attribute to this device (BIS-Push
+// registration), as a real handset's traffic was attributed by its radio link.
+func (h *Handset) SetLinkToken(tok string) {
+	h.mu.Lock()
+	h.linkToken = tok
+	h.mu.Unlock()
+}
+
+// LinkToken returns the current device-link token ("" when not attached).
+func (h *Handset) LinkToken() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.linkToken
 }
