@@ -73,15 +73,18 @@ var ErrPortBusy = errors.New("address in use")
 
 // New binds every listener the configuration asks for and builds the components. On
 // error, nothing is left open.
-func New(opts Options) (e *Emulator, err error) {
+func New(opts Options) (_ *Emulator, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	e = &Emulator{cfg: opts.Config, mode: opts.Mode, log: opts.Logger, lns: map[string]net.Listener{},
+	e := &Emulator{cfg: opts.Config, mode: opts.Mode, log: opts.Logger, lns: map[string]net.Listener{},
 		pcs: map[string]net.PacketConn{}, out: opts.Events}
 	defer func() {
 		if err != nil {
 			e.closeAll()
+			if e.Handset != nil {
+				e.Handset.Close()
+			}
 		}
 	}()
 	if err := e.bind(); err != nil {

@@ -1,0 +1,108 @@
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bbsim/bbsim/config"
+)
+
+func testConfig(t *testing.T) config.Config {
+	c := config.Default()
+	c.Data = t.TempDir()
+	for _, p := range []*string{&c.Mail.IMAP, &c.Mail.POP3, &c.Mail.SMTP, &c.Mail.Webmail, &c.Push.Addr, &c.DNS.Addr, &c.Handset.Listen, &c.Handset.API} {
+		*p = "127.0.0.1:0"
+	}
+	c.Handset.Gateway = ""
+	return c
+}
+
+func TestBusyPortNamesTheFlag(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	c := testConfig(t)
+	c.Handset.API = busy.Addr().String()
+	_, err = New(Options{Config: c, Mode: ModeHandset})
+	if !errors.Is(err, ErrPortBusy) {
+		t.Fatalf("New with a busy --api = %v, want ErrPortBusy", err)
+	}
+	for _, want := range []string{"--api", "BBSIM_API", busy.Addr().String()} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	// Nothing else was left bound: the same configuration with a free port works.
+	c.Handset.API = "127.0.0.1:0"
+	e, err := New(Options{Config: c, Mode: ModeHandset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.closeAll()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestHandsetRunsAndStops(t *testing.T) {
+	var out syncBuffer
+	e, err := New(Options{Config: testConfig(t), Mode: ModeHandset, Events: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+
+	req, _ := http.NewRequest("POST", "http://"+e.Addr("api")+"/api/v1/coverage", strings.NewReader(`{"in":false}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST coverage = %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "out of coverage") {
+		if time.Now().After(deadline) {
+			t.Fatalf("event line not printed; got %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(ShutdownTimeout + time.Second):
+		t.Fatal("Run did not return within the shutdown timeout")
+	}
+	if _, err := net.Dial("tcp", e.Addr("api")); err == nil {
+		t.Error("the API port is still open after Run returned")
+	}
+}
