@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -443,7 +444,14 @@ func (c *Client) sendOnce(ctx context.Context, p Push) Result {
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		r.Err = fmt.Errorf("push to %s: %w", req.URL.Host, err)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			r.Err = fmt.Errorf("push to %s: connection refused: is the push server running there? (--gateway): %w", req.URL.Host, err)
+		}
 		return r
 	}
 	defer resp.Body.Close()

@@ -13,9 +13,7 @@ func notBuilt(name string) func(context.Context, []string, io.Writer, io.Writer)
 }
 
 var (
-	cmdPush    = notBuilt("push")
 	cmdLockout = notBuilt("lockout")
 	cmdFleet   = notBuilt("fleet")
-	cmdSend    = notBuilt("send")
 	cmdBench   = notBuilt("bench")
 )
