@@ -1,0 +1,282 @@
+package pushserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// delivery is one push reassembled by the test receiver.
+type delivery struct {
+	PIN, PushID string
+	Port        int
+	Header      http.Header
+	Body        []byte
+	Packets     int
+}
+
+// receiver implements the receiver side of docs/device-link.md for many devices behind one
+// listener (http://host/d/<PIN>/), reassembling packets.
+type receiver struct {
+	t   testing.TB
+	srv *httptest.Server
+	got chan delivery
+
+	mu          sync.Mutex
+	partial     map[string]map[int][]byte
+	inflight    map[string]int
+	maxInflight int
+	answer      func(pin string, h http.Header) (status int, pushStatus string)
+}
+
+func newReceiver(t testing.TB) *receiver {
+	rc := &receiver{t: t, got: make(chan delivery, 100000), partial: map[string]map[int][]byte{}, inflight: map[string]int{}}
+	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) url(pin string) string { return rc.srv.URL + "/d/" + pin + "/" }
+
+func (rc *receiver) setAnswer(f func(pin string, h http.Header) (int, string)) {
+	rc.mu.Lock()
+	rc.answer = f
+	rc.mu.Unlock()
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	pin := strings.Trim(strings.TrimPrefix(r.URL.Path, "/d/"), "/")
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id := r.Header.Get("X-RIM-Push-ID")
+	var idx, n int
+	if _, err := fmt.Sscanf(r.Header.Get("X-Bbsim-Packet"), "%d/%d", &idx, &n); err != nil || n < 1 || idx >= n || id == "" {
+		w.Header().Set("X-RIM-Push-Status", "400")
+		http.Error(w, "bad packet headers", http.StatusBadRequest)
+		return
+	}
+	key := pin + "/" + id
+	rc.mu.Lock()
+	rc.inflight[pin]++
+	if rc.inflight[pin] > rc.maxInflight {
+		rc.maxInflight = rc.inflight[pin]
+	}
+	rc.mu.Unlock()
+	if n > 1 {
+		time.Sleep(2 * time.Millisecond) // let the pipeline fill
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.inflight[pin]--
+	if rc.partial[key] == nil {
+		rc.partial[key] = map[int][]byte{}
+	}
+	rc.partial[key][idx] = body
+	if idx != n-1 {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	var all []byte
+	for i := 0; i < n; i++ {
+		b, ok := rc.partial[key][i]
+		if !ok {
+			w.Header().Set("X-RIM-Push-Status", "400")
+			http.Error(w, fmt.Sprintf("packet %d missing", i), http.StatusBadRequest)
+			return
+		}
+		all = append(all, b...)
+	}
+	delete(rc.partial, key)
+	if want, _ := strconv.Atoi(r.Header.Get("X-Bbsim-Push-Length")); want != len(all) {
+		w.Header().Set("X-RIM-Push-Status", "400")
+		http.Error(w, "length mismatch", http.StatusBadRequest)
+		return
+	}
+	if rc.answer != nil {
+		if status, ps := rc.answer(pin, r.Header); status != 0 && status != 200 {
+			if ps != "" {
+				w.Header().Set("X-RIM-Push-Status", ps)
+			}
+			http.Error(w, "refused", status)
+			return
+		}
+	}
+	port, _ := strconv.Atoi(r.Header.Get("X-RIM-Push-Dest-Port"))
+	rc.got <- delivery{PIN: pin, PushID: id, Port: port, Header: r.Header.Clone(), Body: all, Packets: n}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (rc *receiver) wait(t testing.TB, n int) []delivery {
+	t.Helper()
+	var out []delivery
+	timeout := time.After(20 * time.Second)
+	for len(out) < n {
+		select {
+		case d := <-rc.got:
+			out = append(out, d)
+		case <-timeout:
+			t.Fatalf("got %d deliveries, want %d", len(out), n)
+		}
+	}
+	return out
+}
+
+// none asserts no further delivery arrives within d.
+func (rc *receiver) none(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case x := <-rc.got:
+		t.Fatalf("unexpected delivery of %s to %s", x.PushID, x.PIN)
+	case <-time.After(d):
+	}
+}
+
+// notifications collects result notifications (RIM headers or PAP XML bodies).
+type notifications struct {
+	srv *httptest.Server
+	got chan notice
+}
+
+type notice struct {
+	PushID, Dest, Status string
+	Body                 string
+}
+
+func newNotifications(t testing.TB) *notifications {
+	n := &notifications{got: make(chan notice, 10000)}
+	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		n.got <- notice{PushID: r.Header.Get("X-RIM-Push-ID"), Dest: r.Header.Get("X-RIM-Push-Destination"), Status: r.Header.Get("X-RIM-Push-Status"), Body: string(b)}
+	}))
+	t.Cleanup(n.srv.Close)
+	return n
+}
+
+func (n *notifications) wait(t testing.TB, k int) []notice {
+	t.Helper()
+	var out []notice
+	timeout := time.After(20 * time.Second)
+	for len(out) < k {
+		select {
+		case x := <-n.got:
+			out = append(out, x)
+		case <-timeout:
+			t.Fatalf("got %d notifications, want %d", len(out), k)
+		}
+	}
+	return out
+}
+
+// startServer runs a Server on a loopback listener and returns it and its base URL.
+func startServer(t testing.TB, opts Options) (*Server, string) {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return s, "http://" + ln.Addr().String()
+}
+
+func postJSON(t testing.TB, url string, v any) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+func attach(t testing.TB, base string, rc *receiver, pin string) string {
+	t.Helper()
+	code, m := postJSON(t, base+"/device/attach", map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin)})
+	if code != 200 {
+		t.Fatalf("attach %s = %d %v", pin, code, m)
+	}
+	tok, _ := m["link_token"].(string)
+	return tok
+}
+
+func detach(t testing.TB, base, pin string) {
+	t.Helper()
+	if code, m := postJSON(t, base+"/device/detach", map[string]string{"pin": pin}); code != 200 {
+		t.Fatalf("detach %s = %d %v", pin, code, m)
+	}
+}
+
+// rimPush sends a RIM push with net/http and returns the status and body.
+func rimPush(t testing.TB, base, query string, h map[string]string, body []byte) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest("POST", base+"/push?"+query, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /push: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func getJSON(t testing.TB, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
+}
+
+// waitState polls the push status API until the recipient reaches state.
+func waitState(t testing.TB, s *Server, pushID, pin, state string) RecipientStatus {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last PushStatus
+	for time.Now().Before(deadline) {
+		ps, err := s.PushState(pushID)
+		if err == nil {
+			last = ps
+			for _, r := range ps.Recipients {
+				if r.PIN == pin && r.State == state {
+					return r
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("push %s for %s never reached %s: %+v", pushID, pin, state, last)
+	return RecipientStatus{}
+}

@@ -1,0 +1,236 @@
+package pushserver
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+)
+
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/push", s.handleRIM)
+	mux.HandleFunc("/pap", s.handlePAP)
+	mux.HandleFunc("POST /device/attach", s.handleAttach)
+	mux.HandleFunc("POST /device/detach", s.handleDetach)
+	mux.HandleFunc("POST /device/ack", s.handleAck)
+	mux.HandleFunc("GET /api/v1/pushes/{id}", s.handlePushStatus)
+	mux.HandleFunc("GET /api/v1/devices", s.handleDevices)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	for prefix, h := range s.opts.Mount {
+		mux.Handle(prefix, h)
+	}
+	return mux
+}
+
+// checkSize answers 414/431 for requests over MaxHeaderBytes with a hint to use PAP, whose
+// options travel in the body.
+func (s *Server) checkSize(w http.ResponseWriter, r *http.Request, what string) bool {
+	max := s.opts.MaxHeaderBytes
+	line := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	if line > max {
+		s.m.rejected.Add(1)
+		http.Error(w, fmt.Sprintf("%s: request line of %d bytes is over the %d-byte limit; send long destination lists with PAP (POST /pap), which carries addresses in the body", what, line, max), http.StatusRequestURITooLong)
+		return false
+	}
+	n := line
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	if n > max {
+		s.m.rejected.Add(1)
+		http.Error(w, fmt.Sprintf("%s: request line and headers of %d bytes are over the %d-byte limit; use PAP (POST /pap), which carries push options in the body", what, n, max), http.StatusRequestHeaderFieldsTooLarge)
+		return false
+	}
+	return true
+}
+
+// authenticate checks HTTP Basic credentials when push authentication is on. It answers
+// 401 with a challenge when they are missing and 403 when they are wrong.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*Initiator, bool) {
+	if len(s.opts.PushAuth) == 0 {
+		return nil, true
+	}
+	name, pass, ok := r.BasicAuth()
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="bbsim push", charset="UTF-8"`)
+		http.Error(w, "push authentication required", http.StatusUnauthorized)
+		return nil, false
+	}
+	for i := range s.opts.PushAuth {
+		ini := &s.opts.PushAuth[i]
+		if subtle.ConstantTimeCompare([]byte(ini.Name), []byte(name)) == 1 &&
+			subtle.ConstantTimeCompare([]byte(ini.Password), []byte(pass)) == 1 {
+			return ini, true
+		}
+	}
+	s.log.Info("push initiator refused", "user", name, "remote", r.RemoteAddr)
+	http.Error(w, "push initiator not authorized", http.StatusForbidden)
+	return nil, false
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.rimError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the %d-byte limit", s.opts.MaxBodyBytes))
+			return nil, false
+		}
+		s.rimError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+type attachRequest struct {
+	PIN         string `json:"pin"`
+	Email       string `json:"email"`
+	ReceiverURL string `json:"receiver_url"`
+}
+
+type ackRequest struct {
+	PIN    string `json:"pin"`
+	PushID string `json:"push_id"`
+	Code   int    `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
+	var req attachRequest
+	if err := decodeJSON(r, &req); err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pin, ok := normPIN(req.PIN)
+	if !ok {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad PIN %q: want 8 hex digits", req.PIN))
+		return
+	}
+	u, err := url.Parse(req.ReceiverURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad receiver_url %q: want an http URL", req.ReceiverURL))
+		return
+	}
+	token, queued, err := s.attach(pin, req.Email, req.ReceiverURL)
+	if err != nil {
+		jsonError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pin": pin, "queued": queued, "link_token": token})
+}
+
+func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
+	var req attachRequest
+	if err := decodeJSON(r, &req); err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pin, ok := normPIN(req.PIN)
+	if !ok {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad PIN %q: want 8 hex digits", req.PIN))
+		return
+	}
+	s.detach(pin)
+	writeJSON(w, http.StatusOK, map[string]any{"pin": pin})
+}
+
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	var req ackRequest
+	if err := decodeJSON(r, &req); err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pin, ok := normPIN(req.PIN)
+	if !ok || req.PushID == "" || req.Code == 0 {
+		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits), push_id and code")
+		return
+	}
+	if !s.ack(pin, req.PushID, req.Code) {
+		jsonError(w, http.StatusNotFound, fmt.Sprintf("no push %q waiting for an acknowledgement from %s", req.PushID, pin))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pin": pin, "push_id": req.PushID})
+}
+
+func (s *Server) handlePushStatus(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.PushState(r.PathValue("id"))
+	if errors.Is(err, ErrNotFound) {
+		jsonError(w, http.StatusNotFound, "push not found")
+		return
+	}
+	if err != nil {
+		s.log.Error("read push status", "err", err)
+		jsonError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeJSON(w, http.StatusOK, ps)
+}
+
+type deviceInfo struct {
+	PIN         string `json:"pin"`
+	Email       string `json:"email,omitempty"`
+	Attached    bool   `json:"attached"`
+	ReceiverURL string `json:"receiver_url,omitempty"`
+	Queued      int    `json:"queued"`
+	Delivered   int    `json:"delivered"`
+}
+
+func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	out := make([]deviceInfo, 0, len(s.devices))
+	for _, d := range s.devices {
+		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered}
+		if d.attached {
+			di.ReceiverURL = d.url
+		}
+		out = append(out, di)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].PIN < out[j].PIN })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	queued, attached := 0, 0
+	for _, d := range s.devices {
+		queued += len(d.queue)
+		if d.attached {
+			attached++
+		}
+	}
+	pending, active := len(s.pending), s.active
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	s.m.write(w, queued, attached, pending, active)
+}
+
+func papTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+var _ = strings.TrimSpace

@@ -1,0 +1,275 @@
+// Package pushserver is the bundled push gateway: it takes RIM push and PAP requests from push
+// initiators, stores every accepted push in SQLite before answering, and delivers it over the
+// device link (docs/device-link.md) to attached handsets through per-device ordered queues
+// with flow control, reporting results to the initiators' notify URLs.
+package pushserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by the Server.
+var (
+	// ErrServerClosed is returned by Serve after Shutdown or Close.
+	ErrServerClosed = errors.New("pushserver: server closed")
+	// ErrDuplicate is returned by Enqueue when the source already used the push id.
+	ErrDuplicate = errors.New("pushserver: duplicate push id")
+	// ErrBusy is returned by Enqueue when MaxActive pushes are pending.
+	ErrBusy = errors.New("pushserver: too many pending pushes")
+	// ErrNotFound is returned for an unknown push id.
+	ErrNotFound = errors.New("pushserver: push id not found")
+	// ErrNotCancellable is returned by Cancel when no recipient of the push is still queued.
+	ErrNotCancellable = errors.New("pushserver: cancellation not possible")
+	// ErrBadSubmission is returned by Enqueue for an invalid submission (wrapped with details).
+	ErrBadSubmission = errors.New("pushserver: bad submission")
+)
+
+// Device is one handset known from the configuration (--user).
+type Device struct{ PIN, Email string }
+
+// Initiator is a push initiator allowed to push when push authentication is on.
+type Initiator struct {
+	Name, Password string
+	// Allowed lists the PINs and "$group" names the initiator may reach; empty = anyone.
+	Allowed []string
+}
+
+// Options configure a Server. Zero values mean the defaults stated per field.
+type Options struct {
+	DataDir            string              // required: directory of the SQLite store push.db
+	Devices            []Device            // PIN<->email directory seed; default none
+	Groups             map[string][]string // group name (without "$") -> PINs; default none
+	PacketSize         int                 // bytes of body per packet; default 8192
+	FlowControlTimeout time.Duration       // how long a push waits for its device; default 10m
+	MaxActive          int                 // pushes pending at once before 503/4001; default 1000
+	MaxHeaderBytes     int                 // request line + headers before 414/431; default 8192
+	MaxBodyBytes       int64               // request body limit; default 1 MiB
+	ReadHeaderTimeout  time.Duration       // against slow senders; default 10s
+	PushAuth           []Initiator         // empty = no push authentication
+	Mount              map[string]http.Handler
+	// OnResult is called, in its own goroutine, for every final per-recipient result; default none.
+	OnResult func(Result)
+	Client   *http.Client // deliveries and notifications; default a tuned transport
+	Logger   *slog.Logger // default discard
+	Now      func() time.Time
+}
+
+// Result is the final outcome of a push for one recipient.
+type Result struct {
+	PushID, PIN string
+	Port        int
+	State       string // delivered|expired|failed|cancelled
+	Code        int
+	At          time.Time
+}
+
+// Submission is a push to enqueue (used by the BIS push API and by the RIM and PAP handlers).
+type Submission struct {
+	PushID  string
+	Source  string // initiator or application id; push ids are unique per source
+	PINs    []string
+	Port    int
+	Headers http.Header // content headers forwarded to the device
+	Body    []byte
+	// Reliability is "" (transport), "transport", "application" or "confirmed".
+	Reliability                 string
+	DeliverBefore, DeliverAfter time.Time
+	NotifyURL                   string
+
+	requestURI string
+	notifyPAP  bool // notify with a PAP resultnotification-message
+	papVersion string
+	ports      []int // per-PIN ports (PAP addresses carry their own); nil = Port for all
+}
+
+// PushStatus is the state of a push per recipient.
+type PushStatus struct {
+	PushID     string            `json:"push_id"`
+	Source     string            `json:"source"`
+	AcceptedAt time.Time         `json:"accepted_at"`
+	Recipients []RecipientStatus `json:"recipients"`
+}
+
+// RecipientStatus is the state of one recipient of a push. State is queued, pending
+// (transport-delivered, waiting for the application's acknowledgement), delivered, expired,
+// timeout, failed or cancelled.
+type RecipientStatus struct {
+	PIN         string     `json:"pin"`
+	Port        int        `json:"port"`
+	State       string     `json:"state"`
+	Code        int        `json:"code"`
+	TransportAt *time.Time `json:"transport_at,omitempty"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+// Server is the push gateway.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	client *http.Client
+	st     *store
+	hs     *http.Server
+	mux    *http.ServeMux
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	devices map[string]*device
+	emails  map[string]string // lower-case email -> PIN
+	tokens  map[string]string // link token -> PIN
+	active  int               // pushes with open recipients (plus reservations)
+	byID    map[string]*push  // latest active push per push id
+	pending map[string]*recip // transport-delivered, awaiting app ack; key push id + "/" + PIN
+	closed  bool
+
+	notifySem chan struct{}
+	m         metrics
+	closeOnce sync.Once
+	closeErr  error
+	serving   atomic.Bool
+}
+
+// New opens the store, restores queued pushes and starts the delivery machinery.
+func New(opts Options) (*Server, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("pushserver: DataDir is required")
+	}
+	if opts.PacketSize <= 0 {
+		opts.PacketSize = 8192
+	}
+	if opts.FlowControlTimeout <= 0 {
+		opts.FlowControlTimeout = 10 * time.Minute
+	}
+	if opts.MaxActive <= 0 {
+		opts.MaxActive = 1000
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = 8192
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = log.With("component", "pushserver")
+	client := opts.Client
+	if client == nil {
+		client = &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				Proxy:               nil,
+				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:        4096,
+				MaxIdleConnsPerHost: 1024,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		}
+	}
+	st, err := openStore(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts: opts, log: log, now: opts.Now, client: client, st: st,
+		devices:   map[string]*device{},
+		emails:    map[string]string{},
+		tokens:    map[string]string{},
+		byID:      map[string]*push{},
+		pending:   map[string]*recip{},
+		notifySem: make(chan struct{}, 64),
+	}
+	s.m.init()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, d := range opts.Devices {
+		pin, ok := normPIN(d.PIN)
+		if !ok {
+			st.close()
+			return nil, fmt.Errorf("pushserver: device %q: bad PIN", d.PIN)
+		}
+		s.device(pin).email = d.Email
+		if d.Email != "" {
+			s.emails[lower(d.Email)] = pin
+		}
+	}
+	for name, pins := range opts.Groups {
+		for _, p := range pins {
+			if _, ok := normPIN(p); !ok {
+				st.close()
+				return nil, fmt.Errorf("pushserver: group %s: bad PIN %q", name, p)
+			}
+		}
+	}
+	if err := s.restore(); err != nil {
+		st.close()
+		return nil, err
+	}
+	s.mux = s.routes()
+	s.hs = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		// The handler answers 414/431 with a hint itself; this hard cap only stops abuse.
+		MaxHeaderBytes: 4*opts.MaxHeaderBytes + 4096,
+		IdleTimeout:    2 * time.Minute,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(1)
+	go s.reaper()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the gateway (push, PAP, device link, API, mounts).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve accepts connections on ln until Shutdown or Close; it then returns ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// Shutdown stops accepting requests, waits for active ones (bounded by ctx), stops delivery
+// and closes the store. Queued pushes stay in the store for the next start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.hs.Shutdown(ctx)
+	return errors.Join(err, s.stop())
+}
+
+// Close closes listeners and connections at once, stops delivery and closes the store.
+func (s *Server) Close() error {
+	err := s.hs.Close()
+	return errors.Join(err, s.stop())
+}
+
+func (s *Server) stop() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		s.closeErr = s.st.close()
+	})
+	return s.closeErr
+}

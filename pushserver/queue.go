@@ -1,0 +1,695 @@
+package pushserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// push is an accepted push held in memory while any recipient is open.
+type push struct {
+	key                         int64
+	id, source                  string
+	headers                     http.Header
+	body                        []byte
+	requestURI                  string
+	reliability                 string // transport|application
+	deliverBefore, deliverAfter time.Time
+	notifyURL                   string
+	notifyPAP                   bool
+	papVersion                  string
+	acceptedAt                  time.Time
+	open                        int // recipients not final; guarded by Server.mu
+	recipients                  int // number of recipients; immutable
+}
+
+// recip is one recipient of a push.
+type recip struct {
+	seq         int64
+	p           *push
+	pin         string
+	port        int
+	state       string // queued|pending|final states
+	final       bool
+	transportAt time.Time
+}
+
+func (r *recip) deadline(fct time.Duration) time.Time {
+	if r.state == "pending" {
+		return r.transportAt.Add(fct)
+	}
+	base := r.p.acceptedAt
+	if r.p.deliverAfter.After(base) {
+		base = r.p.deliverAfter
+	}
+	d := base.Add(fct)
+	if !r.p.deliverBefore.IsZero() && r.p.deliverBefore.Before(d) {
+		d = r.p.deliverBefore
+	}
+	return d
+}
+
+// device is one handset: directory entry, link and queue.
+type device struct {
+	pin, email string
+	url        string
+	token      string
+	attached   bool
+	detach     context.CancelFunc // stops the delivery loop of the current attachment
+	queue      []*recip           // queued recipients in seq order
+	wake       chan struct{}
+	delivered  int
+}
+
+func (s *Server) device(pin string) *device {
+	d := s.devices[pin]
+	if d == nil {
+		d = &device{pin: pin, wake: make(chan struct{}, 1)}
+		s.devices[pin] = d
+	}
+	return d
+}
+
+func (d *device) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func normPIN(s string) (string, bool) {
+	if len(s) != 8 {
+		return "", false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return "", false
+		}
+	}
+	return strings.ToUpper(s), true
+}
+
+func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func newPushID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// restore loads the device directory and every open push from the store.
+func (s *Server) restore() error {
+	devs, err := s.st.loadDevices()
+	if err != nil {
+		return err
+	}
+	for pin, email := range devs {
+		d := s.device(pin)
+		if d.email == "" && email != "" {
+			d.email = email
+			s.emails[lower(email)] = pin
+		}
+	}
+	open, err := s.st.loadOpen()
+	if err != nil {
+		return err
+	}
+	for _, so := range open {
+		p := so.p
+		p.open = len(so.rs)
+		s.active++
+		s.byID[p.id] = p
+		for _, r := range so.rs {
+			if r.state == "pending" {
+				s.pending[p.id+"/"+r.pin] = r
+				continue
+			}
+			d := s.device(r.pin)
+			d.queue = append(d.queue, r)
+		}
+	}
+	if len(open) > 0 {
+		s.log.Info("restored queued pushes", "pushes", len(open))
+	}
+	return nil
+}
+
+// Enqueue stores a push and queues it for each recipient; it returns once the push is
+// committed. It returns ErrDuplicate when the source already used the push id and ErrBusy
+// when MaxActive pushes are pending.
+func (s *Server) Enqueue(ctx context.Context, sub Submission) error {
+	_, err := s.enqueue(ctx, sub)
+	return err
+}
+
+func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
+	if len(sub.PINs) == 0 {
+		return nil, fmt.Errorf("%w: no recipients", ErrBadSubmission)
+	}
+	if sub.PushID == "" {
+		sub.PushID = newPushID()
+	}
+	if sub.Port == 0 {
+		sub.Port = 7874
+	}
+	if sub.Port < 0 || sub.Port > 65535 {
+		return nil, fmt.Errorf("%w: port %d", ErrBadSubmission, sub.Port)
+	}
+	if !sub.DeliverBefore.IsZero() && !sub.DeliverAfter.IsZero() && !sub.DeliverAfter.Before(sub.DeliverBefore) {
+		return nil, fmt.Errorf("%w: deliver-after is not before deliver-before", ErrBadSubmission)
+	}
+	rel := "transport"
+	switch lower(sub.Reliability) {
+	case "", "transport", "unconfirmed", "preferconfirmed", "notspecified":
+	case "application", "application-preferred", "confirmed", "application-level":
+		rel = "application"
+	default:
+		return nil, fmt.Errorf("%w: reliability %q", ErrBadSubmission, sub.Reliability)
+	}
+	now := s.now().UTC()
+	p := &push{
+		id: sub.PushID, source: sub.Source, headers: sub.Headers, body: sub.Body,
+		requestURI: sub.requestURI, reliability: rel, deliverBefore: sub.DeliverBefore.UTC(),
+		deliverAfter: sub.DeliverAfter.UTC(), notifyURL: sub.NotifyURL, notifyPAP: sub.notifyPAP,
+		papVersion: sub.papVersion, acceptedAt: now,
+	}
+	if p.headers == nil {
+		p.headers = http.Header{}
+	}
+	if p.body == nil {
+		p.body = []byte{}
+	}
+	if !p.deliverBefore.IsZero() && !p.deliverBefore.After(now) {
+		return nil, fmt.Errorf("%w: deliver-before is in the past", ErrBadSubmission)
+	}
+	seen := map[string]bool{}
+	var rs []*recip
+	for i, raw := range sub.PINs {
+		pin, ok := normPIN(raw)
+		if !ok {
+			return nil, fmt.Errorf("%w: bad PIN %q", ErrBadSubmission, raw)
+		}
+		port := sub.Port
+		if i < len(sub.ports) && sub.ports[i] != 0 {
+			port = sub.ports[i]
+		}
+		if seen[pin] {
+			continue
+		}
+		seen[pin] = true
+		rs = append(rs, &recip{p: p, pin: pin, port: port, state: "queued"})
+	}
+	p.open = len(rs)
+	p.recipients = len(rs)
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrServerClosed
+	}
+	if s.active >= s.opts.MaxActive {
+		s.mu.Unlock()
+		s.m.busy.Add(1)
+		return nil, ErrBusy
+	}
+	s.active++
+	s.mu.Unlock()
+
+	err := s.st.do(ctx, func(tx *sql.Tx) error { return insertPush(tx, p, rs) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.active--
+		return nil, err
+	}
+	s.byID[p.id] = p
+	for _, r := range rs {
+		d := s.device(r.pin)
+		// Concurrent commits may append out of seq order: insert in place.
+		i := len(d.queue)
+		for i > 0 && d.queue[i-1].seq > r.seq {
+			i--
+		}
+		d.queue = slices.Insert(d.queue, i, r)
+		d.poke()
+	}
+	s.m.accepted.Add(1)
+	s.m.recipients.Add(int64(len(rs)))
+	return p, nil
+}
+
+// attach marks a device in coverage and starts delivering its queue.
+func (s *Server) attach(pin, email, url string) (token string, queued int, err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", 0, ErrServerClosed
+	}
+	d := s.device(pin)
+	if d.detach != nil {
+		d.detach()
+	}
+	if d.token != "" {
+		delete(s.tokens, d.token)
+	}
+	emailChanged := false
+	if email != "" && d.email != email {
+		d.email = email
+		s.emails[lower(email)] = pin
+		emailChanged = true
+	}
+	d.url = url
+	d.attached = true
+	d.token = newToken()
+	s.tokens[d.token] = pin
+	ctx, cancel := context.WithCancel(s.ctx)
+	d.detach = cancel
+	queued = len(d.queue)
+	token = d.token
+	s.wg.Add(1)
+	go s.runDevice(ctx, d, url)
+	s.mu.Unlock()
+	if emailChanged {
+		if err := s.st.saveDevice(s.ctx, pin, email); err != nil {
+			s.log.Warn("save device", "pin", pin, "err", err)
+		}
+	}
+	s.log.Info("device attached", "pin", pin, "receiver", url, "queued", queued)
+	return token, queued, nil
+}
+
+func (s *Server) detach(pin string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.devices[pin]
+	if d == nil {
+		return
+	}
+	if d.detach != nil {
+		d.detach()
+		d.detach = nil
+	}
+	if d.token != "" {
+		delete(s.tokens, d.token)
+		d.token = ""
+	}
+	d.attached = false
+	s.log.Info("device detached", "pin", pin, "queued", len(d.queue))
+}
+
+// LinkedPIN resolves the device identified by a link token issued at /device/attach.
+func (s *Server) LinkedPIN(linkToken string) (string, bool) {
+	if linkToken == "" {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pin, ok := s.tokens[linkToken]
+	return pin, ok
+}
+
+// next returns the first deliverable queued recipient of d, or how long to wait.
+func (s *Server) next(d *device) (*recip, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	wait := time.Hour
+	for _, r := range d.queue {
+		if r.p.deliverAfter.After(now) {
+			if w := r.p.deliverAfter.Sub(now); w < wait {
+				wait = w
+			}
+			continue
+		}
+		return r, 0
+	}
+	return nil, wait
+}
+
+func (s *Server) runDevice(ctx context.Context, d *device, url string) {
+	defer s.wg.Done()
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		r, wait := s.next(d)
+		if r == nil {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-d.wake:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		s.deliver(ctx, url, r)
+	}
+}
+
+type sendResult struct {
+	code  int // X-RIM-Push-Status from the receiver, 0 if none
+	ok    bool
+	retry bool
+	err   error
+}
+
+// deliver sends one push to one device, retrying while the device stays attached.
+func (s *Server) deliver(ctx context.Context, url string, r *recip) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		s.mu.Lock()
+		final := r.final
+		s.mu.Unlock()
+		if final || ctx.Err() != nil {
+			return
+		}
+		res := s.send(ctx, url, r)
+		if ctx.Err() != nil && !res.ok {
+			return
+		}
+		switch {
+		case res.ok:
+			now := s.now().UTC()
+			s.m.observeLatency(now.Sub(r.p.acceptedAt))
+			if r.p.reliability == "application" {
+				s.markPending(r, now)
+			} else {
+				s.finish(r, "delivered", 1000, now)
+			}
+			return
+		case !res.retry:
+			s.finish(r, "failed", res.code, s.now().UTC())
+			return
+		}
+		s.log.Debug("device unreachable, retrying", "pin", r.pin, "push_id", r.p.id, "attempt", attempt, "backoff", backoff, "err", res.err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// send delivers the packets of a push: all but the last pipelined with at most 5
+// unacknowledged, then the last one, whose answer is the device's verdict.
+func (s *Server) send(ctx context.Context, url string, r *recip) sendResult {
+	body := r.p.body
+	size := s.opts.PacketSize
+	n := (len(body) + size - 1) / size
+	if n == 0 {
+		n = 1
+	}
+	packet := func(i int) []byte {
+		lo := i * size
+		hi := min(lo+size, len(body))
+		if lo > len(body) {
+			lo = len(body)
+		}
+		return body[lo:hi]
+	}
+	if n > 1 {
+		sem := make(chan struct{}, 5)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var first sendResult
+		failed := false
+		for i := 0; i < n-1; i++ {
+			sem <- struct{}{}
+			mu.Lock()
+			stop := failed
+			mu.Unlock()
+			if stop {
+				<-sem
+				break
+			}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				res := s.post(ctx, url, r, i, n, packet(i))
+				if !res.ok {
+					mu.Lock()
+					if !failed {
+						failed, first = true, res
+					}
+					mu.Unlock()
+				}
+			}(i)
+		}
+		wg.Wait()
+		if failed {
+			return first
+		}
+	}
+	return s.post(ctx, url, r, n-1, n, packet(n-1))
+}
+
+// hopHeaders are not forwarded to the device.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
+	"Te": true, "Trailer": true, "Upgrade": true, "Content-Length": true, "Host": true,
+	"Authorization": true, "Proxy-Authorization": true, "Expect": true, "Accept-Encoding": true,
+}
+
+func (s *Server) post(ctx context.Context, url string, r *recip, i, n int, chunk []byte) sendResult {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(chunk))
+	if err != nil {
+		return sendResult{err: err, code: 4501}
+	}
+	for k, v := range r.p.headers {
+		req.Header[k] = v
+	}
+	req.Header.Set("X-RIM-Push-ID", r.p.id)
+	req.Header.Set("X-RIM-Push-Dest-Port", strconv.Itoa(r.port))
+	if r.p.requestURI != "" {
+		req.Header.Set("X-RIM-Push-Request-URI", r.p.requestURI)
+	}
+	req.Header.Set("X-RIM-Push-Reliability-Mode", r.p.reliability)
+	req.Header.Set("X-Bbsim-Packet", strconv.Itoa(i)+"/"+strconv.Itoa(n))
+	req.Header.Set("X-Bbsim-Push-Length", strconv.Itoa(len(r.p.body)))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return sendResult{retry: true, err: err}
+	}
+	var buf [512]byte
+	for {
+		if _, err := resp.Body.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		return sendResult{ok: true}
+	}
+	code, _ := strconv.Atoi(resp.Header.Get("X-RIM-Push-Status"))
+	if code == 0 || code == 234 || code == 237 {
+		// Unreachable, busy or "refused, retry allowed": keep trying until the deadline.
+		return sendResult{retry: true, code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
+	}
+	return sendResult{code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
+}
+
+func (s *Server) dequeue(r *recip) {
+	d := s.devices[r.pin]
+	if d == nil {
+		return
+	}
+	if i := slices.Index(d.queue, r); i >= 0 {
+		d.queue = slices.Delete(d.queue, i, i+1)
+	}
+}
+
+// markPending records a transport-level delivery of an application-reliable push.
+func (s *Server) markPending(r *recip, now time.Time) {
+	s.mu.Lock()
+	if r.final {
+		s.mu.Unlock()
+		return
+	}
+	s.dequeue(r)
+	r.state = "pending"
+	r.transportAt = now
+	s.pending[r.p.id+"/"+r.pin] = r
+	s.mu.Unlock()
+	if err := s.st.setState(s.ctx, r, "pending", 0, now, now); err != nil {
+		s.log.Warn("store pending state", "push_id", r.p.id, "pin", r.pin, "err", err)
+	}
+}
+
+// ack handles an application-level acknowledgement from a device.
+func (s *Server) ack(pin, pushID string, code int) bool {
+	s.mu.Lock()
+	r := s.pending[pushID+"/"+pin]
+	s.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	if code == 1000 || code == 200 {
+		s.finish(r, "delivered", 1000, s.now().UTC())
+	} else {
+		s.finish(r, "failed", code, s.now().UTC())
+	}
+	return true
+}
+
+// finish makes a recipient's state final once: store, metrics, notification, OnResult.
+func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
+	s.mu.Lock()
+	if r.final {
+		s.mu.Unlock()
+		return false
+	}
+	r.final = true
+	prev := r.state
+	r.state = state
+	if prev == "pending" {
+		delete(s.pending, r.p.id+"/"+r.pin)
+	} else {
+		s.dequeue(r)
+	}
+	r.p.open--
+	if r.p.open == 0 {
+		s.active--
+		if s.byID[r.p.id] == r.p {
+			delete(s.byID, r.p.id)
+		}
+	}
+	if state == "delivered" {
+		if d := s.devices[r.pin]; d != nil {
+			d.delivered++
+		}
+	}
+	s.mu.Unlock()
+	if err := s.st.setState(context.Background(), r, state, code, r.transportAt, at); err != nil {
+		s.log.Warn("store final state", "push_id", r.p.id, "pin", r.pin, "state", state, "err", err)
+	}
+	s.m.count(state)
+	s.log.Debug("push result", "push_id", r.p.id, "pin", r.pin, "state", state, "code", code)
+	res := Result{PushID: r.p.id, PIN: r.pin, Port: r.port, State: state, Code: code, At: at}
+	if state == "timeout" {
+		res.State = "expired"
+	}
+	if s.opts.OnResult != nil {
+		go s.opts.OnResult(res)
+	}
+	if r.p.notifyURL != "" {
+		s.notify(r.p, r.pin, state, code, at)
+	}
+	return true
+}
+
+// reaper expires pushes that waited longer than the flow-control timeout (or their
+// deliver-before) and application acknowledgements that never came.
+func (s *Server) reaper() {
+	defer s.wg.Done()
+	tick := min(max(s.opts.FlowControlTimeout/10, 5*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.now()
+		var due, dueAck []*recip
+		s.mu.Lock()
+		for _, d := range s.devices {
+			for _, r := range d.queue {
+				if !now.Before(r.deadline(s.opts.FlowControlTimeout)) {
+					due = append(due, r)
+				}
+			}
+		}
+		for _, r := range s.pending {
+			if !now.Before(r.deadline(s.opts.FlowControlTimeout)) {
+				dueAck = append(dueAck, r)
+			}
+		}
+		s.mu.Unlock()
+		for _, r := range dueAck {
+			if s.finish(r, "timeout", 4500, now.UTC()) {
+				s.log.Info("no application acknowledgement in time", "push_id", r.p.id, "pin", r.pin)
+			}
+		}
+		for _, r := range due {
+			if s.finish(r, "expired", 4500, now.UTC()) {
+				s.log.Info("flow-control timeout: packets cancelled locally", "push_id", r.p.id, "pin", r.pin)
+			}
+		}
+	}
+}
+
+// Cancel cancels every still-queued recipient of a push. It returns ErrNotFound for an
+// unknown push id and ErrNotCancellable when nothing is left to cancel.
+func (s *Server) Cancel(pushID string) error {
+	n, err := s.cancel1(pushID)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotCancellable
+	}
+	return nil
+}
+
+func (s *Server) cancel1(pushID string) (int, error) {
+	s.mu.Lock()
+	p := s.byID[pushID]
+	var rs []*recip
+	if p != nil {
+		for _, d := range s.devices {
+			for _, r := range d.queue {
+				if r.p == p {
+					rs = append(rs, r)
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if p == nil {
+		ok, err := s.st.pushExists(s.ctx, pushID)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return 0, ErrNotFound
+		}
+		return 0, nil
+	}
+	n := 0
+	now := s.now().UTC()
+	for _, r := range rs {
+		if s.finish(r, "cancelled", 0, now) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// PushState returns the per-recipient states of the latest push with this id.
+func (s *Server) PushState(pushID string) (PushStatus, error) {
+	return s.st.pushStatus(s.ctx, pushID)
+}

@@ -1,0 +1,316 @@
+package pushserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// rimRequest is a parsed RIM push request (query and headers; the body is separate).
+type rimRequest struct {
+	Destinations  []string
+	Port          int
+	RequestURI    string
+	PushID        string
+	NotifyURL     string
+	Reliability   string
+	DeliverAfter  time.Time
+	DeliverBefore time.Time
+	Headers       http.Header // content and browser headers forwarded to the device
+}
+
+// controlHeaders are RIM push delivery options: read by the server, not forwarded.
+var controlHeaders = map[string]bool{
+	"X-Rim-Push-Id": true, "X-Rim-Push-Notifyurl": true, "X-Rim-Push-Reliability-Mode": true,
+	"X-Rim-Push-Reliability": true, "X-Rim-Push-Deliver-After": true, "X-Rim-Push-Deliver-Before": true,
+	"X-Rim-Push-Dest-Port": true, "X-Rim-Push-Request-Uri": true, "User-Agent": true,
+	"X-Bbsim-Packet": true, "X-Bbsim-Push-Length": true, "X-Bbsim-Link-Token": true,
+}
+
+var pushTypes = map[string]string{
+	"browser-channel": "Browser-Channel", "browser-message": "Browser-Message",
+	"browser-content": "Browser-Content", "browser-channel-delete": "Browser-Channel-Delete",
+}
+
+var priorities = map[string]bool{"none": true, "low": true, "medium": true, "high": true}
+
+// parseRIM parses the query and headers of a RIM push. Header names are matched
+// case-insensitively (net/http canonicalizes them).
+func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
+	rr := &rimRequest{Headers: http.Header{}}
+	for k, v := range query {
+		if strings.EqualFold(k, "DESTINATION") {
+			for _, d := range v {
+				d = strings.TrimSpace(d)
+				if d == "" {
+					return nil, errors.New("empty DESTINATION")
+				}
+				rr.Destinations = append(rr.Destinations, d)
+			}
+		}
+	}
+	if len(rr.Destinations) == 0 {
+		return nil, errors.New("missing DESTINATION")
+	}
+	rr.Port = 7874
+	for k, v := range query {
+		switch {
+		case strings.EqualFold(k, "PORT"):
+			p, err := strconv.Atoi(strings.TrimSpace(v[0]))
+			if err != nil || p <= 0 || p > 65535 {
+				return nil, fmt.Errorf("bad PORT %q", v[0])
+			}
+			rr.Port = p
+		case strings.EqualFold(k, "REQUESTURI"):
+			rr.RequestURI = v[0]
+		}
+	}
+	rr.PushID = strings.TrimSpace(h.Get("X-RIM-Push-ID"))
+	if len(rr.PushID) > 256 {
+		return nil, errors.New("X-RIM-Push-ID longer than 256 bytes")
+	}
+	if n := strings.TrimSpace(h.Get("X-RIM-Push-NotifyURL")); n != "" {
+		u, err := url.Parse(n)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("bad X-RIM-Push-NotifyURL %q", n)
+		}
+		rr.NotifyURL = n
+	}
+	rel := h.Get("X-RIM-Push-Reliability-Mode")
+	if rel == "" {
+		rel = h.Get("X-Rim-Push-Reliability")
+	}
+	switch lower(rel) {
+	case "", "transport":
+		rr.Reliability = "transport"
+	case "application", "application-preferred":
+		rr.Reliability = "application"
+	default:
+		return nil, fmt.Errorf("bad reliability %q", rel)
+	}
+	for _, d := range []struct {
+		name string
+		t    *time.Time
+	}{{"X-RIM-Push-Deliver-After", &rr.DeliverAfter}, {"X-RIM-Push-Deliver-Before", &rr.DeliverBefore}} {
+		if v := strings.TrimSpace(h.Get(d.name)); v != "" {
+			t, err := http.ParseTime(v)
+			if err != nil {
+				return nil, fmt.Errorf("bad %s %q: want an HTTP date", d.name, v)
+			}
+			*d.t = t.UTC()
+		}
+	}
+	if t := h.Get("X-RIM-Push-Type"); t != "" {
+		canon, ok := pushTypes[lower(t)]
+		if !ok {
+			return nil, fmt.Errorf("unknown X-RIM-Push-Type %q", t)
+		}
+		h = h.Clone()
+		h.Set("X-RIM-Push-Type", canon)
+	}
+	if p := h.Get("X-RIM-Push-Priority"); p != "" && !priorities[lower(p)] {
+		return nil, fmt.Errorf("bad X-RIM-Push-Priority %q", p)
+	}
+	for k, v := range h {
+		if hopHeaders[k] || controlHeaders[k] {
+			continue
+		}
+		rr.Headers[k] = v
+	}
+	return rr, nil
+}
+
+// part is one part of a multipart push body.
+type part struct {
+	Header textproto.MIMEHeader
+	Body   []byte
+}
+
+// splitMultipart splits a multipart body into its parts; a non-multipart body is one part.
+func splitMultipart(contentType string, body []byte) ([]part, error) {
+	if contentType == "" {
+		return []part{{Header: textproto.MIMEHeader{}, Body: body}}, nil
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, fmt.Errorf("bad Content-Type %q: %w", contentType, err)
+	}
+	if !strings.HasPrefix(mt, "multipart/") {
+		return []part{{Header: textproto.MIMEHeader{"Content-Type": {contentType}}, Body: body}}, nil
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return nil, errors.New("multipart body without boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	var parts []part
+	for {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("multipart body: %w", err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return nil, fmt.Errorf("multipart body: %w", err)
+		}
+		parts = append(parts, part{Header: p.Header, Body: b})
+		if len(parts) > 64 {
+			return nil, errors.New("multipart body with more than 64 parts")
+		}
+	}
+	if len(parts) == 0 {
+		return nil, errors.New("multipart body without parts")
+	}
+	return parts, nil
+}
+
+// handleRIM answers POST /push.
+func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.rimError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if !s.checkSize(w, r, "RIM push") {
+		return
+	}
+	ini, ok := s.authenticate(w, r)
+	if !ok {
+		s.m.rejected.Add(1)
+		return
+	}
+	rr, err := parseRIM(r.URL.Query(), r.Header)
+	if err != nil {
+		s.rimError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	if _, err := splitMultipart(r.Header.Get("Content-Type"), body); err != nil {
+		s.rimError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var pins []string
+	for _, d := range rr.Destinations {
+		ps, status, err := s.resolve(d, ini)
+		if err != nil {
+			s.rimError(w, status, err.Error())
+			return
+		}
+		pins = append(pins, ps...)
+	}
+	src := ""
+	if ini != nil {
+		src = ini.Name
+	}
+	p, err := s.enqueue(r.Context(), Submission{
+		PushID: rr.PushID, Source: src, PINs: pins, Port: rr.Port, Headers: rr.Headers, Body: body,
+		Reliability: rr.Reliability, DeliverBefore: rr.DeliverBefore, DeliverAfter: rr.DeliverAfter,
+		NotifyURL: rr.NotifyURL, requestURI: rr.RequestURI,
+	})
+	switch {
+	case errors.Is(err, ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		s.rimError(w, http.StatusServiceUnavailable, "server busy: too many pending pushes, retry later")
+		return
+	case errors.Is(err, ErrDuplicate):
+		s.rimError(w, http.StatusBadRequest, fmt.Sprintf("duplicate push id %q", rr.PushID))
+		return
+	case errors.Is(err, ErrBadSubmission):
+		s.rimError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.log.Error("store push", "err", err)
+		s.rimError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("X-RIM-Push-ID", p.id)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "push %s accepted for %d recipient(s)\n", p.id, p.recipients)
+}
+
+func (s *Server) rimError(w http.ResponseWriter, status int, msg string) {
+	s.m.rejected.Add(1)
+	http.Error(w, msg, status)
+}
+
+// resolve turns a destination (PIN, e-mail or $group) into PINs, checking the initiator's
+// authorization. The status is 403 for unknown or forbidden recipients.
+func (s *Server) resolve(dest string, ini *Initiator) ([]string, int, error) {
+	if strings.HasPrefix(dest, "$") {
+		name := dest[1:]
+		pins, ok := s.opts.Groups[name]
+		if !ok {
+			return nil, http.StatusForbidden, fmt.Errorf("unknown group %q", dest)
+		}
+		// With push authentication on, a group is reachable only when the initiator's
+		// allowed list names it.
+		if ini != nil && !allows(ini.Allowed, dest) {
+			return nil, http.StatusForbidden, fmt.Errorf("initiator %s may not push to group %s", ini.Name, dest)
+		}
+		out := make([]string, 0, len(pins))
+		for _, p := range pins {
+			pin, _ := normPIN(p)
+			out = append(out, pin)
+		}
+		return out, 0, nil
+	}
+	pin, ok := normPIN(dest)
+	s.mu.Lock()
+	if ok {
+		if _, known := s.devices[pin]; !known {
+			ok = false
+		}
+	} else {
+		pin, ok = s.emails[lower(dest)]
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, http.StatusForbidden, fmt.Errorf("unknown recipient %q", dest)
+	}
+	if ini != nil && len(ini.Allowed) > 0 && !allows(ini.Allowed, pin) && !s.inAllowedGroup(ini.Allowed, pin) {
+		return nil, http.StatusForbidden, fmt.Errorf("initiator %s may not push to %s", ini.Name, dest)
+	}
+	return []string{pin}, 0, nil
+}
+
+func allows(list []string, item string) bool {
+	if len(list) == 0 {
+		return true
+	}
+	for _, a := range list {
+		if strings.EqualFold(a, item) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) inAllowedGroup(list []string, pin string) bool {
+	for _, a := range list {
+		if !strings.HasPrefix(a, "$") {
+			continue
+		}
+		for _, p := range s.opts.Groups[a[1:]] {
+			if strings.EqualFold(p, pin) {
+				return true
+			}
+		}
+	}
+	return false
+}
