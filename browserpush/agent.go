@@ -1,0 +1,289 @@
+package browserpush
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bbsim/bbsim/handset"
+)
+
+// Backoff of attach, detach, acks and delete-URL fetches: doubling from backoffMin to
+// backoffMax.
+const (
+	backoffMin = 250 * time.Millisecond
+	backoffMax = 30 * time.Second
+	// ackAttempts and deleteAttempts bound retries of one-off requests.
+	ackAttempts    = 5
+	deleteAttempts = 5
+	// detachTimeout bounds the farewell detach when Run ends.
+	detachTimeout = 2 * time.Second
+)
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return backoffMin
+	}
+	return min(2*d, backoffMax)
+}
+
+// Run is the receiver's device-link agent. While the handset is in coverage it keeps the
+// device attached to the gateway (retrying with backoff) and stores the link token; when
+// coverage ends it detaches. It also fetches the delete URL of every channel the user
+// deletes. Run returns nil when ctx ends, after a last detach, leaving no goroutine.
+func (r *Receiver) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.watchDeletes(ctx, &wg)
+	}()
+	if r.gateway != "" {
+		r.link(ctx)
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// link attaches and detaches as coverage changes until ctx ends.
+func (r *Receiver) link(ctx context.Context) {
+	select {
+	case <-r.urlReady:
+	case <-ctx.Done():
+		return
+	}
+	attached := false
+	var backoff time.Duration
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		in, changed := r.h.Coverage()
+		var err error
+		switch {
+		case in && !attached:
+			err = r.attach(ctx)
+			attached = err == nil
+		case !in && attached:
+			err = r.detach(ctx)
+			attached = err != nil
+		}
+		var retry <-chan time.Time
+		if err != nil && ctx.Err() == nil {
+			backoff = nextBackoff(backoff)
+			r.log.Warn("device link", "err", err, "backoff", backoff)
+			if t != nil {
+				t.Stop()
+			}
+			t = time.NewTimer(backoff)
+			retry = t.C
+		} else {
+			backoff = 0
+		}
+		select {
+		case <-ctx.Done():
+			if attached {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachTimeout)
+				if err := r.detach(dctx); err != nil {
+					r.log.Warn("detach on exit", "err", err)
+				}
+				cancel()
+			}
+			return
+		case <-changed:
+		case <-retry:
+		}
+	}
+}
+
+type attachRequest struct {
+	PIN         string `json:"pin"`
+	Email       string `json:"email,omitempty"`
+	ReceiverURL string `json:"receiver_url,omitempty"`
+}
+
+type attachResponse struct {
+	PIN       string `json:"pin"`
+	Queued    int    `json:"queued"`
+	LinkToken string `json:"link_token"`
+}
+
+type ackRequest struct {
+	PIN    string `json:"pin"`
+	PushID string `json:"push_id"`
+	Code   int    `json:"code"`
+}
+
+func (r *Receiver) attach(ctx context.Context) error {
+	var out attachResponse
+	err := r.postJSON(ctx, "/device/attach",
+		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL()}, &out)
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	r.h.SetLinkToken(out.LinkToken)
+	r.log.Info("attached", "gateway", r.gateway, "queued", out.Queued)
+	r.h.Emit(handset.EventGateway, fmt.Sprintf("attached to the push gateway (%d queued)", out.Queued),
+		map[string]string{"state": "attached", "gateway": r.gateway, "queued": strconv.Itoa(out.Queued)})
+	return nil
+}
+
+func (r *Receiver) detach(ctx context.Context) error {
+	r.h.SetLinkToken("")
+	if err := r.postJSON(ctx, "/device/detach", attachRequest{PIN: r.h.PIN()}, nil); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	r.log.Info("detached", "gateway", r.gateway)
+	r.h.Emit(handset.EventGateway, "detached from the push gateway",
+		map[string]string{"state": "detached", "gateway": r.gateway})
+	return nil
+}
+
+// postJSON posts v to the gateway and decodes a 200 answer into out (when not nil).
+func (r *Receiver) postJSON(ctx context.Context, path string, v, out any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	u := r.gateway + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer drain(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(msg))
+	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+			return fmt.Errorf("POST %s: answer: %w", u, err)
+		}
+	}
+	return nil
+}
+
+// ackLater reports application-level acceptance (or refusal) to the gateway in the
+// background, after the transport-level 200 has gone out.
+func (r *Receiver) ackLater(pushID string, code int) {
+	r.goBackground(func(ctx context.Context) {
+		var backoff time.Duration
+		for attempt := 1; ; attempt++ {
+			err := r.postJSON(ctx, "/device/ack", ackRequest{PIN: r.h.PIN(), PushID: pushID, Code: code}, nil)
+			if err == nil {
+				return
+			}
+			if attempt == ackAttempts || ctx.Err() != nil {
+				r.log.Warn("ack", "push_id", pushID, "attempt", attempt, "err", err)
+				return
+			}
+			backoff = nextBackoff(backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+		}
+	})
+}
+
+// watchDeletes fetches, in the background, the delete URL of every channel the user
+// deletes, once the handset is in coverage.
+func (r *Receiver) watchDeletes(ctx context.Context, wg *sync.WaitGroup) {
+	seq := r.startSeq
+	for {
+		evs, err := r.h.WaitEvents(ctx, seq)
+		if err != nil {
+			return
+		}
+		for _, e := range evs {
+			seq = e.Seq
+			if e.Kind != handset.EventChannelDeleted || e.Fields["by"] != "user" || e.Fields["delete_url"] == "" {
+				continue
+			}
+			u := e.Fields["delete_url"]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.fetchDeleteURL(ctx, u)
+			}()
+		}
+	}
+}
+
+func (r *Receiver) fetchDeleteURL(ctx context.Context, u string) {
+	var backoff time.Duration
+	for attempt := 1; ; attempt++ {
+		if !r.waitCoverage(ctx) {
+			return
+		}
+		err := r.get(ctx, u)
+		if err == nil {
+			r.log.Info("delete url fetched", "url", u)
+			return
+		}
+		if attempt == deleteAttempts {
+			r.log.Warn("delete url", "url", u, "attempt", attempt, "err", err)
+			return
+		}
+		backoff = nextBackoff(backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+}
+
+func (r *Receiver) get(ctx context.Context, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer drain(resp.Body)
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return nil
+}
+
+// waitCoverage blocks until the handset is in coverage; false when ctx ends first.
+func (r *Receiver) waitCoverage(ctx context.Context) bool {
+	for {
+		in, changed := r.h.Coverage()
+		if in {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-changed:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

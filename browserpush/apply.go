@@ -1,0 +1,334 @@
+package browserpush
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bbsim/bbsim/handset"
+	"golang.org/x/net/html/charset"
+)
+
+// RenderWidth is the column width pushed HTML is wrapped to for the handset's screen.
+const RenderWidth = 72
+
+// maxParts bounds the parts of a multipart push.
+const maxParts = 64
+
+// Browser push types (X-RIM-Push-Type).
+const (
+	TypeChannel       = "browser-channel"
+	TypeMessage       = "browser-message"
+	TypeContent       = "browser-content"
+	TypeChannelDelete = "browser-channel-delete"
+)
+
+// push is one reassembled push.
+type push struct {
+	id     string
+	port   int
+	header http.Header
+	body   []byte
+}
+
+// part is one piece of browser content with its own headers (the whole push, or one part
+// of a multipart push).
+type part struct {
+	index  int
+	header http.Header
+	outer  http.Header
+	body   []byte
+}
+
+// inherited lists the push headers a part takes from the request when it lacks them.
+var inherited = map[string]bool{
+	"X-Rim-Push-Type": true, "X-Rim-Push-Title": true, "X-Rim-Push-Channel-Id": true,
+	"X-Rim-Push-Priority": true, "X-Rim-Push-Unread-Icon-Url": true,
+	"X-Rim-Push-Read-Icon-Url": true, "X-Rim-Push-Delete-Url": true,
+}
+
+func (p *part) get(name string) string {
+	name = http.CanonicalHeaderKey(name)
+	if v := strings.TrimSpace(p.header.Get(name)); v != "" || p.outer == nil || !inherited[name] {
+		return v
+	}
+	return strings.TrimSpace(p.outer.Get(name))
+}
+
+// apply stores a reassembled push on the handset. Everything is checked before anything
+// is stored, so a rejected push leaves the handset as it was.
+func (r *Receiver) apply(ctx context.Context, p *push) *pushError {
+	if p.port != BrowserPort {
+		return r.applyApp(p)
+	}
+	parts, perr := splitParts(p)
+	if perr != nil {
+		return perr
+	}
+	ops := make([]func(context.Context) error, 0, len(parts))
+	for _, pt := range parts {
+		op, perr := r.prepare(p, pt)
+		if perr != nil {
+			return perr
+		}
+		ops = append(ops, op)
+	}
+	for _, op := range ops {
+		if err := op(ctx); err != nil {
+			r.log.Error("store push", "push_id", p.id, "err", err)
+			return errf(statusResources, "store push: %v", err)
+		}
+	}
+	return nil
+}
+
+func (r *Receiver) applyApp(p *push) *pushError {
+	ap := handset.AppPush{
+		ID:          p.id,
+		MessageID:   strings.TrimSpace(p.header.Get("Push-Message-ID")),
+		ContentType: p.header.Get("Content-Type"),
+		Body:        string(p.body),
+	}
+	_, err := r.h.AddAppPush(p.port, ap)
+	if errors.Is(err, handset.ErrNotFound) {
+		return errf(statusNoApp, "no application listening on port %d", p.port)
+	}
+	if err != nil {
+		return errf(statusResources, "store push: %v", err)
+	}
+	return nil
+}
+
+// splitParts returns the parts of a multipart push, or the push itself as one part.
+func splitParts(p *push) ([]part, *pushError) {
+	mt, params, err := mime.ParseMediaType(p.header.Get("Content-Type"))
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		return []part{{header: p.header, body: p.body}}, nil
+	}
+	if params["boundary"] == "" {
+		return nil, errf(statusMalformed, "multipart push without a boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(p.body), params["boundary"])
+	var parts []part
+	for {
+		mp, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, errf(statusMalformed, "multipart push: %v", err)
+		}
+		if len(parts) == maxParts {
+			return nil, errf(statusResources, "multipart push of more than %d parts", maxParts)
+		}
+		b, err := io.ReadAll(mp)
+		if err != nil {
+			return nil, errf(statusMalformed, "multipart push: %v", err)
+		}
+		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: b})
+	}
+	if len(parts) == 0 {
+		return nil, errf(statusMalformed, "multipart push without parts")
+	}
+	return parts, nil
+}
+
+// prepare checks one part and returns the operation that stores it.
+func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *pushError) {
+	typ := strings.ToLower(pt.get("X-RIM-Push-Type"))
+	loc := pt.get("Content-Location")
+	chID := pt.get("X-RIM-Push-Channel-ID")
+	title := pt.get("X-RIM-Push-Title")
+	priority := strings.ToLower(pt.get("X-RIM-Push-Priority"))
+	switch priority {
+	case "none", "low", "medium", "high":
+	default:
+		priority = ""
+	}
+	ct := pt.get("Content-Type")
+	var expires time.Time
+	if v := pt.get("Expires"); v != "" {
+		// An unparsable Expires means "already expired" (RFC 9111 §5.3).
+		t, err := http.ParseTime(v)
+		if err != nil {
+			t = time.Unix(1, 0)
+		}
+		expires = t.UTC()
+	}
+	key := ""
+	if p.id != "" {
+		key = fmt.Sprintf("push:%s:%d", p.id, pt.index)
+	}
+	for _, u := range []string{pt.get("X-RIM-Push-Unread-Icon-URL"), pt.get("X-RIM-Push-Read-Icon-URL"), pt.get("X-Rim-Push-Delete-Url")} {
+		if u != "" && !isHTTPURL(u) {
+			return nil, errf(statusMalformed, "%q is not an http URL", u)
+		}
+	}
+
+	switch typ {
+	case TypeChannel:
+		if chID == "" {
+			chID = loc
+		}
+		if loc == "" {
+			loc = chID
+		}
+		if chID == "" {
+			return nil, errf(statusMalformed, "Browser-Channel needs X-RIM-Push-Channel-ID or Content-Location")
+		}
+		if title == "" {
+			title = loc
+		}
+		unreadURL, readURL := pt.get("X-RIM-Push-Unread-Icon-URL"), pt.get("X-RIM-Push-Read-Icon-URL")
+		deleteURL := pt.get("X-Rim-Push-Delete-Url")
+		return func(ctx context.Context) error {
+			ch := handset.Channel{ChannelID: chID, Title: title, URL: loc, Priority: priority,
+				UnreadIconURL: unreadURL, ReadIconURL: readURL, DeleteURL: deleteURL}
+			ch.UnreadIcon, ch.ReadIcon = r.fetchIcons(ctx, unreadURL, readURL)
+			ch.UnreadIconLoaded, ch.ReadIconLoaded = ch.UnreadIcon != nil, ch.ReadIcon != nil
+			if err := r.h.PutCache(r.cacheEntry(loc, ct, pt.body, expires)); err != nil {
+				return err
+			}
+			ch, err := r.h.UpsertChannel(ch)
+			if err != nil {
+				return err
+			}
+			if priority == "high" {
+				r.h.Emit(handset.EventPushAlert, "channel: "+title,
+					map[string]string{"id": ch.ID, "channel_id": chID, "title": title, "push_id": p.id})
+			}
+			return nil
+		}, nil
+
+	case TypeMessage:
+		subject := title
+		if subject == "" {
+			subject = loc
+		}
+		if subject == "" {
+			subject = "(untitled)"
+		}
+		return func(ctx context.Context) error {
+			e := r.cacheEntry(loc, ct, pt.body, expires)
+			if loc != "" {
+				if err := r.h.PutCache(e); err != nil {
+					return err
+				}
+			}
+			m, _, err := r.h.AddMessage(handset.Message{Kind: handset.KindBrowser, From: fromOf(loc),
+				Subject: subject, Key: key, URL: loc, ContentType: e.ContentType, Text: e.Text,
+				Links: e.Links, Size: len(pt.body)})
+			if err != nil {
+				return err
+			}
+			if priority == "high" {
+				r.h.Emit(handset.EventPushAlert, "message: "+subject,
+					map[string]string{"id": m.ID, "subject": subject, "push_id": p.id})
+			}
+			return nil
+		}, nil
+
+	case TypeContent:
+		if loc == "" {
+			loc = chID
+		}
+		if loc == "" {
+			return nil, errf(statusMalformed, "Browser-Content needs Content-Location")
+		}
+		return func(ctx context.Context) error {
+			e := r.cacheEntry(loc, ct, pt.body, expires)
+			if err := r.h.PutCache(e); err != nil {
+				return err
+			}
+			r.h.Emit(handset.EventPushContent, "cache refreshed: "+loc,
+				map[string]string{"url": loc, "push_id": p.id, "size": fmt.Sprint(len(pt.body))})
+			return nil
+		}, nil
+
+	case TypeChannelDelete:
+		if chID == "" {
+			chID = loc
+		}
+		if chID == "" {
+			return nil, errf(statusMalformed, "Browser-Channel-Delete needs X-RIM-Push-Channel-ID or Content-Location")
+		}
+		return func(ctx context.Context) error {
+			_, err := r.h.DeleteChannel(chID, false)
+			if errors.Is(err, handset.ErrNotFound) {
+				r.log.Info("delete of an unknown channel", "channel_id", chID, "push_id", p.id)
+				return nil
+			}
+			return err
+		}, nil
+
+	case "":
+		return nil, errf(statusMalformed, "push to the browser port without X-RIM-Push-Type")
+	default:
+		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get("X-RIM-Push-Type"))
+	}
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// fromOf names the sender of a browser message: the host of its page.
+func fromOf(loc string) string {
+	if u, err := url.Parse(loc); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "browser push"
+}
+
+// cacheEntry renders content for the screen: HTML to text, text as is, anything else as
+// "type, size".
+func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time) handset.CacheEntry {
+	// curl -d labels any body as a form; a push is never one, so sniff it instead.
+	if ct == "" || strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+		ct = http.DetectContentType(body)
+	}
+	e := handset.CacheEntry{URL: loc, ContentType: ct, Body: body, ExpiresAt: expires}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		mt, _, _ = strings.Cut(strings.ToLower(ct), ";")
+		mt = strings.TrimSpace(mt)
+	}
+	switch {
+	case mt == "text/html" || mt == "application/xhtml+xml" || mt == "application/vnd.wap.xhtml+xml":
+		text, links, err := renderHTML(bytes.NewReader(body), ct, RenderWidth)
+		if err != nil {
+			r.log.Info("render html", "url", loc, "err", err)
+		}
+		e.Text, e.Links = text, links
+	case strings.HasPrefix(mt, "text/"):
+		e.Text = plainText(body, params["charset"])
+	default:
+		e.Text = fmt.Sprintf("%s, %d bytes", mt, len(body))
+	}
+	return e
+}
+
+// plainText decodes text in its declared charset (UTF-8 when none or unknown).
+func plainText(body []byte, cs string) string {
+	if cs != "" && !strings.EqualFold(cs, "utf-8") {
+		if rd, err := charset.NewReaderLabel(cs, bytes.NewReader(body)); err == nil {
+			if b, err := io.ReadAll(rd); err == nil {
+				body = b
+			}
+		}
+	}
+	if utf8.Valid(body) {
+		return string(body)
+	}
+	return strings.ToValidUTF8(string(body), "\uFFFD")
+}

@@ -1,0 +1,171 @@
+package browserpush
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Device-side push status codes (X-RIM-Push-Status), docs/device-link.md.
+const (
+	statusRetry     = 234  // refused, retry allowed (HTTP 409)
+	statusRefused   = 235  // refused (HTTP 403)
+	statusResources = 237  // out of resources (HTTP 503)
+	statusType      = 238  // content type not supported (HTTP 415)
+	statusMalformed = 400  // malformed push (HTTP 400)
+	statusNoApp     = 4502 // no application listening on the port (HTTP 404)
+)
+
+var statusHTTP = map[int]int{
+	statusRetry:     http.StatusConflict,
+	statusRefused:   http.StatusForbidden,
+	statusResources: http.StatusServiceUnavailable,
+	statusType:      http.StatusUnsupportedMediaType,
+	statusMalformed: http.StatusBadRequest,
+	statusNoApp:     http.StatusNotFound,
+}
+
+// pushError is a push the device answers with an error. status 0 means no
+// X-RIM-Push-Status: the gateway takes the device as unreachable and retries.
+type pushError struct {
+	http   int
+	status int
+	reason string
+}
+
+func (e *pushError) Error() string { return e.reason }
+
+func errf(status int, format string, args ...any) *pushError {
+	return &pushError{http: statusHTTP[status], status: status, reason: fmt.Sprintf(format, args...)}
+}
+
+// writeError is the one place a push error becomes a wire reply.
+func writeError(w http.ResponseWriter, e *pushError) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if e.status != 0 {
+		h.Set("X-RIM-Push-Status", strconv.Itoa(e.status))
+	}
+	w.WriteHeader(e.http)
+	_, _ = io.WriteString(w, e.reason+"\n")
+}
+
+// reliabilityApplication reports whether the push asks for an application-level
+// acknowledgement.
+func reliabilityApplication(h http.Header) bool {
+	for _, name := range []string{"X-RIM-Push-Reliability-Mode", "X-Rim-Push-Reliability"} {
+		switch strings.ToLower(strings.TrimSpace(h.Get(name))) {
+		case "application", "application-preferred", "confirmed", "application-level", "preferconfirmed":
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, &pushError{http: http.StatusMethodNotAllowed, reason: "push with POST"})
+		return
+	}
+	if in, _ := r.h.Coverage(); !in {
+		// An out-of-coverage device does not answer: the gateway keeps the push queued.
+		writeError(w, &pushError{http: http.StatusServiceUnavailable, reason: "handset out of coverage"})
+		return
+	}
+	pushID := strings.TrimSpace(req.Header.Get("X-RIM-Push-ID"))
+	perr := r.receive(w, req, pushID)
+	if perr != nil {
+		r.log.Info("push rejected", "push_id", pushID, "status", perr.status, "http", perr.http, "err", perr.reason)
+		if perr.status != 0 {
+			r.h.Emit("push.rejected", "push rejected: "+perr.reason,
+				map[string]string{"push_id": pushID, "status": strconv.Itoa(perr.status)})
+		}
+		writeError(w, perr)
+	}
+}
+
+// receive handles one packet and writes the 200 itself; it returns the error to answer.
+func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID string) *pushError {
+	port := BrowserPort
+	if v := strings.TrimSpace(req.Header.Get("X-RIM-Push-Dest-Port")); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			return errf(statusMalformed, "X-RIM-Push-Dest-Port %q is not a port", v)
+		}
+		port = p
+	}
+	var pkt *packetInfo
+	if v := req.Header.Get("X-Bbsim-Packet"); v != "" {
+		p, err := parsePacket(v)
+		if err != nil {
+			return errf(statusMalformed, "%v", err)
+		}
+		pkt = &p
+	}
+	total := int64(-1)
+	if v := strings.TrimSpace(req.Header.Get("X-Bbsim-Push-Length")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return errf(statusMalformed, "X-Bbsim-Push-Length %q is not a length", v)
+		}
+		total = n
+	}
+	if total > r.maxBody {
+		return errf(statusResources, "push of %d bytes exceeds the limit of %d", total, r.maxBody)
+	}
+	if pkt != nil && pushID != "" {
+		// A packet of a push already stored: the gateway lost our answer and retries.
+		if res, ok := r.packets.finished(pushID); ok {
+			if res.err != nil {
+				return res.err
+			}
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+	}
+	if pkt != nil && pkt.count > 1 && pushID == "" {
+		return errf(statusMalformed, "a push of several packets needs X-RIM-Push-ID")
+	}
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errf(statusResources, "push of more than %d bytes", r.maxBody)
+		}
+		return &pushError{http: http.StatusBadRequest, reason: "read push: " + err.Error()}
+	}
+
+	if pkt != nil && pkt.count > 1 {
+		full, perr := r.packets.add(req.Context(), pushID, *pkt, total, body)
+		if perr != nil {
+			return perr
+		}
+		if full == nil { // an earlier packet, stored
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		body = full
+	} else if total >= 0 && int64(len(body)) != total {
+		return errf(statusMalformed, "received %d bytes, X-Bbsim-Push-Length says %d", len(body), total)
+	}
+
+	p := &push{id: pushID, port: port, header: req.Header, body: body}
+	perr := r.apply(req.Context(), p)
+	if pkt != nil && pushID != "" && (perr == nil || perr.status != 0) {
+		r.packets.finish(pushID, result{err: perr})
+	}
+	if perr != nil {
+		return perr
+	}
+	w.WriteHeader(http.StatusOK)
+	if pushID != "" && r.gateway != "" && reliabilityApplication(req.Header) {
+		r.ackLater(pushID, 1000)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+// Package browserpush is the handset's push receiver (port 7874): it takes pushes delivered
+// by the push gateway over the device link (docs/device-link.md) or posted straight with
+// curl, reassembles packets, applies Browser-Channel, Browser-Message, Browser-Content and
+// Browser-Channel-Delete pushes to the handset, hands other ports to push applications, and
+// acknowledges. Its agent (Run) attaches to the gateway while the handset is in coverage.
+package browserpush
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bbsim/bbsim/handset"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("browserpush: server closed")
+
+// BrowserPort is the device port of the browser's push listener.
+const BrowserPort = 7874
+
+// DefaultMaxBody is the default limit of one push's content.
+const DefaultMaxBody = 1 << 20
+
+// Options configure a Receiver. Zero values mean the defaults stated per field.
+type Options struct {
+	// Handset is the device the pushes are applied to. Required.
+	Handset *handset.Handset
+	// Gateway is the push server's base URL, e.g. http://127.0.0.1:8080. Default "":
+	// standalone, no attach, no application-level acknowledgements.
+	Gateway string
+	// ReceiverURL is the URL the gateway should deliver to. Default: derived from the
+	// address of the first listener passed to Serve, "http://ADDR/".
+	ReceiverURL string
+	// Client makes every outgoing request: icon fetches, delete URLs, attach, detach, acks.
+	// Default: a client with a 10 s timeout.
+	Client *http.Client
+	// MaxBody is the largest content of one push, in bytes, after reassembly. Default 1 MiB.
+	MaxBody int64
+	// Logger receives the receiver's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Receiver is the handset's push receiver and its device-link agent.
+type Receiver struct {
+	h       *handset.Handset
+	gateway string
+	client  *http.Client
+	maxBody int64
+	log     *slog.Logger
+	srv     *http.Server
+	handler http.Handler
+
+	urlMu    sync.Mutex
+	recvURL  string
+	urlReady chan struct{} // closed once recvURL is known
+
+	startSeq uint64 // events after this one are watched for user deletions
+
+	packets *assembler
+
+	bgCtx    context.Context // ends on Close/Shutdown: background acks and fetches
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New builds a Receiver. It opens no socket; call Serve and Run.
+func New(opts Options) (*Receiver, error) {
+	if opts.Handset == nil {
+		return nil, errors.New("browserpush: Options.Handset is required")
+	}
+	gw := strings.TrimRight(opts.Gateway, "/")
+	if gw != "" && !strings.HasPrefix(gw, "http://") && !strings.HasPrefix(gw, "https://") {
+		return nil, fmt.Errorf("browserpush: gateway %q is not an http URL", opts.Gateway)
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Receiver{
+		h:        opts.Handset,
+		gateway:  gw,
+		client:   opts.Client,
+		maxBody:  opts.MaxBody,
+		log:      log.With("component", "browserpush", "pin", opts.Handset.PIN()),
+		urlReady: make(chan struct{}),
+		packets:  newAssembler(opts.MaxBody),
+	}
+	if ev := opts.Handset.Events(0); len(ev) > 0 {
+		r.startSeq = ev[len(ev)-1].Seq
+	}
+	if opts.ReceiverURL != "" {
+		r.recvURL = opts.ReceiverURL
+		close(r.urlReady)
+	}
+	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
+	r.handler = http.HandlerFunc(r.serveHTTP)
+	r.srv = &http.Server{
+		Handler:           r.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+	}
+	return r, nil
+}
+
+// Handler returns the receiver's HTTP handler: POST a push to any path.
+func (r *Receiver) Handler() http.Handler { return r.handler }
+
+// ReceiverURL returns the URL announced to the gateway ("" until known).
+func (r *Receiver) ReceiverURL() string {
+	r.urlMu.Lock()
+	defer r.urlMu.Unlock()
+	return r.recvURL
+}
+
+// Serve accepts pushes on ln until Shutdown or Close, then returns ErrServerClosed.
+func (r *Receiver) Serve(ln net.Listener) error {
+	r.urlMu.Lock()
+	if r.recvURL == "" {
+		r.recvURL = "http://" + announceAddr(ln.Addr()) + "/"
+		close(r.urlReady)
+	}
+	r.urlMu.Unlock()
+	err := r.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// announceAddr turns a listener address into one a local gateway can dial.
+func announceAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Shutdown stops accepting pushes, waits for the ones in progress (until ctx ends), then
+// stops background acknowledgements and fetches.
+func (r *Receiver) Shutdown(ctx context.Context) error {
+	err := r.srv.Shutdown(ctx)
+	r.stopBackground()
+	return err
+}
+
+// Close stops the receiver at once.
+func (r *Receiver) Close() error {
+	err := r.srv.Close()
+	r.stopBackground()
+	return err
+}
+
+func (r *Receiver) stopBackground() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.bgCancel()
+	r.bg.Wait()
+	r.packets.close()
+}
+
+// goBackground runs f in a goroutine that Close and Shutdown wait for. It reports false
+// when the receiver is closed.
+func (r *Receiver) goBackground(f func(ctx context.Context)) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		f(r.bgCtx)
+	}()
+	return true
+}
+
+// drain reads and discards a little of a response body so the connection can be reused.
+func drain(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}
