@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -33,10 +32,14 @@ func (s *Server) routes() *http.ServeMux {
 // options travel in the body.
 func (s *Server) checkSize(w http.ResponseWriter, r *http.Request, what string) bool {
 	max := s.opts.MaxHeaderBytes
+	hint := "; send long destination lists and push options with PAP (POST /pap), which carries them in the body"
+	if what == "PAP" {
+		hint = "; put addresses and options in the PAP body, not in the URL or headers"
+	}
 	line := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
 	if line > max {
 		s.m.rejected.Add(1)
-		http.Error(w, fmt.Sprintf("%s: request line of %d bytes is over the %d-byte limit; send long destination lists with PAP (POST /pap), which carries addresses in the body", what, line, max), http.StatusRequestURITooLong)
+		http.Error(w, fmt.Sprintf("%s: request line of %d bytes is over the %d-byte limit%s", what, line, max, hint), http.StatusRequestURITooLong)
 		return false
 	}
 	n := line
@@ -47,7 +50,7 @@ func (s *Server) checkSize(w http.ResponseWriter, r *http.Request, what string) 
 	}
 	if n > max {
 		s.m.rejected.Add(1)
-		http.Error(w, fmt.Sprintf("%s: request line and headers of %d bytes are over the %d-byte limit; use PAP (POST /pap), which carries push options in the body", what, n, max), http.StatusRequestHeaderFieldsTooLarge)
+		http.Error(w, fmt.Sprintf("%s: request line and headers of %d bytes are over the %d-byte limit%s", what, n, max, hint), http.StatusRequestHeaderFieldsTooLarge)
 		return false
 	}
 	return true
@@ -232,5 +235,3 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 func papTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
-
-var _ = strings.TrimSpace

@@ -260,7 +260,7 @@ func (s *Server) resolve(dest string, ini *Initiator) ([]string, int, error) {
 		}
 		// With push authentication on, a group is reachable only when the initiator's
 		// allowed list names it.
-		if ini != nil && !allows(ini.Allowed, dest) {
+		if ini != nil && (len(ini.Allowed) == 0 || !allows(ini.Allowed, dest)) {
 			return nil, http.StatusForbidden, fmt.Errorf("initiator %s may not push to group %s", ini.Name, dest)
 		}
 		out := make([]string, 0, len(pins))
