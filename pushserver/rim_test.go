@@ -420,10 +420,11 @@ func TestDeviceLink(t *testing.T) {
 		t.Fatal("old token still valid after re-attach")
 	}
 	// The e-mail from the attachment joins the directory.
-	if code, text, _ := rimPush(t, base, "DESTINATION=2100000a%40bbsim.test", nil, []byte("x")); code != 200 {
+	if code, text, _ := rimPush(t, base, "DESTINATION=2100000a%40bbsim.test", map[string]string{"X-RIM-Push-ID": "by-email"}, []byte("x")); code != 200 {
 		t.Fatalf("push by attached e-mail = %d %s", code, text)
 	}
 	rc.wait(t, 1)
+	waitState(t, s, "by-email", pinA, "delivered")
 	detach(t, base, pinA)
 	if _, ok := s.LinkedPIN(tok2); ok {
 		t.Fatal("token valid after detach")
