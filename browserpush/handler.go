@@ -142,7 +142,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	}
 
 	if pkt != nil && pkt.count > 1 {
-		full, perr := r.packets.add(req.Context(), pushID, *pkt, total, body)
+		full, perr := r.packets.add(req.Context(), r.packetWait, pushID, *pkt, total, body)
 		if perr != nil {
 			return perr
 		}

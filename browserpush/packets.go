@@ -113,7 +113,7 @@ func (a *assembler) finish(pushID string, res result) {
 
 // add stores one packet. For the last packet it waits until every earlier one has arrived
 // and returns the whole content; for the others it returns nil content.
-func (a *assembler) add(ctx context.Context, pushID string, p packetInfo, total int64, data []byte) ([]byte, *pushError) {
+func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, p packetInfo, total int64, data []byte) ([]byte, *pushError) {
 	now := time.Now()
 	a.mu.Lock()
 	asm := a.active[pushID]
@@ -174,7 +174,7 @@ func (a *assembler) add(ctx context.Context, pushID string, p packetInfo, total 
 		return nil, nil
 	}
 
-	t := time.NewTimer(packetWait)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-asm.full:

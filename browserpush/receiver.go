@@ -64,7 +64,8 @@ type Receiver struct {
 
 	startSeq uint64 // events after this one are watched for user deletions
 
-	packets *assembler
+	packets    *assembler
+	packetWait time.Duration // how long a last packet waits for the earlier ones
 
 	bgCtx    context.Context // ends on Close/Shutdown: background acks and fetches
 	bgCancel context.CancelFunc
@@ -94,13 +95,14 @@ func New(opts Options) (*Receiver, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{
-		h:        opts.Handset,
-		gateway:  gw,
-		client:   opts.Client,
-		maxBody:  opts.MaxBody,
-		log:      log.With("component", "browserpush", "pin", opts.Handset.PIN()),
-		urlReady: make(chan struct{}),
-		packets:  newAssembler(opts.MaxBody),
+		h:          opts.Handset,
+		gateway:    gw,
+		client:     opts.Client,
+		maxBody:    opts.MaxBody,
+		log:        log.With("component", "browserpush", "pin", opts.Handset.PIN()),
+		urlReady:   make(chan struct{}),
+		packets:    newAssembler(opts.MaxBody),
+		packetWait: packetWait,
 	}
 	if ev := opts.Handset.Events(0); len(ev) > 0 {
 		r.startSeq = ev[len(ev)-1].Seq

@@ -1,6 +1,7 @@
 package browserpush
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -35,10 +36,19 @@ func RenderHTML(r io.Reader, width int) (text string, links []string, err error)
 
 // renderHTML is RenderHTML with the Content-Type the page came with (its charset wins).
 func renderHTML(r io.Reader, contentType string, width int) (string, []string, error) {
-	rd, err := charset.NewReader(r, contentType)
-	if err != nil {
-		return "", nil, fmt.Errorf("render html: %w", err)
+	// Sniff the charset from the first KiB (BOM, Content-Type, <meta>), as browsers do.
+	prefix := make([]byte, 1024)
+	n, err := io.ReadFull(r, prefix)
+	prefix = prefix[:n]
+	rest := r
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		rest = bytes.NewReader(nil)
+	case err != nil:
+		rest = errReader{err}
 	}
+	enc, _, _ := charset.DetermineEncoding(prefix, contentType)
+	rd := enc.NewDecoder().Reader(io.MultiReader(bytes.NewReader(prefix), rest))
 	rn := &renderer{width: width, linkNo: map[string]int{}}
 	z := html.NewTokenizer(rd)
 	var readErr error
@@ -75,6 +85,11 @@ func renderHTML(r io.Reader, contentType string, width int) (string, []string, e
 	}
 	return rn.finish(), rn.links, readErr
 }
+
+// errReader is a reader that fails with err: the read error after the sniffed prefix.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 type elem struct {
 	a    atom.Atom
@@ -159,6 +174,9 @@ func (rn *renderer) text(s string) {
 	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.Contains(s, "\uFEFF") { // a byte-order mark is not text
+		s = strings.ReplaceAll(s, "\uFEFF", "")
 	}
 	rn.inline.WriteString(s)
 }
