@@ -1,0 +1,226 @@
+// Package fleet runs many headless handsets in one process for push load tests: each has
+// its own push receiver and control API, all served by one shared HTTP listener and
+// addressed by PIN (/d/<PIN>/ for pushes, /h/<PIN>/api/v1/… for the control API), plus
+// per-handset counters at /api/v1/fleet.
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bbsim/bbsim/browserpush"
+	"github.com/bbsim/bbsim/controlapi"
+	"github.com/bbsim/bbsim/handset"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed
+
+// Options configure a Fleet.
+type Options struct {
+	// Count is the number of handsets. Default 10.
+	Count int
+	// FirstPIN is the first handset's PIN; the others follow in sequence. Default 2A000000.
+	FirstPIN string
+	// Domain of the handsets' e-mail addresses, user1@<Domain>, user2@… Default bbsim.test.
+	Domain string
+	// Gateway is the push server's base URL; empty: the handsets do not attach.
+	Gateway string
+	// BaseURL is where the shared listener is reached, e.g. http://127.0.0.1:7900. Required
+	// with Gateway: each receiver announces BaseURL/d/<PIN>/.
+	BaseURL string
+	// EventHistory is how many events each handset keeps. Default 64.
+	EventHistory int
+	// Client is shared by all receivers. Default: a pooled client.
+	Client *http.Client
+	// Logger. Default: discard.
+	Logger *slog.Logger
+}
+
+// Member is one handset of the fleet.
+type Member struct {
+	Handset  *handset.Handset
+	Receiver *browserpush.Receiver
+
+	apiOnce sync.Once
+	api     http.Handler
+}
+
+// Fleet is a set of handsets behind one listener.
+type Fleet struct {
+	opts    Options
+	log     *slog.Logger
+	members []*Member
+	byPIN   map[string]*Member
+	srv     *http.Server
+}
+
+// New builds the handsets and their receivers. It opens no socket: call Serve and Run.
+func New(opts Options) (*Fleet, error) {
+	if opts.Count <= 0 {
+		opts.Count = 10
+	}
+	if opts.FirstPIN == "" {
+		opts.FirstPIN = "2A000000"
+	}
+	first, err := strconv.ParseUint(opts.FirstPIN, 16, 32)
+	if err != nil || len(opts.FirstPIN) != 8 {
+		return nil, fmt.Errorf("fleet: first PIN %q is not 8 hex digits", opts.FirstPIN)
+	}
+	if first+uint64(opts.Count) > 1<<32 {
+		return nil, fmt.Errorf("fleet: %d PINs from %s run past FFFFFFFF", opts.Count, opts.FirstPIN)
+	}
+	if opts.Gateway != "" && opts.BaseURL == "" {
+		return nil, errors.New("fleet: a gateway needs the fleet's BaseURL")
+	}
+	if opts.Domain == "" {
+		opts.Domain = "bbsim.test"
+	}
+	if opts.EventHistory <= 0 {
+		opts.EventHistory = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second,
+		}}
+	}
+	f := &Fleet{opts: opts, log: opts.Logger.With("component", "fleet"), byPIN: make(map[string]*Member, opts.Count)}
+	base := strings.TrimRight(opts.BaseURL, "/")
+	for i := range opts.Count {
+		pin := fmt.Sprintf("%08X", first+uint64(i))
+		email := fmt.Sprintf("user%d@%s", i+1, opts.Domain)
+		h, err := handset.New(handset.Options{PIN: pin, Email: email, EventHistory: opts.EventHistory})
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		m := &Member{Handset: h}
+		f.members = append(f.members, m)
+		f.byPIN[pin] = m
+		recv := ""
+		if base != "" {
+			recv = base + "/d/" + pin + "/"
+		}
+		m.Receiver, err = browserpush.New(browserpush.Options{Handset: h, Gateway: opts.Gateway, ReceiverURL: recv,
+			Client: opts.Client, Logger: opts.Logger})
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	f.srv = &http.Server{Handler: f.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return f, nil
+}
+
+// Members returns the handsets in PIN order.
+func (f *Fleet) Members() []*Member { return f.members }
+
+// Member returns the handset with the PIN, or nil.
+func (f *Fleet) Member(pin string) *Member {
+	if p, ok := handset.NormalizePIN(pin); ok {
+		return f.byPIN[p]
+	}
+	return nil
+}
+
+// Handler serves POST /d/<PIN>/… (the handset's push receiver), /h/<PIN>/api/v1/… (its
+// control API) and GET /api/v1/fleet (counters of every handset).
+func (f *Fleet) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/d/{pin}/", func(w http.ResponseWriter, r *http.Request) {
+		m := f.Member(r.PathValue("pin"))
+		if m == nil {
+			http.Error(w, "no handset with PIN "+r.PathValue("pin")+" in this fleet", http.StatusNotFound)
+			return
+		}
+		m.Receiver.Handler().ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/h/{pin}/", func(w http.ResponseWriter, r *http.Request) {
+		m := f.Member(r.PathValue("pin"))
+		if m == nil {
+			http.Error(w, "no handset with PIN "+r.PathValue("pin")+" in this fleet", http.StatusNotFound)
+			return
+		}
+		m.apiOnce.Do(func() {
+			m.api = http.StripPrefix("/h/"+m.Handset.PIN(), controlapi.New(m.Handset, controlapi.Options{Logger: f.opts.Logger}).Handler())
+		})
+		m.api.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /api/v1/fleet", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(f.Counters())
+	})
+	return mux
+}
+
+// Counter is one handset's tally.
+type Counter struct {
+	PIN      string `json:"pin"`
+	Email    string `json:"email"`
+	Coverage string `json:"coverage"`
+	Attached bool   `json:"attached"`
+	Messages int    `json:"messages"`
+	Channels int    `json:"channels"`
+	Cached   int    `json:"cached"`
+	Mail     string `json:"mail"`
+}
+
+// Counters tallies every handset.
+func (f *Fleet) Counters() []Counter {
+	out := make([]Counter, 0, len(f.members))
+	for _, m := range f.members {
+		d := m.Handset.Device()
+		c := Counter{PIN: d.PIN, Email: d.Email, Coverage: d.Coverage, Attached: m.Handset.LinkToken() != "",
+			Messages: len(m.Handset.Messages()), Channels: len(m.Handset.Channels()), Cached: len(m.Handset.Cache()),
+			Mail: string(m.Handset.MailStatus().State)}
+		out = append(out, c)
+	}
+	return out
+}
+
+// Serve serves the fleet's handler on ln.
+func (f *Fleet) Serve(ln net.Listener) error { return f.srv.Serve(ln) }
+
+// Run runs every handset's device-link agent until ctx ends.
+func (f *Fleet) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, m := range f.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Receiver.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Shutdown stops the listener gracefully.
+func (f *Fleet) Shutdown(ctx context.Context) error { return f.srv.Shutdown(ctx) }
+
+// Close closes the listener and every handset.
+func (f *Fleet) Close() error {
+	var err error
+	if f.srv != nil {
+		err = f.srv.Close()
+	}
+	for _, m := range f.members {
+		if m.Receiver != nil {
+			m.Receiver.Close()
+		}
+		m.Handset.Close()
+	}
+	return err
+}

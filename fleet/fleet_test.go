@@ -1,0 +1,181 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbsim/bbsim/pushinit"
+	"github.com/bbsim/bbsim/pushserver"
+)
+
+// startFleet runs a push server and a fleet of n handsets attached to it.
+func startFleet(t *testing.T, n int, maxActive int) (*Fleet, string) {
+	t.Helper()
+	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ps.Serve(pln)
+	t.Cleanup(func() { ps.Close() })
+	gateway := "http://" + pln.Addr().String()
+
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(Options{Count: n, Gateway: gateway, BaseURL: "http://" + fln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.Serve(fln)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		f.Close()
+	})
+	waitUntil(t, 30*time.Second, func() bool {
+		for _, c := range f.Counters() {
+			if !c.Attached {
+				return false
+			}
+		}
+		return true
+	})
+	return f, gateway
+}
+
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFleetBulkPush(t *testing.T) {
+	const n = 200
+	f, gateway := startFleet(t, n, 0)
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(gateway, "http://"))
+	p, _ := strconv.Atoi(port)
+	var targets []pushinit.Target
+	for _, m := range f.Members() {
+		targets = append(targets, pushinit.Target{Host: host, Port: p, PIN: m.Handset.PIN()})
+	}
+	res := (&pushinit.Client{}).Bulk(t.Context(), pushinit.Push{Type: "message", Title: "load", Body: []byte("<p>hello</p>")}, targets, 50, nil)
+	for i, r := range res {
+		if !r.OK() {
+			t.Fatalf("push %d: %v", i, r.Err)
+		}
+	}
+	waitUntil(t, 30*time.Second, func() bool {
+		for _, c := range f.Counters() {
+			if c.Messages != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestFleetRouting(t *testing.T) {
+	f, err := New(Options{Count: 3, FirstPIN: "2B0000FE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.Serve(ln)
+	base := "http://" + ln.Addr().String()
+
+	// A direct push to the second handset, as curl would send it.
+	req, _ := http.NewRequest("POST", base+"/d/2b0000ff/", strings.NewReader("<p>direct</p>"))
+	req.Header.Set("Content-Type", "text/html")
+	req.Header.Set("X-RIM-Push-Type", "Browser-Message")
+	req.Header.Set("X-RIM-Push-Title", "direct")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("push: %s", resp.Status)
+	}
+
+	var dev struct {
+		PIN   string `json:"pin"`
+		Email string `json:"email"`
+	}
+	getJSON(t, base+"/h/2B0000FF/api/v1/device", &dev)
+	if dev.PIN != "2B0000FF" || dev.Email != "user2@bbsim.test" {
+		t.Fatalf("device %+v", dev)
+	}
+	var msgs []struct{ Subject string }
+	getJSON(t, base+"/h/2B0000FF/api/v1/messages", &msgs)
+	if len(msgs) != 1 || msgs[0].Subject != "direct" {
+		t.Fatalf("messages %+v", msgs)
+	}
+	var counters []Counter
+	getJSON(t, base+"/api/v1/fleet", &counters)
+	if len(counters) != 3 || counters[2].PIN != "2B000100" {
+		t.Fatalf("counters %+v", counters)
+	}
+	for i, c := range counters {
+		if want := map[int]int{1: 1}[i]; c.Messages != want {
+			t.Errorf("handset %s: %d messages, want %d", c.PIN, c.Messages, want)
+		}
+	}
+	resp, err = http.Post(base+"/d/21FFFFFF/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown PIN: %s", resp.Status)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+func TestFleetOptions(t *testing.T) {
+	for _, o := range []Options{
+		{FirstPIN: "xyz"},
+		{FirstPIN: "FFFFFFFF", Count: 2},
+		{Gateway: "http://127.0.0.1:1"},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}
