@@ -14,6 +14,5 @@ func notBuilt(name string) func(context.Context, []string, io.Writer, io.Writer)
 
 var (
 	cmdLockout = notBuilt("lockout")
-	cmdFleet   = notBuilt("fleet")
 	cmdBench   = notBuilt("bench")
 )
