@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbsim/bbsim/fleet"
+	"github.com/bbsim/bbsim/pushserver"
+)
+
+// bbsimBin is the command built once for the tests that run it as a user would.
+var bbsimBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bbsim-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bbsimBin = filepath.Join(dir, "bbsim")
+	build := exec.Command("go", "build", "-race", "-o", bbsimBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build bbsim:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runBBSim runs the command and returns its stdout, stderr and exit status.
+func runBBSim(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bbsimBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin = strings.NewReader("")
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run bbsim %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// pushFleet starts a push server (with at most maxActive pending pushes) and a fleet of n
+// handsets attached to it.
+func pushFleet(t *testing.T, n, maxActive int) (*fleet.Fleet, net.Addr) {
+	t.Helper()
+	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pln := listen(t)
+	go ps.Serve(pln)
+	t.Cleanup(func() { ps.Close() })
+	fln := listen(t)
+	f, err := fleet.New(fleet.Options{Count: n, Gateway: "http://" + pln.Addr().String(), BaseURL: "http://" + fln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.Serve(fln)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; f.Close() })
+	waitFor(t, 60*time.Second, "every handset attached", func() bool {
+		for _, c := range f.Counters() {
+			if !c.Attached {
+				return false
+			}
+		}
+		return true
+	})
+	return f, pln.Addr()
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPushBulkFleet(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		n         int
+		maxActive int
+	}{
+		{"1000 handsets", 1000, 0},
+		{"server limited to 10 active", 300, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, addr := pushFleet(t, tc.n, tc.maxActive)
+			host, port, _ := net.SplitHostPort(addr.String())
+			var b strings.Builder
+			b.WriteString("# host port PIN\n")
+			for _, m := range f.Members() {
+				fmt.Fprintf(&b, "%s %s %s\n", host, port, m.Handset.PIN())
+			}
+			bulk := filepath.Join(t.TempDir(), "bulk.txt")
+			os.WriteFile(bulk, []byte(b.String()), 0o644)
+			out, errOut, code := runBBSim(t, t.Context(), "push", "--bulk", bulk, "--type", "message", "--title", "bulk",
+				"--progress", "always", "--file", "-")
+			if code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+			if !strings.Contains(errOut, "100%") || !strings.Contains(out, fmt.Sprintf("%d pushes, %d accepted, 0 failed", tc.n, tc.n)) {
+				t.Fatalf("stdout:\n%s\nstderr:\n%s", out, errOut)
+			}
+			waitFor(t, 60*time.Second, "every push on its handset", func() bool {
+				for _, c := range f.Counters() {
+					if c.Messages != 1 {
+						return false
+					}
+				}
+				return true
+			})
+		})
+	}
+}
+
+func TestPushErrors(t *testing.T) {
+	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	go ps.Serve(ln)
+	defer ps.Close()
+	gw := "http://" + ln.Addr().String()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown recipient", []string{"--gateway", gw, "--to", "2100FFFF", "--type", "message"}, 1, "HTTP 403"},
+		{"unknown recipient over PAP", []string{"--gateway", gw, "--protocol", "pap", "--to", "2100FFFF", "--type", "message"}, 1, "code 2002"},
+		{"connection refused", []string{"--gateway", "http://127.0.0.1:1", "--to", "2100000A"}, 1, "connection refused"},
+		{"no recipient", []string{"--gateway", gw}, 1, "no recipient"},
+		{"bad flag", []string{"--nope"}, 2, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runBBSim(t, t.Context(), append([]string{"push", "--file", "-"}, tt.args...)...)
+			if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+				t.Fatalf("exit %d, want %d and %q\nstdout:\n%s\nstderr:\n%s", code, tt.code, tt.want, out, errOut)
+			}
+		})
+	}
+}
