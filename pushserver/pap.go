@@ -288,8 +288,15 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 		s.m.rejected.Add(1)
 		return
 	}
-	body, ok := s.readBody(w, r)
-	if !ok {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.writePAP(w, http.StatusRequestEntityTooLarge, "2.0", fmt.Sprintf("<badmessage-response code=\"%d\" desc=\"body over the %d-byte limit\" bad-message-fragment=\"\"/>\n", papBadRequest, s.opts.MaxBodyBytes))
+			s.m.rejected.Add(1)
+			return
+		}
+		s.papBad(w, "2.0", papBadRequest, "read body: "+err.Error(), nil)
 		return
 	}
 	ctype := r.Header.Get("Content-Type")

@@ -391,3 +391,13 @@ func TestSlowSenderTimedOut(t *testing.T) {
 		t.Fatalf("closed after %v", el)
 	}
 }
+
+func TestPAPBodyLimit(t *testing.T) {
+	t.Parallel()
+	_, base := startServer(t, Options{Devices: seedDevices(), MaxBodyBytes: 2000})
+	b, ct := papMultipart(papDoctype20, `<push-message push-id="big"><address address-value="2100000A"/></push-message>`, "Content-Type: text/plain\r\n", strings.Repeat("x", 3000))
+	code, ans := rawPOST(t, base, "/pap", ct, b)
+	if a := decodeAnswer(t, ans); code != 413 || a.BadMessage == nil || a.BadMessage.Code != 2000 {
+		t.Fatalf("oversized PAP = %d %s, want 413 with badmessage 2000", code, ans)
+	}
+}

@@ -1,0 +1,167 @@
+package pushserver
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func FuzzParseRIM(f *testing.F) {
+	f.Add("DESTINATION=2100000A&PORT=7874&REQUESTURI=/", "X-RIM-Push-Type: Browser-Channel\nX-RIM-Push-Title: News\nX-RIM-Push-Reliability-Mode: application-preferred")
+	f.Add("DESTINATION=alice%40bbsim.test&DESTINATION=%24team&PORT=100", "X-Rim-Push-Reliability: TRANSPORT\nX-RIM-Push-Deliver-After: Sun, 22 Nov 2026 20:00:00 GMT")
+	f.Add("PORT=-1", "X-RIM-Push-Priority: urgent")
+	f.Add("DESTINATION=&PORT=99999", "X-RIM-Push-NotifyURL: ftp://x")
+	f.Add("DESTINATION=2100000A", "X-RIM-Push-Deliver-Before: yesterday")
+	f.Fuzz(func(t *testing.T, query, headers string) {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		h := http.Header{}
+		for _, line := range strings.Split(headers, "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok {
+				h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+		}
+		rr, err := parseRIM(q, h)
+		if err != nil {
+			return
+		}
+		if len(rr.Destinations) == 0 || rr.Port <= 0 || rr.Port > 65535 {
+			t.Fatalf("parseRIM accepted %q with %d destinations, port %d", query, len(rr.Destinations), rr.Port)
+		}
+		if rr.Reliability != "transport" && rr.Reliability != "application" {
+			t.Fatalf("reliability %q", rr.Reliability)
+		}
+		for k := range rr.Headers {
+			if controlHeaders[k] || hopHeaders[k] {
+				t.Fatalf("control header %s forwarded", k)
+			}
+		}
+	})
+}
+
+func FuzzSplitMultipart(f *testing.F) {
+	f.Add("multipart/mixed; boundary=b1", "--b1\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--b1\r\nX-RIM-Push-Type: Browser-Channel\r\n\r\ny\r\n--b1--\r\n")
+	f.Add(`multipart/related; type="application/xml"; boundary=asdlfkjiurwghasf`, "--asdlfkjiurwghasf\r\nContent-Type: application/xml\r\n\r\n<pap/>\r\n--asdlfkjiurwghasf--\r\n")
+	f.Add("multipart/mixed", "no boundary")
+	f.Add("text/plain", "plain")
+	f.Add("multipart/mixed; boundary=x", "--x\r\n\r\n")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, ctype, body string) {
+		parts, err := splitMultipart(ctype, []byte(body))
+		if err != nil {
+			return
+		}
+		if len(parts) == 0 || len(parts) > 65 {
+			t.Fatalf("splitMultipart(%q) = %d parts without error", ctype, len(parts))
+		}
+		total := 0
+		for _, p := range parts {
+			total += len(p.Body)
+		}
+		if total > len(body) {
+			t.Fatalf("parts hold %d bytes, body has %d", total, len(body))
+		}
+	})
+}
+
+func FuzzParsePAP(f *testing.F) {
+	f.Add(`<?xml version="1.0"?>` + "\r\n" + mdsDoctype + "\r\n" + `<pap><push-message push-id="1" deliver-before-timestamp="2026-11-23T10:00:00Z"><address address-value="WAPPUSH=alice%40bbsim.test%3A7874/TYPE=USER@rim.net"/><quality-of-service delivery-method="confirmed"/></push-message></pap>`)
+	f.Add(`<?xml version="1.0"?>` + papDoctype21 + `<pap><statusquery-message push-id="x"><address address-value="2100000A"/></statusquery-message></pap>`)
+	f.Add(`<pap><cancel-message push-id="x"/></pap>`)
+	f.Add(`<!DOCTYPE pap [<!ENTITY a "x">]><pap><cancel-message push-id="&a;"/></pap>`)
+	f.Add(`<pap><push-message push-id="1"/><cancel-message push-id="2"/></pap>`)
+	f.Add(`<?xml version="1.0" encoding="ISO-8859-1"?><pap/>`)
+	f.Add(`<pap>`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		d, err := parsePAP([]byte(doc))
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error text")
+			}
+			return
+		}
+		n := 0
+		if d.Push != nil {
+			n++
+			for _, a := range d.Push.Addresses {
+				parsePAPAddress(a.Value)
+			}
+		}
+		if d.StatusQuery != nil {
+			n++
+		}
+		if d.Cancel != nil {
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("parsePAP accepted %d messages", n)
+		}
+		if strings.Contains(strings.ToUpper(doc), "<!ENTITY") {
+			t.Fatalf("parsePAP accepted an entity declaration: %q", doc)
+		}
+	})
+}
+
+func TestParsePAPAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want papAddr
+		err  bool
+	}{
+		{"WAPPUSH=alice%40bbsim.test%3A7874/TYPE=USER@rim.net", papAddr{Dest: "alice@bbsim.test", Port: 7874}, false},
+		{"wappush=2100000A%3A100/type=user@blackberry.com", papAddr{Dest: "2100000A", Port: 100}, false},
+		{"WAPPUSH=first.last%2Bx%40e.com/TYPE=USER@rim.net", papAddr{Dest: "first.last+x@e.com"}, false},
+		{"2100000A", papAddr{Dest: "2100000A"}, false},
+		{"push_all", papAddr{All: true}, false},
+		{"WAPPUSH=2100000A%3A0/TYPE=USER@rim.net", papAddr{}, true},
+		{"WAPPUSH=2100000A/TYPE=IPv4@rim.net", papAddr{}, true},
+		{"WAPPUSH=%zz/TYPE=USER@rim.net", papAddr{}, true},
+		{"", papAddr{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parsePAPAddress(tc.in)
+			if (err != nil) != tc.err || got != tc.want {
+				t.Fatalf("parsePAPAddress(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+// FuzzPAPHandler sends arbitrary bodies to POST /pap: nothing panics, and every rejection is
+// a 4xx whose PAP answer carries a code.
+func FuzzPAPHandler(f *testing.F) {
+	body, ctype := papMultipart(papDoctype20, `<push-message push-id="f1"><address address-value="2100000A"/></push-message>`, "Content-Type: text/plain\r\n", "x")
+	f.Add(ctype, body)
+	f.Add("application/xml", `<pap><statusquery-message push-id="f1"/></pap>`)
+	f.Add("application/xml", `<pap><cancel-message push-id="f1"/></pap>`)
+	f.Add("multipart/related; boundary=b", "--b\r\n\r\n<pap>\r\n--b--")
+	f.Add("text/plain", "x")
+	s, err := New(Options{DataDir: f.TempDir(), Devices: seedDevices(), MaxActive: 1 << 30})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Handler()
+	f.Fuzz(func(t *testing.T, ctype, body string) {
+		req := httptest.NewRequest("POST", "/pap", strings.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		switch {
+		case w.Code == 200 || w.Code == 202:
+		case w.Code >= 400 && w.Code < 500:
+			if !strings.Contains(w.Body.String(), `code="2`) {
+				t.Fatalf("POST /pap %q = %d without a PAP 2xxx code: %s", ctype, w.Code, w.Body.String())
+			}
+		default:
+			t.Fatalf("POST /pap %q = %d: %s", ctype, w.Code, w.Body.String())
+		}
+	})
+}
