@@ -56,8 +56,8 @@ var inherited = map[string]bool{
 	"X-Rim-Push-Read-Icon-Url": true, "X-Rim-Push-Delete-Url": true,
 }
 
+// get returns a part's header; name must be in canonical form (http.CanonicalHeaderKey).
 func (p *part) get(name string) string {
-	name = http.CanonicalHeaderKey(name)
 	if v := strings.TrimSpace(p.header.Get(name)); v != "" || p.outer == nil || !inherited[name] {
 		return v
 	}
@@ -94,7 +94,7 @@ func (r *Receiver) apply(ctx context.Context, p *push) *pushError {
 func (r *Receiver) applyApp(p *push) *pushError {
 	ap := handset.AppPush{
 		ID:          p.id,
-		MessageID:   strings.TrimSpace(p.header.Get("Push-Message-ID")),
+		MessageID:   strings.TrimSpace(p.header.Get("Push-Message-Id")),
 		ContentType: p.header.Get("Content-Type"),
 		Body:        string(p.body),
 	}
@@ -144,11 +144,11 @@ func splitParts(p *push) ([]part, *pushError) {
 
 // prepare checks one part and returns the operation that stores it.
 func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *pushError) {
-	typ := strings.ToLower(pt.get("X-RIM-Push-Type"))
+	typ := strings.ToLower(pt.get("X-Rim-Push-Type"))
 	loc := pt.get("Content-Location")
-	chID := pt.get("X-RIM-Push-Channel-ID")
-	title := pt.get("X-RIM-Push-Title")
-	priority := strings.ToLower(pt.get("X-RIM-Push-Priority"))
+	chID := pt.get("X-Rim-Push-Channel-Id")
+	title := pt.get("X-Rim-Push-Title")
+	priority := strings.ToLower(pt.get("X-Rim-Push-Priority"))
 	switch priority {
 	case "none", "low", "medium", "high":
 	default:
@@ -168,7 +168,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 	if p.id != "" {
 		key = fmt.Sprintf("push:%s:%d", p.id, pt.index)
 	}
-	for _, u := range []string{pt.get("X-RIM-Push-Unread-Icon-URL"), pt.get("X-RIM-Push-Read-Icon-URL"), pt.get("X-Rim-Push-Delete-Url")} {
+	for _, u := range []string{pt.get("X-Rim-Push-Unread-Icon-Url"), pt.get("X-Rim-Push-Read-Icon-Url"), pt.get("X-Rim-Push-Delete-Url")} {
 		if u != "" && !isHTTPURL(u) {
 			return nil, errf(statusMalformed, "%q is not an http URL", u)
 		}
@@ -188,7 +188,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		if title == "" {
 			title = loc
 		}
-		unreadURL, readURL := pt.get("X-RIM-Push-Unread-Icon-URL"), pt.get("X-RIM-Push-Read-Icon-URL")
+		unreadURL, readURL := pt.get("X-Rim-Push-Unread-Icon-Url"), pt.get("X-Rim-Push-Read-Icon-Url")
 		deleteURL := pt.get("X-Rim-Push-Delete-Url")
 		return func(ctx context.Context) error {
 			ch := handset.Channel{ChannelID: chID, Title: title, URL: loc, Priority: priority,
@@ -273,7 +273,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 	case "":
 		return nil, errf(statusMalformed, "push to the browser port without X-RIM-Push-Type")
 	default:
-		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get("X-RIM-Push-Type"))
+		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get("X-Rim-Push-Type"))
 	}
 }
 

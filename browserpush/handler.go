@@ -48,7 +48,7 @@ func writeError(w http.ResponseWriter, e *pushError) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if e.status != 0 {
-		h.Set("X-RIM-Push-Status", strconv.Itoa(e.status))
+		h.Set("X-Rim-Push-Status", strconv.Itoa(e.status))
 	}
 	w.WriteHeader(e.http)
 	_, _ = io.WriteString(w, e.reason+"\n")
@@ -57,7 +57,7 @@ func writeError(w http.ResponseWriter, e *pushError) {
 // reliabilityApplication reports whether the push asks for an application-level
 // acknowledgement.
 func reliabilityApplication(h http.Header) bool {
-	for _, name := range []string{"X-RIM-Push-Reliability-Mode", "X-Rim-Push-Reliability"} {
+	for _, name := range []string{"X-Rim-Push-Reliability-Mode", "X-Rim-Push-Reliability"} {
 		switch strings.ToLower(strings.TrimSpace(h.Get(name))) {
 		case "application", "application-preferred", "confirmed", "application-level", "preferconfirmed":
 			return true
@@ -77,7 +77,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		writeError(w, &pushError{http: http.StatusServiceUnavailable, reason: "handset out of coverage"})
 		return
 	}
-	pushID := strings.TrimSpace(req.Header.Get("X-RIM-Push-ID"))
+	pushID := strings.TrimSpace(req.Header.Get("X-Rim-Push-Id"))
 	perr := r.receive(w, req, pushID)
 	if perr != nil {
 		r.log.Info("push rejected", "push_id", pushID, "status", perr.status, "http", perr.http, "err", perr.reason)
@@ -92,7 +92,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 // receive handles one packet and writes the 200 itself; it returns the error to answer.
 func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID string) *pushError {
 	port := BrowserPort
-	if v := strings.TrimSpace(req.Header.Get("X-RIM-Push-Dest-Port")); v != "" {
+	if v := strings.TrimSpace(req.Header.Get("X-Rim-Push-Dest-Port")); v != "" {
 		p, err := strconv.Atoi(v)
 		if err != nil || p < 1 || p > 65535 {
 			return errf(statusMalformed, "X-RIM-Push-Dest-Port %q is not a port", v)
@@ -132,7 +132,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 		return errf(statusMalformed, "a push of several packets needs X-RIM-Push-ID")
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.maxBody))
+	body, err := readBody(w, req, r.maxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -168,4 +168,17 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 		r.ackLater(pushID, 1000)
 	}
 	return nil
+}
+
+// readBody reads a request body of at most limit bytes, sized by Content-Length when given.
+func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, req.Body, limit)
+	if n := req.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
 }

@@ -25,6 +25,9 @@ const (
 // fetchIcons fetches both channel icons at once. A missing or broken icon is nil: the UI
 // draws its default glyph.
 func (r *Receiver) fetchIcons(ctx context.Context, unreadURL, readURL string) (unread, read []byte) {
+	if unreadURL == "" && readURL == "" {
+		return nil, nil
+	}
 	var wg sync.WaitGroup
 	fetch := func(u string, dst *[]byte) {
 		defer wg.Done()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
@@ -22,14 +23,17 @@ const (
 	maxIndent = 16
 	// minWrap is the narrowest column text is wrapped to.
 	minWrap = 16
+	// sniffLen is how much of a page is read to find its charset.
+	sniffLen = 1024
 )
 
 // RenderHTML renders an HTML page as plain text for a terminal screen width columns wide
 // (0 or less: no wrapping): headings underlined, paragraphs separated by blank lines,
 // lists with "*" or numbers, links numbered "[n]" in the text and listed at the end.
-// Scripts, styles and the title are dropped. The charset comes from a byte-order mark or a
-// <meta> declaration, else UTF-8. It reads r to the end and never fails on bad markup;
-// the error is from reading r.
+// Scripts, styles and the title are dropped; nesting deeper than 256 elements adds no
+// structure. The charset comes from a byte-order mark or a <meta> declaration, else
+// UTF-8 (windows-1252 when the first KiB is not valid UTF-8). It reads r to the end and
+// never fails on bad markup; the error is from reading r.
 func RenderHTML(r io.Reader, width int) (text string, links []string, err error) {
 	return renderHTML(r, "", width)
 }
@@ -37,18 +41,33 @@ func RenderHTML(r io.Reader, width int) (text string, links []string, err error)
 // renderHTML is RenderHTML with the Content-Type the page came with (its charset wins).
 func renderHTML(r io.Reader, contentType string, width int) (string, []string, error) {
 	// Sniff the charset from the first KiB (BOM, Content-Type, <meta>), as browsers do.
-	prefix := make([]byte, 1024)
-	n, err := io.ReadFull(r, prefix)
-	prefix = prefix[:n]
-	rest := r
-	switch {
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		rest = bytes.NewReader(nil)
-	case err != nil:
-		rest = errReader{err}
+	var prefix []byte
+	var rest io.Reader
+	if br, ok := r.(*bytes.Reader); ok && br.Len() <= sniffLen {
+		// The receiver's whole page is in memory: no copy.
+		prefix = make([]byte, br.Len())
+		_, _ = br.Read(prefix)
+	} else {
+		prefix = make([]byte, sniffLen)
+		n, err := io.ReadFull(r, prefix)
+		prefix = prefix[:n]
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		case err != nil:
+			rest = errReader{err}
+		default:
+			rest = r
+		}
 	}
-	enc, _, _ := charset.DetermineEncoding(prefix, contentType)
-	rd := enc.NewDecoder().Reader(io.MultiReader(bytes.NewReader(prefix), rest))
+	var rd io.Reader = bytes.NewReader(prefix)
+	if rest != nil {
+		rd = io.MultiReader(rd, rest)
+	}
+	if !plainUTF8(prefix, contentType) {
+		if enc, name, _ := charset.DetermineEncoding(prefix, contentType); name != "utf-8" {
+			rd = enc.NewDecoder().Reader(rd)
+		}
+	} // UTF-8 needs no decoder: invalid bytes become U+FFFD in the text handler
 	rn := &renderer{width: width, linkNo: map[string]int{}}
 	z := html.NewTokenizer(rd)
 	var readErr error
@@ -62,7 +81,7 @@ func renderHTML(r io.Reader, contentType string, width int) (string, []string, e
 		}
 		switch tt {
 		case html.TextToken:
-			rn.text(string(z.Text()))
+			rn.text(z.Text())
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
 			a := atom.Lookup(name)
@@ -112,9 +131,10 @@ type renderer struct {
 	pre      int  // open <pre> elements
 	lists    []list
 
-	inline  strings.Builder // the paragraph being collected
-	marker  string          // list marker for the paragraph's first line
-	heading int             // heading level of the paragraph (0: none)
+	inline  bytes.Buffer // the paragraph being collected (Reset keeps its memory)
+	para    []byte       // scratch for wrapping
+	marker  string       // list marker for the paragraph's first line
+	heading int          // heading level of the paragraph (0: none)
 
 	links  []string
 	linkNo map[string]int
@@ -164,7 +184,7 @@ func headingLevel(a atom.Atom) int {
 	return 0
 }
 
-func (rn *renderer) text(s string) {
+func (rn *renderer) text(s []byte) {
 	if rn.dropNext {
 		rn.dropNext = false
 		return
@@ -172,14 +192,16 @@ func (rn *renderer) text(s string) {
 	if rn.skip > 0 {
 		return
 	}
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
+	if !utf8.Valid(s) {
+		s = bytes.ToValidUTF8(s, []byte("\uFFFD"))
 	}
-	if strings.Contains(s, "\uFEFF") { // a byte-order mark is not text
-		s = strings.ReplaceAll(s, "\uFEFF", "")
+	if bytes.Contains(s, bom) { // a byte-order mark is not text
+		s = bytes.ReplaceAll(s, bom, nil)
 	}
-	rn.inline.WriteString(s)
+	rn.inline.Write(s)
 }
+
+var bom = []byte("\uFEFF")
 
 func (rn *renderer) start(a atom.Atom, href, alt string, selfClosing bool) {
 	if rn.skip > 0 {
@@ -209,7 +231,7 @@ func (rn *renderer) start(a atom.Atom, href, alt string, selfClosing bool) {
 		}
 		return
 	case a == atom.Td || a == atom.Th:
-		if strings.TrimSpace(rn.inline.String()) != "" {
+		if len(bytes.TrimSpace(rn.inline.Bytes())) != 0 {
 			rn.inline.WriteString(" | ")
 		}
 	}
@@ -374,49 +396,58 @@ func (rn *renderer) flush() {
 	if rn.pre > 0 {
 		return
 	}
-	words := strings.Fields(rn.inline.String())
-	rn.inline.Reset()
-	if len(words) == 0 {
+	words := rn.inline.Bytes()
+	if len(bytes.TrimSpace(words)) == 0 {
+		rn.inline.Reset()
 		return
 	}
 	ind := strings.Repeat(" ", rn.indent())
 	first := ind + rn.marker
 	cont := ind + strings.Repeat(" ", utf8.RuneCountInString(rn.marker))
 	rn.marker = ""
-	var lines []string
-	line, lineLen := first, utf8.RuneCountInString(first)
-	prefixLen := lineLen
+	b := bytes.NewBuffer(rn.para[:0])
+	b.WriteString(first)
+	prefixLen := utf8.RuneCountInString(first)
+	contLen := utf8.RuneCountInString(cont)
+	lineLen, longest := prefixLen, 0
 	avail := 0
 	if rn.width > 0 {
 		avail = max(rn.width, prefixLen+minWrap)
 	}
-	for _, w := range words {
-		wl := utf8.RuneCountInString(w)
+	for w := range fields(words) {
+		wl := len(w)
+		if !isASCII(w) {
+			wl = utf8.RuneCount(w)
+		}
 		switch {
 		case lineLen == prefixLen:
-			line += w
+			b.Write(w)
 			lineLen += wl
 		case avail > 0 && lineLen+1+wl > avail:
-			lines = append(lines, line)
-			line, lineLen = cont+w, utf8.RuneCountInString(cont)+wl
-			prefixLen = utf8.RuneCountInString(cont)
+			longest = max(longest, lineLen-prefixLen)
+			b.WriteByte('\n')
+			b.WriteString(cont)
+			b.Write(w)
+			lineLen, prefixLen = contLen+wl, contLen
 		default:
-			line += " " + w
+			b.WriteByte(' ')
+			b.Write(w)
 			lineLen += 1 + wl
 		}
 	}
-	lines = append(lines, line)
-	longest := 0
-	for _, l := range lines {
-		longest = max(longest, utf8.RuneCountInString(strings.TrimLeft(l, " ")))
+	longest = max(longest, lineLen-prefixLen)
+	if rn.heading == 1 || rn.heading == 2 {
+		ch := "="
+		if rn.heading == 2 {
+			ch = "-"
+		}
+		b.WriteByte('\n')
+		b.WriteString(ind)
+		b.WriteString(strings.Repeat(ch, longest))
 	}
-	text := strings.Join(lines, "\n")
-	switch rn.heading {
-	case 1:
-		text += "\n" + ind + strings.Repeat("=", longest)
-	case 2:
-		text += "\n" + ind + strings.Repeat("-", longest)
-	}
+	rn.para = b.Bytes()
+	text := b.String()
+	rn.inline.Reset()
 	rn.write(text)
 	rn.need(1)
 }
@@ -453,4 +484,80 @@ func (rn *renderer) finish() string {
 		rn.write(b.String())
 	}
 	return rn.out.String()
+}
+
+func isASCII(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// fields yields the whitespace-separated words of b, like bytes.Fields without allocating.
+func fields(b []byte) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		i := 0
+		for i < len(b) {
+			for i < len(b) {
+				r, n := rune(b[i]), 1
+				if r >= utf8.RuneSelf {
+					r, n = utf8.DecodeRune(b[i:])
+				}
+				if !unicode.IsSpace(r) {
+					break
+				}
+				i += n
+			}
+			start := i
+			for i < len(b) {
+				r, n := rune(b[i]), 1
+				if r >= utf8.RuneSelf {
+					r, n = utf8.DecodeRune(b[i:])
+				}
+				if unicode.IsSpace(r) {
+					break
+				}
+				i += n
+			}
+			if i > start && !yield(b[start:i]) {
+				return
+			}
+		}
+	}
+}
+
+// plainUTF8 reports, cheaply, that a page with no charset parameter, no byte-order mark and
+// no <meta> is valid UTF-8. Unlike charset.DetermineEncoding, a page whose first KiB is
+// plain ASCII is read as UTF-8, not windows-1252: pushed pages today are UTF-8.
+func plainUTF8(prefix []byte, contentType string) bool {
+	if strings.Contains(strings.ToLower(contentType), "charset") {
+		return false
+	}
+	if bytes.HasPrefix(prefix, []byte{0xef, 0xbb, 0xbf}) || bytes.HasPrefix(prefix, []byte{0xfe, 0xff}) ||
+		bytes.HasPrefix(prefix, []byte{0xff, 0xfe}) {
+		return false
+	}
+	for i := bytes.IndexByte(prefix, '<'); i >= 0; {
+		if rest := prefix[i+1:]; len(rest) >= 4 && bytes.EqualFold(rest[:4], []byte("meta")) {
+			return false
+		}
+		j := bytes.IndexByte(prefix[i+1:], '<')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	// A partial rune at the end of a sniffed prefix is not an error.
+	for k := 0; k < utf8.UTFMax && len(prefix) > 0; k++ {
+		if utf8.Valid(prefix) {
+			return true
+		}
+		if len(prefix) < sniffLen {
+			return false
+		}
+		prefix = prefix[:len(prefix)-1]
+	}
+	return utf8.Valid(prefix)
 }

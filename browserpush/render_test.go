@@ -10,6 +10,8 @@ import (
 	"testing/iotest"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/net/html/charset"
 )
 
 func TestRenderHTML(t *testing.T) {
@@ -139,6 +141,12 @@ func FuzzRenderHTML(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, width int) {
 		width %= 200
+		if prefix := in[:min(len(in), sniffLen)]; plainUTF8(prefix, "") {
+			// DetermineEncoding falls back to windows-1252 for ASCII, which reads the same.
+			if _, name, _ := charset.DetermineEncoding(prefix, ""); name != "utf-8" && !isASCII(prefix[:max(len(prefix)-3, 0)]) {
+				t.Fatalf("plainUTF8 says UTF-8, DetermineEncoding says %s", name)
+			}
+		}
 		got, links, err := RenderHTML(bytes.NewReader(in), width)
 		if err != nil {
 			t.Fatalf("RenderHTML error %v", err)
