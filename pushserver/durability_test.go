@@ -6,13 +6,17 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-const childEnv = "BBSIM_PUSHSERVER_TEST_CHILD_DATA"
+const (
+	childEnv          = "BBSIM_PUSHSERVER_TEST_CHILD_DATA"
+	childMaxActiveEnv = "BBSIM_PUSHSERVER_TEST_CHILD_MAX_ACTIVE"
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
@@ -23,7 +27,11 @@ func TestMain(m *testing.M) {
 
 // runChild runs a push server as a separate process for the durability test.
 func runChild(dir string) int {
-	s, err := New(Options{DataDir: dir, Devices: seedDevices(), PacketSize: 1024})
+	opts := Options{DataDir: dir, Devices: seedDevices(), PacketSize: 1024}
+	if n, err := strconv.Atoi(os.Getenv(childMaxActiveEnv)); err == nil {
+		opts.MaxActive = n
+	}
+	s, err := New(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -46,10 +54,10 @@ type child struct {
 	base string
 }
 
-func startChild(t *testing.T, dir string) *child {
+func startChild(t testing.TB, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+dir), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -68,7 +76,7 @@ func startChild(t *testing.T, dir string) *child {
 	return c
 }
 
-func (c *child) kill(t *testing.T) {
+func (c *child) kill(t testing.TB) {
 	if c.cmd.ProcessState != nil {
 		return
 	}

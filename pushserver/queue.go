@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -231,7 +230,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	s.active++
 	s.mu.Unlock()
 
-	err := s.st.do(ctx, func(tx *sql.Tx) error { return insertPush(tx, p, rs) })
+	err := s.st.do(ctx, func(tx *wtx) error { return insertPush(tx, p, rs) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {

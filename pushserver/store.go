@@ -55,16 +55,53 @@ CREATE TABLE IF NOT EXISTS devices(
 // concurrent operations together (group commit), each in its own savepoint so one failing
 // operation does not undo the others.
 type store struct {
-	db   *sql.DB
-	ops  chan *op
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	db    *sql.DB
+	wconn *sql.Conn            // the writer's own connection, so prepared statements stay valid
+	stmts map[string]*sql.Stmt // writer-only cache of prepared statements
+	ops   chan *op
+	quit  chan struct{}
+	done  chan struct{}
+	once  sync.Once
 }
 
 type op struct {
-	fn  func(*sql.Tx) error
-	err chan error
+	fn     func(*wtx) error
+	err    chan error
+	single bool // one statement: atomic by itself, needs no savepoint
+}
+
+// wtx is the writer's transaction; statements are prepared once and reused.
+type wtx struct {
+	tx *sql.Tx
+	st *store
+}
+
+func (w *wtx) stmt(query string) (*sql.Stmt, error) {
+	ps := w.st.stmts[query]
+	if ps == nil {
+		var err error
+		if ps, err = w.st.db.Prepare(query); err != nil {
+			return nil, err
+		}
+		w.st.stmts[query] = ps
+	}
+	return w.tx.Stmt(ps), nil
+}
+
+func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
+	ps, err := w.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return ps.Exec(args...)
+}
+
+func (w *wtx) queryRow(query string, args ...any) *sql.Row {
+	ps, err := w.stmt(query)
+	if err != nil {
+		return w.tx.QueryRow(query, args...)
+	}
+	return ps.QueryRow(args...)
 }
 
 var errStoreClosed = errors.New("pushserver: store closed")
@@ -84,14 +121,27 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create push store schema %s: %w", path, err)
 	}
-	st := &store{db: db, ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
+	wconn, err := db.Conn(context.Background())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open push store %s: %w", path, err)
+	}
+	st := &store{db: db, wconn: wconn, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
 	go st.writer()
 	return st, nil
 }
 
 // do runs fn in the next group transaction and returns once that transaction is committed.
-func (st *store) do(ctx context.Context, fn func(*sql.Tx) error) error {
-	o := &op{fn: fn, err: make(chan error, 1)}
+func (st *store) do(ctx context.Context, fn func(*wtx) error) error {
+	return st.submit(ctx, &op{fn: fn, err: make(chan error, 1)})
+}
+
+// do1 is do for a function that runs a single statement.
+func (st *store) do1(ctx context.Context, fn func(*wtx) error) error {
+	return st.submit(ctx, &op{fn: fn, err: make(chan error, 1), single: true})
+}
+
+func (st *store) submit(ctx context.Context, o *op) error {
 	select {
 	case st.ops <- o:
 	case <-st.quit:
@@ -152,25 +202,30 @@ func (st *store) writer() {
 
 func (st *store) commit(batch []*op) {
 	errs := make([]error, len(batch))
-	tx, err := st.db.Begin()
+	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
 		for _, o := range batch {
 			o.err <- fmt.Errorf("begin push store transaction: %w", err)
 		}
 		return
 	}
+	w := &wtx{tx: tx, st: st}
 	for i, o := range batch {
-		if _, err := tx.Exec("SAVEPOINT op"); err != nil {
+		if o.single {
+			errs[i] = o.fn(w)
+			continue
+		}
+		if _, err := w.exec("SAVEPOINT op"); err != nil {
 			errs[i] = err
 			continue
 		}
-		if err := o.fn(tx); err != nil {
+		if err := o.fn(w); err != nil {
 			errs[i] = err
-			if _, rerr := tx.Exec("ROLLBACK TO op"); rerr != nil {
+			if _, rerr := w.exec("ROLLBACK TO op"); rerr != nil {
 				errs[i] = errors.Join(err, rerr)
 			}
 		}
-		if _, err := tx.Exec("RELEASE op"); err != nil && errs[i] == nil {
+		if _, err := w.exec("RELEASE op"); err != nil && errs[i] == nil {
 			errs[i] = err
 		}
 	}
@@ -188,6 +243,10 @@ func (st *store) commit(batch []*op) {
 func (st *store) close() error {
 	st.once.Do(func() { close(st.quit) })
 	<-st.done
+	for _, ps := range st.stmts {
+		ps.Close()
+	}
+	st.wconn.Close()
 	return st.db.Close()
 }
 
@@ -206,9 +265,9 @@ func fromMs(ms int64) time.Time {
 }
 
 // insertPush stores a push and its recipients; it fills p.key and the recipients' seq.
-func insertPush(tx *sql.Tx, p *push, rs []*recip) error {
+func insertPush(tx *wtx, p *push, rs []*recip) error {
 	var one int
-	err := tx.QueryRow("SELECT 1 FROM pushes WHERE source=? AND push_id=?", p.source, p.id).Scan(&one)
+	err := tx.queryRow("SELECT 1 FROM pushes WHERE source=? AND push_id=?", p.source, p.id).Scan(&one)
 	if err == nil {
 		return ErrDuplicate
 	}
@@ -223,7 +282,7 @@ func insertPush(tx *sql.Tx, p *push, rs []*recip) error {
 	if p.notifyPAP {
 		notifyPAP = 1
 	}
-	res, err := tx.Exec(`INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
+	res, err := tx.exec(`INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
 		unixMs(p.deliverBefore), unixMs(p.deliverAfter), p.notifyURL, notifyPAP, p.papVersion, unixMs(p.acceptedAt))
 	if err != nil {
@@ -232,13 +291,8 @@ func insertPush(tx *sql.Tx, p *push, rs []*recip) error {
 	if p.key, err = res.LastInsertId(); err != nil {
 		return err
 	}
-	stmt, err := tx.Prepare("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)")
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	for _, r := range rs {
-		res, err := stmt.Exec(p.key, r.pin, r.port, unixMs(p.acceptedAt))
+		res, err := tx.exec("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", p.key, r.pin, r.port, unixMs(p.acceptedAt))
 		if err != nil {
 			return err
 		}
@@ -250,8 +304,8 @@ func insertPush(tx *sql.Tx, p *push, rs []*recip) error {
 }
 
 func (st *store) setState(ctx context.Context, r *recip, state string, code int, transportAt, at time.Time) error {
-	return st.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec("UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?",
+	return st.do1(ctx, func(tx *wtx) error {
+		_, err := tx.exec("UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?",
 			state, code, unixMs(transportAt), unixMs(at), r.seq)
 		return err
 	})
@@ -362,8 +416,8 @@ func (st *store) loadDevices() (map[string]string, error) {
 }
 
 func (st *store) saveDevice(ctx context.Context, pin, email string) error {
-	return st.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec("INSERT INTO devices(pin,email) VALUES(?,?) ON CONFLICT(pin) DO UPDATE SET email=excluded.email", pin, email)
+	return st.do1(ctx, func(tx *wtx) error {
+		_, err := tx.exec("INSERT INTO devices(pin,email) VALUES(?,?) ON CONFLICT(pin) DO UPDATE SET email=excluded.email", pin, email)
 		return err
 	})
 }

@@ -1,0 +1,309 @@
+package pushserver
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// raiseNoFile lifts the soft open-files limit to the hard one.
+func raiseNoFile(b *testing.B) uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		b.Fatal(err)
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rl.Cur
+}
+
+// fleet is a light receiver for many devices behind one listener: it answers every packet
+// 200 and records the arrival of each push's last packet.
+type fleet struct {
+	srv     *httptest.Server
+	count   atomic.Int64
+	target  atomic.Int64
+	done    chan struct{}
+	arrived sync.Map // push id -> time.Time
+	record  bool
+}
+
+func newFleet(b *testing.B, record bool) *fleet {
+	fl := &fleet{done: make(chan struct{}, 1), record: record}
+	fl.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		pk := r.Header.Get("X-Bbsim-Packet")
+		if i := strings.IndexByte(pk, '/'); i > 0 && atoiOK(pk[:i])+1 == atoiOK(pk[i+1:]) {
+			if fl.record {
+				fl.arrived.Store(r.Header.Get("X-RIM-Push-ID"), time.Now())
+			}
+			if fl.count.Add(1) == fl.target.Load() {
+				fl.done <- struct{}{}
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	fl.srv.Config.MaxHeaderBytes = 1 << 16
+	fl.srv.Start()
+	b.Cleanup(fl.srv.Close)
+	return fl
+}
+
+func atoiOK(s string) int {
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func benchDevices(n int) []Device {
+	ds := make([]Device, n)
+	for i := range ds {
+		ds[i] = Device{PIN: fmt.Sprintf("3%07X", i), Email: fmt.Sprintf("user%d@bbsim.test", i)}
+	}
+	return ds
+}
+
+func attachFleet(b *testing.B, base string, fl *fleet, devs []Device) {
+	for _, d := range devs {
+		body := fmt.Sprintf(`{"pin":%q,"email":%q,"receiver_url":"%s/d/%s/"}`, d.PIN, d.Email, fl.srv.URL, d.PIN)
+		resp, err := http.Post(base+"/device/attach", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("attach %s = %d", d.PIN, resp.StatusCode)
+		}
+	}
+}
+
+func benchClient(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+}
+
+// sendPush posts one RIM push, retrying 503 as a real initiator does; it returns the
+// number of 503 answers seen.
+func sendPush(c *http.Client, base, pin, id string) (busy int, err error) {
+	for {
+		req, _ := http.NewRequest("POST", base+"/push?DESTINATION="+pin+"&PORT=7874&REQUESTURI=/", bytes.NewReader([]byte("<p>bench</p>")))
+		req.Header.Set("X-RIM-Push-ID", id)
+		req.Header.Set("X-RIM-Push-Type", "Browser-Content")
+		req.Header.Set("Content-Type", "text/html")
+		req.Header.Set("Content-Location", "http://example.com/bench")
+		resp, err := c.Do(req)
+		if err != nil {
+			return busy, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case 200:
+			return busy, nil
+		case 503:
+			busy++
+			time.Sleep(2 * time.Millisecond)
+		default:
+			return busy, fmt.Errorf("push %s = %d", id, resp.StatusCode)
+		}
+	}
+}
+
+// BenchmarkRIMEndToEnd: RIM pushes accepted (stored) and delivered to 1,000 attached
+// receivers, 64 initiator connections.
+func BenchmarkRIMEndToEnd(b *testing.B) {
+	raiseNoFile(b)
+	fl := newFleet(b, false)
+	devs := benchDevices(1000)
+	_, base := startServer(b, Options{Devices: devs})
+	attachFleet(b, base, fl, devs)
+	const initiators = 64
+	c := benchClient(initiators)
+	fl.target.Store(int64(b.N))
+	var next, busy, errs atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range initiators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				n, err := sendPush(c, base, devs[i%1000].PIN, fmt.Sprintf("e2e-%d", i))
+				busy.Add(int64(n))
+				if err != nil {
+					errs.Add(1)
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	accepted := time.Since(start)
+	select {
+	case <-fl.done:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("delivered %d of %d", fl.count.Load(), b.N)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "pushes/s")
+	b.ReportMetric(float64(b.N)/accepted.Seconds(), "accepted/s")
+	b.ReportMetric(float64(busy.Load()), "busy-503")
+	b.ReportMetric(float64(errs.Load()), "errors")
+}
+
+// BenchmarkRIMLatency1000PerSec: pushes sent at 1,000 a second to 1,000 attached receivers;
+// latency from the initiator starting the request (so including accept and commit) to the
+// receiver answering the push's packet.
+func BenchmarkRIMLatency1000PerSec(b *testing.B) {
+	raiseNoFile(b)
+	fl := newFleet(b, true)
+	devs := benchDevices(1000)
+	_, base := startServer(b, Options{Devices: devs})
+	attachFleet(b, base, fl, devs)
+	c := benchClient(256)
+	fl.target.Store(int64(b.N))
+	sent := make([]time.Time, b.N)
+	b.ResetTimer()
+	tick := time.NewTicker(time.Millisecond)
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		sent[i] = time.Now()
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if _, err := sendPush(c, base, devs[i%1000].PIN, fmt.Sprintf("lat-%d", i)); err != nil {
+				errs.Add(1)
+			}
+		}(i)
+	}
+	tick.Stop()
+	wg.Wait()
+	select {
+	case <-fl.done:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("delivered %d of %d", fl.count.Load(), b.N)
+	}
+	b.StopTimer()
+	lat := make([]float64, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		v, ok := fl.arrived.Load(fmt.Sprintf("lat-%d", i))
+		if ok {
+			lat = append(lat, float64(v.(time.Time).Sub(sent[i]).Microseconds())/1000)
+		}
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(lat[len(lat)-1], "max-ms")
+	b.ReportMetric(float64(errs.Load()), "errors")
+}
+
+// BenchmarkInitiatorConnections10k holds 10,000 initiator connections open at once against a
+// server in a child process (so each side has its own open-files budget); every connection
+// sends one RIM push and keeps the connection open until all have been answered.
+func BenchmarkInitiatorConnections10k(b *testing.B) {
+	const conns = 10000
+	if lim := raiseNoFile(b); lim < conns+500 {
+		b.Fatalf("open-files limit %d is too low for %d connections", lim, conns)
+	}
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		ch := startChild(b, b.TempDir(), fmt.Sprintf("%s=%d", childMaxActiveEnv, 4*conns))
+		addr := strings.TrimPrefix(ch.base, "http://")
+		b.StartTimer()
+		start := time.Now()
+		cs := make([]net.Conn, conns)
+		var errs atomic.Int64
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 256) // dial pace: the listen backlog is finite
+		for i := range cs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				<-sem
+				if err != nil {
+					errs.Add(1)
+					return
+				}
+				cs[i] = c
+			}(i)
+		}
+		wg.Wait()
+		held := time.Since(start)
+		var ok atomic.Int64
+		for i, c := range cs {
+			if c == nil {
+				continue
+			}
+			wg.Add(1)
+			go func(i int, c net.Conn) {
+				defer wg.Done()
+				body := "<p>conn</p>"
+				req := fmt.Sprintf("POST /push?DESTINATION=2100000A&PORT=7874 HTTP/1.1\r\nHost: %s\r\nX-RIM-Push-ID: conn-%d\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s", addr, i, len(body), body)
+				c.SetDeadline(time.Now().Add(60 * time.Second))
+				if _, err := io.WriteString(c, req); err != nil {
+					errs.Add(1)
+					return
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					errs.Add(1)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs.Add(1)
+					return
+				}
+				ok.Add(1)
+			}(i, c)
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.StopTimer()
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+		ch.kill(b)
+		b.ReportMetric(float64(conns), "conns")
+		b.ReportMetric(float64(errs.Load()), "errors")
+		b.ReportMetric(held.Seconds()*1000, "open-all-ms")
+		b.ReportMetric(float64(ok.Load())/el.Seconds(), "pushes/s")
+		if errs.Load() > 0 {
+			b.Errorf("%d of %d connections failed", errs.Load(), conns)
+		}
+	}
+}
