@@ -67,6 +67,9 @@ type device struct {
 	queue      []*recip           // queued recipients in seq order
 	wake       chan struct{}
 	delivered  int
+	// sending is held while a push is sent, so a delivery loop of a new attachment waits
+	// for the previous loop's request to end instead of sending the same push twice.
+	sending sync.Mutex
 }
 
 func (s *Server) device(pin string) *device {
@@ -360,7 +363,9 @@ func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 			t.Stop()
 			continue
 		}
+		d.sending.Lock()
 		s.deliver(ctx, url, r)
+		d.sending.Unlock()
 	}
 }
 
@@ -381,7 +386,9 @@ func (s *Server) deliver(ctx context.Context, url string, r *recip) {
 		if final || ctx.Err() != nil {
 			return
 		}
-		res := s.send(ctx, url, r)
+		// The request itself outlives a detach: a device that answers keeps its answer, so
+		// a push it took is not sent again after it re-attaches.
+		res := s.send(s.ctx, url, r)
 		if ctx.Err() != nil && !res.ok {
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -458,4 +459,61 @@ func TestUnreachableRetriedThenDelivered(t *testing.T) {
 	rc.wait(t, 1)
 	waitState(t, s, "retry", pinA, "delivered")
 	_ = context.Background
+}
+
+func TestPAPCurl(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is required for this test (apt-get install curl)")
+	}
+	rc := newReceiver(t)
+	_, base := startServer(t, Options{Devices: seedDevices()})
+	attach(t, base, rc, pinC)
+	body, ctype := papMultipart(papDoctype20, `<push-message push-id="curl-pap"><address address-value="WAPPUSH=carol%40bbsim.test%3A7874/TYPE=USER@rim.net"/><quality-of-service delivery-method="unconfirmed"/></push-message>`,
+		"Content-Type: text/html\r\nX-RIM-Push-Type: Browser-Channel\r\nX-RIM-Push-Title: Curl\r\n", "<p>via curl</p>")
+	f := t.TempDir() + "/pap.txt"
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "curl", "-sS", "-w", "\n%{http_code}", "-H", "Content-Type: "+ctype,
+		"--data-binary", "@"+f, base+"/pap").CombinedOutput()
+	if err != nil || !strings.HasSuffix(string(out), "\n202") || !strings.Contains(string(out), `code="1001"`) {
+		t.Fatalf("curl /pap = %q, %v; want 202 with 1001", out, err)
+	}
+	d := rc.wait(t, 1)[0]
+	if d.PushID != "curl-pap" || string(d.Body) != "<p>via curl</p>" || d.Header.Get("X-RIM-Push-Type") != "Browser-Channel" {
+		t.Fatalf("delivery = %+v", d)
+	}
+}
+
+func TestReattachDuringDeliveryNoDuplicate(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	first := true
+	rc.setAnswer(func(pin string, h http.Header) (int, string) {
+		if first {
+			first = false
+			close(entered)
+			<-release
+		}
+		return 200, ""
+	})
+	s, base := startServer(t, Options{Devices: seedDevices()})
+	attach(t, base, rc, pinA)
+	rimPush(t, base, "DESTINATION=2100000A", map[string]string{"X-RIM-Push-ID": "once"}, []byte("x"))
+	<-entered
+	detach(t, base, pinA)
+	code, m := postJSON(t, base+"/device/attach", map[string]string{"pin": pinA, "receiver_url": rc.url(pinA)})
+	if code != 200 {
+		t.Fatalf("re-attach = %d %v", code, m)
+	}
+	go func() {
+		// The receiver holds its lock while answering; release from outside it.
+		close(release)
+	}()
+	rc.wait(t, 1)
+	waitState(t, s, "once", pinA, "delivered")
+	rc.none(t, 300*time.Millisecond)
 }
