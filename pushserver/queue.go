@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -233,7 +234,18 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	s.active++
 	s.mu.Unlock()
 
-	err := s.st.do(ctx, func(tx *wtx) error { return insertPush(tx, p, rs) })
+	hdr, err := json.Marshal(p.headers)
+	if err != nil {
+		return nil, fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
+	}
+	insert := func(tx *wtx) error { return insertPush(tx, p, hdr, rs) }
+	if len(rs) == 1 {
+		// Nothing to undo when the only statement that can fail on input (the push row,
+		// on a duplicate id) does nothing: no savepoint needed.
+		err = s.st.do1(ctx, insert)
+	} else {
+		err = s.st.do(ctx, insert)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {

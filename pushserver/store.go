@@ -265,28 +265,21 @@ func fromMs(ms int64) time.Time {
 }
 
 // insertPush stores a push and its recipients; it fills p.key and the recipients' seq.
-func insertPush(tx *wtx, p *push, rs []*recip) error {
-	var one int
-	err := tx.queryRow("SELECT 1 FROM pushes WHERE source=? AND push_id=?", p.source, p.id).Scan(&one)
-	if err == nil {
-		return ErrDuplicate
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	hdr, err := json.Marshal(p.headers)
-	if err != nil {
-		return err
-	}
+func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 	notifyPAP := 0
 	if p.notifyPAP {
 		notifyPAP = 1
 	}
 	res, err := tx.exec(`INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(source,push_id) DO NOTHING`, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
 		unixMs(p.deliverBefore), unixMs(p.deliverAfter), p.notifyURL, notifyPAP, p.papVersion, unixMs(p.acceptedAt))
 	if err != nil {
 		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrDuplicate
 	}
 	if p.key, err = res.LastInsertId(); err != nil {
 		return err

@@ -1,0 +1,85 @@
+package pushserver
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestEnqueueAPI drives the API the BIS push package uses: Enqueue per source, PushState,
+// Cancel, and a mounted handler that identifies the device by its link token.
+func TestEnqueueAPI(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	var s *Server
+	mss := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pin, ok := s.LinkedPIN(r.Header.Get("X-Bbsim-Link-Token"))
+		if !ok {
+			http.Error(w, "unknown device", http.StatusForbidden)
+			return
+		}
+		io.WriteString(w, "rc=200 pin="+pin)
+	})
+	s, base := startServer(t, Options{Devices: seedDevices(), Mount: map[string]http.Handler{"/mss/": mss}})
+	ctx := t.Context()
+	sub := Submission{PushID: "bis-1", Source: "app1", PINs: []string{"2100000a"}, Port: 33333,
+		Headers: http.Header{"Content-Type": {"text/plain"}, "Push-Message-Id": {"m1"}}, Body: []byte("hello app"), Reliability: "confirmed"}
+	if err := s.Enqueue(ctx, sub); err != nil {
+		t.Fatalf("Enqueue = %v", err)
+	}
+	tests := []struct {
+		name string
+		sub  Submission
+		want error
+	}{
+		{"duplicate in source", sub, ErrDuplicate},
+		{"no recipients", Submission{PushID: "x", Source: "app1"}, ErrBadSubmission},
+		{"bad pin", Submission{PushID: "y", Source: "app1", PINs: []string{"nothex!!"}}, ErrBadSubmission},
+		{"bad reliability", Submission{PushID: "z", Source: "app1", PINs: []string{pinA}, Reliability: "maybe"}, ErrBadSubmission},
+		{"after not before before", Submission{PushID: "w", Source: "app1", PINs: []string{pinA},
+			DeliverAfter: time.Now().Add(2 * time.Hour), DeliverBefore: time.Now().Add(time.Hour)}, ErrBadSubmission},
+		{"same id other source", Submission{PushID: "bis-1", Source: "app2", PINs: []string{pinB}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.Enqueue(ctx, tc.sub); !errors.Is(err, tc.want) {
+				t.Fatalf("Enqueue(%s) = %v, want %v", tc.sub.PushID, err, tc.want)
+			}
+		})
+	}
+	ps, err := s.PushState("bis-1")
+	if err != nil || ps.Source != "app2" || len(ps.Recipients) != 1 || ps.Recipients[0].PIN != pinB {
+		t.Fatalf("PushState(bis-1) = %+v, %v; want the latest (app2)", ps, err)
+	}
+	if _, err := s.PushState("nope"); err != ErrNotFound {
+		t.Fatalf("PushState(nope) = %v", err)
+	}
+	if err := s.Cancel("bis-1"); err != nil {
+		t.Fatalf("Cancel = %v", err)
+	}
+	tok := attach(t, base, rc, pinA)
+	d := rc.wait(t, 1)[0]
+	if d.Port != 33333 || d.Header.Get("Push-Message-Id") != "m1" || d.Header.Get("X-RIM-Push-Reliability-Mode") != "application" {
+		t.Fatalf("delivery = %+v", d)
+	}
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{tok, 200}, {"forged", 403}, {"", 403}} {
+		req, _ := http.NewRequest("GET", base+"/mss/PD_subReg?serviceid=x", nil)
+		if tc.token != "" {
+			req.Header.Set("X-Bbsim-Link-Token", tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || (tc.want == 200 && string(b) != "rc=200 pin="+pinA) {
+			t.Fatalf("mounted /mss/ with token %q = %d %q, want %d", tc.token, resp.StatusCode, b, tc.want)
+		}
+	}
+}
