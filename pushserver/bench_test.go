@@ -64,6 +64,14 @@ func newFleet(b *testing.B, record bool) *fleet {
 	return fl
 }
 
+// cpuTime is the CPU time (user+system) this process has used: the initiators, the gateway
+// and the receivers together.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func atoiOK(s string) int {
 	n := 0
 	for _, c := range []byte(s) {
@@ -134,13 +142,14 @@ func BenchmarkRIMEndToEnd(b *testing.B) {
 	raiseNoFile(b)
 	fl := newFleet(b, false)
 	devs := benchDevices(1000)
-	_, base := startServer(b, Options{Devices: devs})
+	s, base := startServer(b, Options{Devices: devs})
 	attachFleet(b, base, fl, devs)
 	const initiators = 64
 	c := benchClient(initiators)
 	fl.target.Store(int64(b.N))
 	var next, busy, errs atomic.Int64
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range initiators {
@@ -173,6 +182,8 @@ func BenchmarkRIMEndToEnd(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "pushes/s")
 	b.ReportMetric(float64(b.N)/accepted.Seconds(), "accepted/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/push")
+	b.ReportMetric(float64(s.st.nOps.Load())/float64(s.st.nCommits.Load()), "ops/commit")
 	b.ReportMetric(float64(busy.Load()), "busy-503")
 	b.ReportMetric(float64(errs.Load()), "errors")
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -62,6 +63,9 @@ type store struct {
 	quit  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+
+	nCommits, nOps atomic.Int64 // group commits and the operations they carried
+	linger         time.Duration
 }
 
 type op struct {
@@ -126,7 +130,7 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open push store %s: %w", path, err)
 	}
-	st := &store{db: db, wconn: wconn, stmts: map[string]*sql.Stmt{}, ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
+	st := &store{db: db, wconn: wconn, stmts: map[string]*sql.Stmt{}, linger: 500 * time.Microsecond, ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
 	go st.writer()
 	return st, nil
 }
@@ -187,20 +191,26 @@ func (st *store) writer() {
 			}
 			return
 		}
+		// Linger briefly so concurrent arrivals share the commit (and its fsync): a
+		// commit costs far more than the wait.
+		linger := time.NewTimer(st.linger)
 	fill:
 		for len(batch) < cap(batch) {
 			select {
 			case o := <-st.ops:
 				batch = append(batch, o)
-			default:
+			case <-linger.C:
 				break fill
 			}
 		}
+		linger.Stop()
 		st.commit(batch)
 	}
 }
 
 func (st *store) commit(batch []*op) {
+	st.nCommits.Add(1)
+	st.nOps.Add(int64(len(batch)))
 	errs := make([]error, len(batch))
 	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
