@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -458,7 +459,6 @@ func TestUnreachableRetriedThenDelivered(t *testing.T) {
 	rimPush(t, base, "DESTINATION=2100000A", map[string]string{"X-RIM-Push-ID": "retry"}, []byte("x"))
 	rc.wait(t, 1)
 	waitState(t, s, "retry", pinA, "delivered")
-	_ = context.Background
 }
 
 func TestPAPCurl(t *testing.T) {
@@ -516,4 +516,57 @@ func TestReattachDuringDeliveryNoDuplicate(t *testing.T) {
 	rc.wait(t, 1)
 	waitState(t, s, "once", pinA, "delivered")
 	rc.none(t, 300*time.Millisecond)
+}
+
+// TestRIMPushRawSample sends a RIM push byte for byte as RIM's PHP sample writes it on a
+// socket (its header spellings, HTTP/1.0-style close), and checks the answer and delivery.
+func TestRIMPushRawSample(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	_, base := startServer(t, Options{Devices: seedDevices()})
+	attach(t, base, rc, pinA)
+	code, text := rawPOST(t, base, "/push?DESTINATION=alice@bbsim.test&PORT=7874&REQUESTURI=/", "text/html",
+		"<html><body>Hello from PHP</body></html>",
+		"X-RIM-PUSH-TITLE: PHP push\r\n", "X-RIM-Push-Type: browser-channel\r\n",
+		"Content-Location: http://example.com/php\r\n", "X-RIM-PUSH-CHANNEL-ID: http://example.com/php\r\n",
+		"X-RIM-Push-Unread-Icon-URL: http://example.com/u.png\r\n", "X-RIM-Push-Read-Icon-URL: http://example.com/r.png\r\n")
+	if code != 200 {
+		t.Fatalf("raw RIM push = %d %q", code, text)
+	}
+	d := rc.wait(t, 1)[0]
+	if d.Header.Get("X-RIM-Push-Title") != "PHP push" || d.Header.Get("X-RIM-Push-Type") != "Browser-Channel" ||
+		d.Header.Get("X-RIM-Push-Channel-ID") != "http://example.com/php" || d.Header.Get("Content-Type") != "text/html" {
+		t.Fatalf("delivered headers = %v", d.Header)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{DataDir: t.TempDir(), Devices: seedDevices()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	if code, text, _ := rimPush(t, "http://"+ln.Addr().String(), "DESTINATION=2100000A", nil, []byte("x")); code != 200 {
+		t.Fatalf("push = %d %s", code, text)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+	if err := s.Enqueue(t.Context(), Submission{PINs: []string{pinA}}); err == nil {
+		t.Fatal("Enqueue after Shutdown succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close after Shutdown = %v", err)
+	}
 }
