@@ -19,8 +19,11 @@ import (
 const (
 	backoffMin = 250 * time.Millisecond
 	backoffMax = 30 * time.Second
-	// ackAttempts and deleteAttempts bound retries of one-off requests.
-	ackAttempts    = 5
+	// ackAttempts and deleteAttempts bound retries of one-off requests. An ack can reach
+	// the gateway before it has read our 200 (it then answers 404), so acks start
+	// retrying sooner.
+	ackAttempts    = 8
+	ackBackoffMin  = 20 * time.Millisecond
 	deleteAttempts = 5
 	// detachTimeout bounds the farewell detach when Run ends.
 	detachTimeout = 2 * time.Second
@@ -182,7 +185,7 @@ func (r *Receiver) postJSON(ctx context.Context, path string, v, out any) error 
 // background, after the transport-level 200 has gone out.
 func (r *Receiver) ackLater(pushID string, code int) {
 	r.goBackground(func(ctx context.Context) {
-		var backoff time.Duration
+		backoff := ackBackoffMin / 2
 		for attempt := 1; ; attempt++ {
 			err := r.postJSON(ctx, "/device/ack", ackRequest{PIN: r.h.PIN(), PushID: pushID, Code: code}, nil)
 			if err == nil {
@@ -192,7 +195,7 @@ func (r *Receiver) ackLater(pushID string, code int) {
 				r.log.Warn("ack", "push_id", pushID, "attempt", attempt, "err", err)
 				return
 			}
-			backoff = nextBackoff(backoff)
+			backoff *= 2
 			if !sleep(ctx, backoff) {
 				return
 			}

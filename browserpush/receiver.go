@@ -73,6 +73,9 @@ type Receiver struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	connMu   sync.Mutex
+	newConns map[net.Conn]struct{} // connections that have not sent a request yet
 }
 
 // New builds a Receiver. It opens no socket; call Serve and Run.
@@ -119,7 +122,10 @@ func New(opts Options) (*Receiver, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		ConnState:         r.trackConn,
 	}
+	r.newConns = map[net.Conn]struct{}{}
+	r.srv.RegisterOnShutdown(r.closeNewConns)
 	return r, nil
 }
 
@@ -158,6 +164,27 @@ func announceAddr(a net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+func (r *Receiver) trackConn(c net.Conn, st http.ConnState) {
+	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	if st == http.StateNew {
+		r.newConns[c] = struct{}{}
+	} else {
+		delete(r.newConns, c)
+	}
+}
+
+// closeNewConns closes connections that never sent a request (clients dial spares):
+// net/http's Shutdown would otherwise wait 5 s for each before calling them idle.
+func (r *Receiver) closeNewConns() {
+	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	for c := range r.newConns {
+		_ = c.Close()
+		delete(r.newConns, c)
+	}
 }
 
 // Shutdown stops accepting pushes, waits for the ones in progress (until ctx ends), then

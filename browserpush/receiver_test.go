@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,9 @@ func startReceiver(t *testing.T, opts Options) (*Receiver, *handset.Handset, str
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := r.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+			var buf bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Errorf("Shutdown: %v\n%s", err, buf.String())
 		}
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve = %v, want ErrServerClosed", err)
