@@ -164,6 +164,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 		return perr
 	}
 	w.WriteHeader(http.StatusOK)
+	r.log.Debug("push stored", "push_id", pushID, "port", port, "bytes", len(body))
 	if pushID != "" && r.gateway != "" && reliabilityApplication(req.Header) {
 		r.ackLater(pushID, 1000)
 	}

@@ -192,8 +192,8 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 	if a.active[pushID] == asm {
 		delete(a.active, pushID)
 	}
+	body := bytes.Join(asm.parts, nil) // under the lock: a duplicate packet may still land
 	a.mu.Unlock()
-	body := bytes.Join(asm.parts, nil)
 	if asm.total >= 0 && int64(len(body)) != asm.total {
 		return nil, errf(statusMalformed, "reassembled %d bytes, X-Bbsim-Push-Length says %d", len(body), asm.total)
 	}
