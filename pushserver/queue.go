@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -447,6 +448,7 @@ func (s *Server) send(ctx context.Context, url string, r *recip) sendResult {
 		}
 		return body[lo:hi]
 	}
+	base := linkHeaders(r, n)
 	if n > 1 {
 		sem := make(chan struct{}, 5)
 		var wg sync.WaitGroup
@@ -466,7 +468,7 @@ func (s *Server) send(ctx context.Context, url string, r *recip) sendResult {
 			go func(i int) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				res := s.post(ctx, url, r, i, n, packet(i))
+				res := s.post(ctx, url, base, i, n, packet(i))
 				if !res.ok {
 					mu.Lock()
 					if !failed {
@@ -481,7 +483,7 @@ func (s *Server) send(ctx context.Context, url string, r *recip) sendResult {
 			return first
 		}
 	}
-	return s.post(ctx, url, r, n-1, n, packet(n-1))
+	return s.post(ctx, url, base, n-1, n, packet(n-1))
 }
 
 // hopHeaders are not forwarded to the device.
@@ -491,22 +493,37 @@ var hopHeaders = map[string]bool{
 	"Authorization": true, "Proxy-Authorization": true, "Expect": true, "Accept-Encoding": true,
 }
 
-func (s *Server) post(ctx context.Context, url string, r *recip, i, n int, chunk []byte) sendResult {
+// linkHeaders are the headers every packet of a push carries (docs/device-link.md), in
+// canonical form; built once per delivery attempt and shared by its packets.
+func linkHeaders(r *recip, n int) http.Header {
+	h := make(http.Header, len(r.p.headers)+7)
+	for k, v := range r.p.headers {
+		h[k] = v
+	}
+	h["X-Rim-Push-Id"] = []string{r.p.id}
+	h["X-Rim-Push-Dest-Port"] = []string{strconv.Itoa(r.port)}
+	if r.p.requestURI != "" {
+		h["X-Rim-Push-Request-Uri"] = []string{r.p.requestURI}
+	}
+	h["X-Rim-Push-Reliability-Mode"] = []string{r.p.reliability}
+	h["X-Bbsim-Push-Length"] = []string{strconv.Itoa(len(r.p.body))}
+	if n == 1 {
+		h["X-Bbsim-Packet"] = []string{"0/1"}
+	}
+	return h
+}
+
+func (s *Server) post(ctx context.Context, url string, base http.Header, i, n int, chunk []byte) sendResult {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(chunk))
 	if err != nil {
 		return sendResult{err: err, code: 4501}
 	}
-	for k, v := range r.p.headers {
-		req.Header[k] = v
+	if n == 1 {
+		req.Header = base
+	} else {
+		req.Header = maps.Clone(base)
+		req.Header["X-Bbsim-Packet"] = []string{strconv.Itoa(i) + "/" + strconv.Itoa(n)}
 	}
-	req.Header.Set("X-RIM-Push-ID", r.p.id)
-	req.Header.Set("X-RIM-Push-Dest-Port", strconv.Itoa(r.port))
-	if r.p.requestURI != "" {
-		req.Header.Set("X-RIM-Push-Request-URI", r.p.requestURI)
-	}
-	req.Header.Set("X-RIM-Push-Reliability-Mode", r.p.reliability)
-	req.Header.Set("X-Bbsim-Packet", strconv.Itoa(i)+"/"+strconv.Itoa(n))
-	req.Header.Set("X-Bbsim-Push-Length", strconv.Itoa(len(r.p.body)))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return sendResult{retry: true, err: err}

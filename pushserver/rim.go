@@ -109,13 +109,13 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 			*d.t = t.UTC()
 		}
 	}
+	pushType := ""
 	if t := h.Get("X-RIM-Push-Type"); t != "" {
 		canon, ok := pushTypes[lower(t)]
 		if !ok {
 			return nil, fmt.Errorf("unknown X-RIM-Push-Type %q", t)
 		}
-		h = h.Clone()
-		h.Set("X-RIM-Push-Type", canon)
+		pushType = canon
 	}
 	if p := h.Get("X-RIM-Push-Priority"); p != "" && !priorities[lower(p)] {
 		return nil, fmt.Errorf("bad X-RIM-Push-Priority %q", p)
@@ -125,6 +125,9 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 			continue
 		}
 		rr.Headers[k] = v
+	}
+	if pushType != "" {
+		rr.Headers["X-Rim-Push-Type"] = []string{pushType}
 	}
 	return rr, nil
 }
