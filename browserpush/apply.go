@@ -305,7 +305,11 @@ func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time) ha
 	}
 	switch {
 	case mt == "text/html" || mt == "application/xhtml+xml" || mt == "application/vnd.wap.xhtml+xml":
-		text, links, err := renderHTML(bytes.NewReader(body), ct, RenderWidth)
+		var base *url.URL
+		if u, err := url.Parse(loc); err == nil && u.IsAbs() {
+			base = u
+		}
+		text, links, err := renderHTML(bytes.NewReader(body), ct, base, RenderWidth)
 		if err != nil {
 			r.log.Info("render html", "url", loc, "err", err)
 		}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -358,5 +360,37 @@ func TestEndToEndManyPushes(t *testing.T) {
 		if c := seen[fmt.Sprintf("m%d", i)]; c != 1 {
 			t.Errorf("message m%d listed %d times, want once", i, c)
 		}
+	}
+}
+
+// TestEndToEndCurlScript runs a shell script of curl pushes against the bundled gateway.
+func TestEndToEndCurlScript(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed for this test (apt-get install curl)")
+	}
+	e := startE2E(t)
+	cmd := exec.CommandContext(t.Context(), "sh", "testdata/push.sh")
+	cmd.Env = append(os.Environ(), "GW="+e.gw, "PIN="+e2ePIN, "SITE="+e.site.URL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("push.sh: %v\n%s", err, out)
+	}
+	for _, id := range []string{"script-channel", "script-message", "script-content"} {
+		delivered(t, e.result(t, id))
+	}
+	ch, err := e.h.Channel("http://weather.example/")
+	if err != nil || ch.Title != "Weather" || !ch.IconsLoaded {
+		t.Fatalf("Channel = %+v, %v", ch, err)
+	}
+	pg, ok := e.h.CachedPage("http://weather.example/")
+	if !ok || !strings.Contains(pg.Text, "Sunny, more[1]") || len(pg.Links) != 1 || pg.Links[0] != "http://weather.example/more" {
+		t.Fatalf("channel page = %q %q, %v", pg.Text, pg.Links, ok)
+	}
+	ms := e.h.Messages()
+	if len(ms) != 1 || ms[0].Subject != "Storm warning" || ms[0].Text != "Wind from the west." || ms[0].From != "weather.example" {
+		t.Fatalf("Messages() = %+v", ms)
+	}
+	if pg, ok := e.h.CachedPage("http://weather.example/radar"); !ok || pg.Text != "Radar: clear" || pg.ExpiresAt.Year() != 2099 {
+		t.Fatalf("radar page = %+v, %v", pg, ok)
 	}
 }

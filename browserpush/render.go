@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -35,11 +36,12 @@ const (
 // UTF-8 (windows-1252 when the first KiB is not valid UTF-8). It reads r to the end and
 // never fails on bad markup; the error is from reading r.
 func RenderHTML(r io.Reader, width int) (text string, links []string, err error) {
-	return renderHTML(r, "", width)
+	return renderHTML(r, "", nil, width)
 }
 
-// renderHTML is RenderHTML with the Content-Type the page came with (its charset wins).
-func renderHTML(r io.Reader, contentType string, width int) (string, []string, error) {
+// renderHTML is RenderHTML with the Content-Type the page came with (its charset wins) and
+// the page's URL, against which relative links are resolved (nil: left as written).
+func renderHTML(r io.Reader, contentType string, base *url.URL, width int) (string, []string, error) {
 	// Sniff the charset from the first KiB (BOM, Content-Type, <meta>), as browsers do.
 	var prefix []byte
 	var rest io.Reader
@@ -68,7 +70,7 @@ func renderHTML(r io.Reader, contentType string, width int) (string, []string, e
 			rd = enc.NewDecoder().Reader(rd)
 		}
 	} // UTF-8 needs no decoder: invalid bytes become U+FFFD in the text handler
-	rn := &renderer{width: width, linkNo: map[string]int{}}
+	rn := &renderer{width: width, linkNo: map[string]int{}, base: base}
 	z := html.NewTokenizer(rd)
 	var readErr error
 	for {
@@ -94,6 +96,11 @@ func renderHTML(r io.Reader, contentType string, width int) (string, []string, e
 					href = string(v)
 				case "alt":
 					alt = string(v)
+				}
+			}
+			if a == atom.Base && href != "" && rn.base != nil {
+				if u, err := rn.base.Parse(href); err == nil {
+					rn.base = u
 				}
 			}
 			rn.start(a, href, alt, tt == html.SelfClosingTagToken)
@@ -138,6 +145,7 @@ type renderer struct {
 
 	links  []string
 	linkNo map[string]int
+	base   *url.URL
 }
 
 var skipped = map[atom.Atom]bool{
@@ -357,6 +365,11 @@ func (rn *renderer) link(href string) int {
 	href = strings.TrimSpace(href)
 	if href == "" || strings.HasPrefix(href, "#") || strings.HasPrefix(strings.ToLower(href), "javascript:") {
 		return 0
+	}
+	if rn.base != nil {
+		if u, err := rn.base.Parse(href); err == nil {
+			href = u.String()
+		}
 	}
 	if n, ok := rn.linkNo[href]; ok {
 		return n

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,9 +68,29 @@ func TestRenderHTML(t *testing.T) {
 
 func TestRenderHTMLContentTypeCharset(t *testing.T) {
 	t.Parallel()
-	got, _, err := renderHTML(strings.NewReader("<p>\xe9t\xe9</p>"), "text/html; charset=iso-8859-1", 0)
+	got, _, err := renderHTML(strings.NewReader("<p>\xe9t\xe9</p>"), "text/html; charset=iso-8859-1", nil, 0)
 	if err != nil || got != "été" {
 		t.Fatalf("renderHTML latin-1 = %q, %v; want été", got, err)
+	}
+}
+
+func TestRenderHTMLRelativeLinks(t *testing.T) {
+	t.Parallel()
+	base, _ := url.Parse("http://news.example/sport/today.html")
+	tests := []struct {
+		in    string
+		links []string
+	}{
+		{`<a href="scores.html">s</a> <a href="/index">i</a> <a href="http://other/">o</a>`,
+			[]string{"http://news.example/sport/scores.html", "http://news.example/index", "http://other/"}},
+		{`<base href="http://cdn.example/x/"><a href="y">y</a>`, []string{"http://cdn.example/x/y"}},
+		{`<a href="../a">a</a><a href="/sport/a">same</a>`, []string{"http://news.example/a", "http://news.example/sport/a"}},
+	}
+	for _, tc := range tests {
+		_, links, err := renderHTML(strings.NewReader(tc.in), "text/html", base, 0)
+		if err != nil || strings.Join(links, " ") != strings.Join(tc.links, " ") {
+			t.Errorf("renderHTML(%q) links = %q, %v; want %q", tc.in, links, err, tc.links)
+		}
 	}
 }
 
