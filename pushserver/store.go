@@ -170,6 +170,7 @@ func (st *store) submit(ctx context.Context, o *op) error {
 func (st *store) writer() {
 	defer close(st.done)
 	batch := make([]*op, 0, 512)
+	busy := false
 	for {
 		batch = batch[:0]
 		select {
@@ -191,19 +192,32 @@ func (st *store) writer() {
 			}
 			return
 		}
-		// Linger briefly so concurrent arrivals share the commit (and its fsync): a
-		// commit costs far more than the wait.
-		linger := time.NewTimer(st.linger)
-	fill:
+	drain:
 		for len(batch) < cap(batch) {
 			select {
 			case o := <-st.ops:
 				batch = append(batch, o)
-			case <-linger.C:
-				break fill
+			default:
+				break drain
 			}
 		}
-		linger.Stop()
+		// Under load (the last commit carried several operations), linger briefly so
+		// concurrent arrivals share the commit and its fsync, which costs far more than
+		// the wait. A lone operation at low load is committed at once.
+		if busy && len(batch) < cap(batch) {
+			linger := time.NewTimer(st.linger)
+		fill:
+			for len(batch) < cap(batch) {
+				select {
+				case o := <-st.ops:
+					batch = append(batch, o)
+				case <-linger.C:
+					break fill
+				}
+			}
+			linger.Stop()
+		}
+		busy = len(batch) > 1
 		st.commit(batch)
 	}
 }
