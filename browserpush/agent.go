@@ -228,6 +228,10 @@ func (r *Receiver) watchDeletes(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 func (r *Receiver) fetchDeleteURL(ctx context.Context, u string) {
+	if !isHTTPURL(u) {
+		r.log.Info("delete url is not an http URL", "url", u)
+		return
+	}
 	var backoff time.Duration
 	for attempt := 1; ; attempt++ {
 		if !r.waitCoverage(ctx) {

@@ -164,15 +164,6 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		}
 		expires = t.UTC()
 	}
-	key := ""
-	if p.id != "" {
-		key = fmt.Sprintf("push:%s:%d", p.id, pt.index)
-	}
-	for _, u := range []string{pt.get("X-Rim-Push-Unread-Icon-Url"), pt.get("X-Rim-Push-Read-Icon-Url"), pt.get("X-Rim-Push-Delete-Url")} {
-		if u != "" && !isHTTPURL(u) {
-			return nil, errf(statusMalformed, "%q is not an http URL", u)
-		}
-	}
 
 	switch typ {
 	case TypeChannel:
@@ -225,7 +216,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 				}
 			}
 			m, _, err := r.h.AddMessage(handset.Message{Kind: handset.KindBrowser, From: fromOf(loc),
-				Subject: subject, Key: key, URL: loc, ContentType: e.ContentType, Text: e.Text,
+				Subject: subject, URL: loc, ContentType: e.ContentType, Text: e.Text,
 				Links: e.Links, Size: len(pt.body)})
 			if err != nil {
 				return err

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/bbsim/bbsim/handset"
 )
 
 // Device-side push status codes (X-RIM-Push-Status), docs/device-link.md.
@@ -82,7 +84,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if perr != nil {
 		r.log.Info("push rejected", "push_id", pushID, "status", perr.status, "http", perr.http, "err", perr.reason)
 		if perr.status != 0 {
-			r.h.Emit("push.rejected", "push rejected: "+perr.reason,
+			r.h.Emit(handset.EventPushRejected, "push rejected: "+perr.reason,
 				map[string]string{"push_id": pushID, "status": strconv.Itoa(perr.status)})
 		}
 		writeError(w, perr)
@@ -118,13 +120,18 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	if total > r.maxBody {
 		return errf(statusResources, "push of %d bytes exceeds the limit of %d", total, r.maxBody)
 	}
+	var key string
 	if pkt != nil && pushID != "" {
 		// A packet of a push already stored: the gateway lost our answer and retries.
-		if res, ok := r.packets.finished(pushID); ok {
+		key = doneKey(req.Header, pushID, *pkt, total)
+		if res, ok := r.packets.finished(key); ok {
 			if res.err != nil {
 				return res.err
 			}
 			w.WriteHeader(http.StatusOK)
+			if pkt.index == pkt.count-1 && r.gateway != "" && reliabilityApplication(req.Header) {
+				r.ackLater(pushID, 1000) // the first ack may be what got lost
+			}
 			return nil
 		}
 	}
@@ -157,8 +164,8 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 
 	p := &push{id: pushID, port: port, header: req.Header, body: body}
 	perr := r.apply(req.Context(), p)
-	if pkt != nil && pushID != "" && (perr == nil || perr.status != 0) {
-		r.packets.finish(pushID, result{err: perr})
+	if key != "" && (perr == nil || perr.status != 0) {
+		r.packets.finish(key, result{err: perr})
 	}
 	if perr != nil {
 		return perr
@@ -182,4 +189,18 @@ func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, er
 		return buf, nil
 	}
 	return io.ReadAll(rd)
+}
+
+// doneKey identifies a gateway push for retries. Push IDs are unique per initiator only, so
+// the key also holds what the push says about itself: two initiators' pushes with the same
+// ID are told apart.
+func doneKey(h http.Header, pushID string, p packetInfo, total int64) string {
+	var b strings.Builder
+	b.WriteString(pushID)
+	fmt.Fprintf(&b, "\x00%d\x00%d", p.count, total)
+	for _, k := range []string{"X-Rim-Push-Type", "Content-Location", "X-Rim-Push-Channel-Id", "X-Rim-Push-Title", "Content-Type", "X-Rim-Push-Dest-Port"} {
+		b.WriteByte(0)
+		b.WriteString(h.Get(k))
+	}
+	return b.String()
 }

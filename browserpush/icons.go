@@ -50,6 +50,9 @@ func (r *Receiver) fetchIcons(ctx context.Context, unreadURL, readURL string) (u
 
 // fetchIcon downloads an icon and checks that it decodes as PNG, GIF or JPEG.
 func (r *Receiver) fetchIcon(ctx context.Context, u string) ([]byte, error) {
+	if !isHTTPURL(u) {
+		return nil, fmt.Errorf("icon %q: not an http URL", u)
+	}
 	ctx, cancel := context.WithTimeout(ctx, iconTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

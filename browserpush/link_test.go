@@ -191,6 +191,7 @@ func TestPacketReassembly(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			before := len(h.Messages())
 			codes := sendPackets(t, url, tc.id, hdr, []byte(page), 8192, tc.order)
 			if len(codes) != 4 {
 				t.Fatalf("%d packets, want 4", len(codes))
@@ -200,13 +201,11 @@ func TestPacketReassembly(t *testing.T) {
 					t.Fatalf("packet %d = %d", i, c)
 				}
 			}
-			var got *handset.Message
-			for _, m := range h.Messages() {
-				if m.Key == "push:"+tc.id+":0" {
-					got = &m
-				}
+			ms := h.Messages()
+			if len(ms) != before+1 {
+				t.Fatalf("%d messages, want %d", len(ms), before+1)
 			}
-			if got == nil || got.Size != len(page) || !strings.HasSuffix(strings.TrimSpace(got.Text), "end") {
+			if got := ms[0]; got.Size != len(page) || !strings.HasSuffix(strings.TrimSpace(got.Text), "end") {
 				t.Fatalf("message for %s = %+v", tc.id, got)
 			}
 		})
@@ -221,6 +220,18 @@ func TestPacketReassembly(t *testing.T) {
 		}
 		if n := len(h.Messages()); n != before {
 			t.Fatalf("retry added messages: %d -> %d", before, n)
+		}
+	})
+	t.Run("same push id from another initiator", func(t *testing.T) {
+		before := len(h.Messages())
+		other := map[string]string{"X-RIM-Push-Type": "Browser-Message", "X-RIM-Push-Title": "Other", "Content-Type": "text/html"}
+		for i, c := range sendPackets(t, url, "in-order", other, []byte(page), 8192, nil) {
+			if c != 200 {
+				t.Fatalf("packet %d = %d", i, c)
+			}
+		}
+		if ms := h.Messages(); len(ms) != before+1 || ms[0].Subject != "Other" {
+			t.Fatalf("another initiator's push with a used ID was not stored")
 		}
 	})
 	t.Run("wrong length", func(t *testing.T) {

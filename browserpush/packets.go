@@ -85,30 +85,30 @@ func newAssembler(maxBody int64) *assembler {
 
 func (a *assembler) close() { a.closeOnce.Do(func() { close(a.closedCh) }) }
 
-// finished returns the recorded result of a completed push.
-func (a *assembler) finished(pushID string) (result, bool) {
+// finished returns the recorded result of a completed push (by doneKey).
+func (a *assembler) finished(key string) (result, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	res, ok := a.done[pushID]
+	res, ok := a.done[key]
 	return res, ok
 }
 
-// finish records the result of a completed push.
-func (a *assembler) finish(pushID string, res result) {
+// finish records the result of a completed push (by doneKey).
+func (a *assembler) finish(key string, res result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.done[pushID]; ok {
-		a.done[pushID] = res
+	if _, ok := a.done[key]; ok {
+		a.done[key] = res
 		return
 	}
 	if len(a.doneOrder) < doneKeep {
-		a.doneOrder = append(a.doneOrder, pushID)
+		a.doneOrder = append(a.doneOrder, key)
 	} else {
 		delete(a.done, a.doneOrder[a.doneNext])
-		a.doneOrder[a.doneNext] = pushID
+		a.doneOrder[a.doneNext] = key
 		a.doneNext = (a.doneNext + 1) % doneKeep
 	}
-	a.done[pushID] = res
+	a.done[key] = res
 }
 
 // add stores one packet. For the last packet it waits until every earlier one has arrived

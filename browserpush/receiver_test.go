@@ -261,8 +261,6 @@ func TestRejectedPushes(t *testing.T) {
 		{"unknown type", map[string]string{"X-RIM-Push-Type": "Browser-Thing"}, []byte("x"), 400, "400"},
 		{"channel without id", map[string]string{"X-RIM-Push-Type": "Browser-Channel"}, []byte("x"), 400, "400"},
 		{"content without location", map[string]string{"X-RIM-Push-Type": "Browser-Content"}, []byte("x"), 400, "400"},
-		{"bad icon url", map[string]string{"X-RIM-Push-Type": "Browser-Channel", "X-RIM-Push-Channel-ID": "c",
-			"X-RIM-Push-Unread-Icon-URL": "file:///etc/passwd"}, []byte("x"), 400, "400"},
 		{"no app on port", map[string]string{"X-RIM-Push-Dest-Port": "101"}, []byte("x"), 404, "4502"},
 		{"bad port", map[string]string{"X-RIM-Push-Dest-Port": "seven"}, []byte("x"), 400, "400"},
 		{"too big", map[string]string{"X-RIM-Push-Type": "Browser-Content", "Content-Location": "http://x/big"},
@@ -405,12 +403,19 @@ func TestChannelIcons(t *testing.T) {
 		{"truncated png", "/broken.png", "/read.gif", nil, gifB, false},
 		{"not an image", "/unread.png", "/text.png", pngB, nil, false},
 		{"missing", "/missing.png", "/missing.gif", nil, nil, false},
+		{"not http", "file:///etc/passwd", "/read.gif", nil, gifB, false},
+	}
+	abs := func(p string) string {
+		if strings.HasPrefix(p, "/") {
+			return icon.URL + p
+		}
+		return p
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			chID := fmt.Sprintf("http://site/%d", i)
 			code, status := curlPush(t, url, []string{"X-RIM-Push-Type: Browser-Channel", "X-RIM-Push-Channel-ID: " + chID,
-				"X-RIM-Push-Unread-Icon-URL: " + icon.URL + tc.unread, "X-RIM-Push-Read-Icon-URL: " + icon.URL + tc.read}, []byte("x"))
+				"X-RIM-Push-Unread-Icon-URL: " + abs(tc.unread), "X-RIM-Push-Read-Icon-URL: " + abs(tc.read)}, []byte("x"))
 			if code != 200 {
 				t.Fatalf("push = %d %q", code, status)
 			}
