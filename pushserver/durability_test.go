@@ -188,7 +188,7 @@ func TestObservability(t *testing.T) {
 	}
 	for _, want := range []string{
 		"bbsim_push_accepted_total 1\n", `bbsim_push_results_total{state="delivered"} 1` + "\n",
-		"bbsim_push_queued 1\n", "bbsim_push_rejected_total 1\n", "bbsim_push_devices_attached 1\n",
+		"bbsim_push_queued 1\n", "bbsim_push_queue_depth_max 1\n", "bbsim_push_rejected_total 1\n", "bbsim_push_devices_attached 1\n",
 		`bbsim_push_delivery_seconds_bucket{le="+Inf"} 1` + "\n", "# TYPE bbsim_push_delivery_seconds histogram",
 	} {
 		if !strings.Contains(text.String(), want) {

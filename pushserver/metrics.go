@@ -48,7 +48,7 @@ func (m *metrics) observeLatency(d time.Duration) {
 }
 
 // write renders the metrics in the Prometheus text exposition format.
-func (m *metrics) write(w io.Writer, st *store, queued, attached, pending, active int) {
+func (m *metrics) write(w io.Writer, st *store, queued, deepest, attached, pending, active int) {
 	counter := func(name, help string, v int64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
 	}
@@ -70,6 +70,7 @@ func (m *metrics) write(w io.Writer, st *store, queued, attached, pending, activ
 	counter("bbsim_push_store_commits_total", "Store transactions committed (group commits).", st.nCommits.Load())
 	counter("bbsim_push_store_operations_total", "Store operations carried by those commits.", st.nOps.Load())
 	gauge("bbsim_push_queued", "Recipients queued for delivery (queue depth over all devices).", queued)
+	gauge("bbsim_push_queue_depth_max", "Longest queue of one device.", deepest)
 	gauge("bbsim_push_pending_ack", "Recipients waiting for an application acknowledgement.", pending)
 	gauge("bbsim_push_active", "Pushes with open recipients.", active)
 	gauge("bbsim_push_devices_attached", "Devices in coverage.", attached)

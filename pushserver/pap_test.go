@@ -401,3 +401,23 @@ func TestPAPBodyLimit(t *testing.T) {
 		t.Fatalf("oversized PAP = %d %s, want 413 with badmessage 2000", code, ans)
 	}
 }
+
+func TestPAPPushAll(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	_, base := startServer(t, Options{Devices: seedDevices()})
+	for _, p := range []string{pinA, pinB, pinC} {
+		attach(t, base, rc, p)
+	}
+	b, ct := papMultipart(papDoctype21, `<push-message push-id="all" source-reference="app"><address address-value="push_all"/><quality-of-service delivery-method="unconfirmed"/></push-message>`, "Content-Type: text/plain\r\n", "to everyone")
+	if code, ans := rawPOST(t, base, "/pap", ct, b); code != 202 {
+		t.Fatalf("push_all = %d %s", code, ans)
+	}
+	got := map[string]bool{}
+	for _, d := range rc.wait(t, 3) {
+		got[d.PIN] = d.PushID == "all" && string(d.Body) == "to everyone"
+	}
+	if !got[pinA] || !got[pinB] || !got[pinC] {
+		t.Fatalf("push_all reached %v", got)
+	}
+}
