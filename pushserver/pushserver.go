@@ -173,14 +173,16 @@ func New(opts Options) (*Server, error) {
 	log = log.With("component", "pushserver")
 	client := opts.Client
 	if client == nil {
+		// No Client.Timeout (it costs a timer per request): the dial and the response
+		// header are bounded, and receivers answer packets with empty bodies.
 		client = &http.Client{
-			Timeout: 30 * time.Second,
 			Transport: &http.Transport{
-				Proxy:               nil,
-				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConns:        4096,
-				MaxIdleConnsPerHost: 1024,
-				IdleConnTimeout:     90 * time.Second,
+				Proxy:                 nil,
+				DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:          4096,
+				MaxIdleConnsPerHost:   1024,
+				IdleConnTimeout:       90 * time.Second,
+				ResponseHeaderTimeout: 30 * time.Second,
 			},
 		}
 	}
