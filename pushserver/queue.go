@@ -394,9 +394,11 @@ func (s *Server) deliver(ctx context.Context, url string, r *recip) {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		s.mu.Lock()
-		final := r.final
+		// A previous attachment's loop may have delivered it meanwhile (final, or pending
+		// an application acknowledgement).
+		done := r.final || r.state != "queued"
 		s.mu.Unlock()
-		if final || ctx.Err() != nil {
+		if done || ctx.Err() != nil {
 			return
 		}
 		// The request itself outlives a detach: a device that answers keeps its answer, so
