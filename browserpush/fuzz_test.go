@@ -123,9 +123,13 @@ func FuzzReceiver(f *testing.F) {
 // figure is the receiver's, not net/http's client's.
 func BenchmarkReceiver(b *testing.B) {
 	body := []byte("<html><body><h1>Scores</h1><p>Home 2, away 1. <a href=\"http://s/\">more</a></p></body></html>")
-	for _, kind := range []string{"content", "message", "channel"} {
+	for _, kind := range []string{"content", "message", "channel", "message-journal"} {
 		b.Run(kind, func(b *testing.B) {
-			h, err := handset.New(handset.Options{EventHistory: 100})
+			ho := handset.Options{EventHistory: 100}
+			if kind == "message-journal" { // a handset that keeps its state on disk
+				ho.Dir = b.TempDir()
+			}
+			h, err := handset.New(ho)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -139,6 +143,7 @@ func BenchmarkReceiver(b *testing.B) {
 			}
 			go func() { _ = r.Serve(ln) }()
 			defer r.Close()
+			defer h.Close()
 			addr := ln.Addr().String()
 			var seq atomic.Int64
 			b.SetParallelism(8)
@@ -160,7 +165,7 @@ func BenchmarkReceiver(b *testing.B) {
 					switch kind {
 					case "content":
 						fmt.Fprintf(&req, "X-RIM-Push-Type: Browser-Content\r\nContent-Location: http://s/%d\r\n", n%100)
-					case "message":
+					case "message", "message-journal":
 						req.WriteString("X-RIM-Push-Type: Browser-Message\r\nX-RIM-Push-Title: Score\r\n")
 					case "channel":
 						fmt.Fprintf(&req, "X-RIM-Push-Type: Browser-Channel\r\nX-RIM-Push-Channel-ID: http://s/%d\r\n", n%20)

@@ -37,7 +37,8 @@ type Options struct {
 	// standalone, no attach, no application-level acknowledgements.
 	Gateway string
 	// ReceiverURL is the URL the gateway should deliver to. Default: derived from the
-	// address of the first listener passed to Serve, "http://ADDR/".
+	// address of the first listener passed to Serve, "http://ADDR/". Set it when the
+	// receiver is mounted with Handler() instead: Run attaches only once it is known.
 	ReceiverURL string
 	// Client makes every outgoing request: icon fetches, delete URLs, attach, detach, acks.
 	// Default: a client with a 10 s timeout.
@@ -187,28 +188,40 @@ func (r *Receiver) closeNewConns() {
 	}
 }
 
-// Shutdown stops accepting pushes, waits for the ones in progress (until ctx ends), then
-// stops background acknowledgements and fetches.
+// Shutdown stops accepting pushes and waits, until ctx ends, for the pushes in progress
+// and the application acknowledgements still being sent; then it cancels what is left.
 func (r *Receiver) Shutdown(ctx context.Context) error {
 	err := r.srv.Shutdown(ctx)
-	r.stopBackground()
+	r.stopBackground(ctx)
 	return err
 }
 
 // Close stops the receiver at once.
 func (r *Receiver) Close() error {
 	err := r.srv.Close()
-	r.stopBackground()
+	r.stopBackground(nil)
 	return err
 }
 
-func (r *Receiver) stopBackground() {
+// stopBackground ends background work: it lets it finish until ctx ends (nil: not at all).
+func (r *Receiver) stopBackground(ctx context.Context) {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.packets.close()
+	if ctx != nil {
+		done := make(chan struct{})
+		go func() {
+			r.bg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
 	r.bgCancel()
 	r.bg.Wait()
-	r.packets.close()
 }
 
 // goBackground runs f in a goroutine that Close and Shutdown wait for. It reports false
