@@ -1,7 +1,3 @@
-// Package pushserver is the bundled push gateway: it takes RIM push and PAP requests from push
-// initiators, stores every accepted push in SQLite before answering, and delivers it over the
-// device link (docs/device-link.md) to attached handsets through per-device ordered queues
-// with flow control, reporting results to the initiators' notify URLs.
 package pushserver
 
 import (
@@ -54,12 +50,13 @@ type Options struct {
 	MaxBodyBytes       int64               // request body limit; default 1 MiB
 	ReadHeaderTimeout  time.Duration       // against slow senders; default 10s
 	PushAuth           []Initiator         // empty = no push authentication
-	Mount              map[string]http.Handler
+	// Mount adds handlers by path prefix (e.g. "/mss/", "/cp/") to the same server; default none.
+	Mount map[string]http.Handler
 	// OnResult is called, in its own goroutine, for every final per-recipient result; default none.
 	OnResult func(Result)
-	Client   *http.Client // deliveries and notifications; default a tuned transport
-	Logger   *slog.Logger // default discard
-	Now      func() time.Time
+	Client   *http.Client     // deliveries and notifications; default a tuned transport
+	Logger   *slog.Logger     // default discard
+	Now      func() time.Time // clock; default time.Now
 }
 
 // Result is the final outcome of a push for one recipient.
