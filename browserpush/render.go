@@ -206,7 +206,37 @@ func (rn *renderer) text(s []byte) {
 	if bytes.Contains(s, bom) { // a byte-order mark is not text
 		s = bytes.ReplaceAll(s, bom, nil)
 	}
-	rn.inline.Write(s)
+	if rn.pre > 0 {
+		rn.inline.Write(s)
+		return
+	}
+	// Collapse white space as it comes, so the paragraph never holds runs of it (and
+	// "is there text yet?" is answered from its ends, however many cells or items).
+	if len(s) == 0 {
+		return
+	}
+	first, _ := utf8.DecodeRune(s)
+	last, _ := utf8.DecodeLastRune(s)
+	words := 0
+	for w := range fields(s) {
+		if words > 0 || (unicode.IsSpace(first) && rn.inline.Len() > 0 && !rn.endsInSpace()) {
+			rn.inline.WriteByte(' ')
+		}
+		rn.inline.Write(w)
+		words++
+	}
+	if unicode.IsSpace(last) && rn.inline.Len() > 0 && !rn.endsInSpace() {
+		rn.inline.WriteByte(' ')
+	}
+}
+
+func (rn *renderer) endsInSpace() bool {
+	b := rn.inline.Bytes()
+	return len(b) > 0 && isSpaceByte(b[len(b)-1])
+}
+
+func isSpaceByte(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f'
 }
 
 var bom = []byte("\uFEFF")

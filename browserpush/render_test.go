@@ -38,6 +38,8 @@ func TestRenderHTML(t *testing.T) {
 		{"wrapped list item indents", "<ul><li>aaa bbb ccc ddd eee fff ggg hhh</li></ul>", 20,
 			"* aaa bbb ccc ddd\n  eee fff ggg hhh", nil},
 		{"pre kept", "<p>x</p><pre>  a  b\n c</pre><p>y</p>", 0, "x\n\n  a  b\n c\n\ny", nil},
+		{"inline elements join words", "<p>foo<b>bar</b> <i>baz</i>\n\t qux<span> </span>end</p>", 0, "foobar baz qux end", nil},
+		{"white space only cells", strings.Repeat("<td> ", 5) + "<td>x<td> <td>y", 0, "x | | y", nil},
 		{"entities", "<p>caf&eacute; &lt;tag&gt; &amp; &#x263A;</p>", 0, "café <tag> & ☺", nil},
 		{"broken markup", "<p>one<div>two</span></p><p><i>three", 0, "one\ntwo\n\nthree", nil},
 		{"stray end tags", "</li></ul></ol></pre></script>text", 0, "text", nil},
@@ -106,6 +108,8 @@ func TestRenderHTMLHostile(t *testing.T) {
 		{"deep inline", strings.Repeat("<b><i>", 100000) + "x", "x"},
 		{"deep scripts", strings.Repeat("<div>", 300) + strings.Repeat("<script>s</script>", 1000) + "after", "after"},
 		{"many links", strings.Repeat(`<a href="http://l/">l</a>`, 50000), "[1] http://l/"},
+		{"white space cells", strings.Repeat("<td> ", 200000) + "<td>z", "z"},
+		{"white space items", strings.Repeat("<li> \n", 200000) + "z", "z"},
 		{"long word", "<p>" + strings.Repeat("x", 1<<20) + "</p>", "xxxx"},
 		{"attribute soup", strings.Repeat(`<p a="`, 10000) + "z", ""},
 	}
