@@ -444,12 +444,18 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		src = ini.Name
 	}
 	if pm.ReplacePushID != "" {
-		if _, err := s.cancel1(pm.ReplacePushID); errors.Is(err, ErrNotFound) {
-			s.papPushResponse(w, v, pm.PushID, papNotFound, "replace-push-id "+pm.ReplacePushID+" not found")
+		if pm.ReplacePushID == pm.PushID {
+			s.papBad(w, v, papBadRequest, "replace-push-id names the push itself", control)
 			return
-		} else if err != nil {
+		}
+		ok, err := s.st.pushExists(r.Context(), pm.ReplacePushID)
+		if err != nil {
 			s.log.Error("replace push", "err", err)
 			s.papPushResponse(w, v, pm.PushID, papInternal, "internal error")
+			return
+		}
+		if !ok {
+			s.papPushResponse(w, v, pm.PushID, papNotFound, "replace-push-id "+pm.ReplacePushID+" not found")
 			return
 		}
 	}
@@ -470,6 +476,13 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		s.log.Error("store push", "err", err)
 		s.papPushResponse(w, v, pm.PushID, papInternal, "internal error")
 	default:
+		if pm.ReplacePushID != "" {
+			// The replacement is stored first, so a refused replacement leaves the original
+			// untouched; then what is left of the original is cancelled.
+			if _, err := s.cancel1(pm.ReplacePushID); err != nil && !errors.Is(err, ErrNotFound) {
+				s.log.Warn("cancel replaced push", "push_id", pm.ReplacePushID, "err", err)
+			}
+		}
 		s.papPushResponse(w, v, pm.PushID, papAccepted, papDesc(papAccepted))
 	}
 }
