@@ -223,13 +223,17 @@ func TestPAPErrors(t *testing.T) {
 	if code, ans := rawPOST(t, base, "/pap", ct, b); code != 202 {
 		t.Fatalf("second push = %d %s", code, ans)
 	}
-	b, ct = push(`<push-message push-id="third"><address address-value="2100000A"/></push-message>`)
+	// A replacement refused at the limit leaves the original queued.
+	b, ct = push(`<push-message push-id="third" replace-push-id="second"><address address-value="2100000A"/></push-message>`)
 	code, ans := rawPOST(t, base, "/pap", ct, b)
 	if a := decodeAnswer(t, ans); code != 503 || a.PushResponse == nil || a.PushResponse.Result.Code != 4001 {
 		t.Fatalf("push at the limit = %d %s, want 503 with 4001", code, ans)
 	}
 	if _, err := s.PushState("third"); err != ErrNotFound {
 		t.Fatalf("refused push was stored: %v", err)
+	}
+	if ps, err := s.PushState("second"); err != nil || ps.Recipients[0].State != "queued" {
+		t.Fatalf("original of a refused replacement = %+v, %v; want queued", ps, err)
 	}
 }
 
