@@ -76,11 +76,15 @@ type op struct {
 
 // wtx is the writer's transaction; statements are prepared once and reused.
 type wtx struct {
-	tx *sql.Tx
-	st *store
+	tx    *sql.Tx
+	st    *store
+	bound map[string]*sql.Stmt // statements bound to this transaction
 }
 
 func (w *wtx) stmt(query string) (*sql.Stmt, error) {
+	if ts := w.bound[query]; ts != nil {
+		return ts, nil
+	}
 	ps := w.st.stmts[query]
 	if ps == nil {
 		var err error
@@ -89,7 +93,9 @@ func (w *wtx) stmt(query string) (*sql.Stmt, error) {
 		}
 		w.st.stmts[query] = ps
 	}
-	return w.tx.Stmt(ps), nil
+	ts := w.tx.Stmt(ps)
+	w.bound[query] = ts
+	return ts, nil
 }
 
 func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
@@ -233,7 +239,7 @@ func (st *store) commit(batch []*op) {
 		}
 		return
 	}
-	w := &wtx{tx: tx, st: st}
+	w := &wtx{tx: tx, st: st, bound: make(map[string]*sql.Stmt, 8)}
 	for i, o := range batch {
 		if o.single {
 			errs[i] = o.fn(w)
