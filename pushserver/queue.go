@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -530,12 +531,7 @@ func (s *Server) post(ctx context.Context, url string, base http.Header, i, n in
 	if err != nil {
 		return sendResult{retry: true, err: err}
 	}
-	var buf [512]byte
-	for {
-		if _, err := resp.Body.Read(buf[:]); err != nil {
-			break
-		}
-	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
 		return sendResult{ok: true}

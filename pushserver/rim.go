@@ -203,9 +203,12 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := splitMultipart(r.Header.Get("Content-Type"), body); err != nil {
-		s.rimError(w, http.StatusBadRequest, err.Error())
-		return
+	// A multipart body is checked here (the receiver splits it again); others pass as is.
+	if ct := r.Header.Get("Content-Type"); len(ct) >= 10 && strings.EqualFold(ct[:10], "multipart/") {
+		if _, err := splitMultipart(ct, body); err != nil {
+			s.rimError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	var pins []string
 	for _, d := range rr.Destinations {
