@@ -14,5 +14,4 @@ func notBuilt(name string) func(context.Context, []string, io.Writer, io.Writer)
 
 var (
 	cmdLockout = notBuilt("lockout")
-	cmdBench   = notBuilt("bench")
 )

@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bbsim/bbsim/browserpush"
+	"github.com/bbsim/bbsim/fleet"
+	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/pushserver"
+)
+
+// pushRig is a push server with a fleet of attached handsets.
+type pushRig struct {
+	ps      *pushserver.Server
+	fl      *fleet.Fleet
+	gateway string
+	stop    func()
+}
+
+func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) {
+	ps, err := pushserver.New(pushserver.Options{DataDir: o.Dir, MaxActive: 100000, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ps.Close()
+		return nil, err
+	}
+	go ps.Serve(pln)
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ps.Close()
+		return nil, err
+	}
+	gateway := "http://" + pln.Addr().String()
+	fl, err := fleet.New(fleet.Options{Count: handsets, Gateway: gateway, BaseURL: "http://" + fln.Addr().String(), EventHistory: 8})
+	if err != nil {
+		fln.Close()
+		ps.Close()
+		return nil, err
+	}
+	go fl.Serve(fln)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { fl.Run(fctx); close(done) }()
+	r := &pushRig{ps: ps, fl: fl, gateway: gateway, stop: func() { cancel(); <-done; fl.Close(); ps.Close() }}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n := 0
+		for _, m := range fl.Members() {
+			if m.Handset.LinkToken() != "" {
+				n++
+			}
+		}
+		if n == handsets {
+			return r, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.stop()
+			return nil, fmt.Errorf("only %d of %d handsets attached", n, handsets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *pushRig) delivered() int {
+	n := 0
+	for _, m := range r.fl.Members() {
+		n += len(m.Handset.Messages())
+	}
+	return n
+}
+
+var benchClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
+
+// rimPush sends one RIM push of a Browser-Message titled title to pin.
+func rimPush(ctx context.Context, gateway, pin, title string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gateway+"/push?DESTINATION="+pin+"&PORT=7874&REQUESTURI=/",
+		strings.NewReader("<p>bench</p>"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/html")
+	req.Header.Set("X-RIM-Push-Type", "Browser-Message")
+	req.Header.Set("X-RIM-Push-Title", title)
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("push: HTTP %s", resp.Status)
+	}
+	return nil
+}
+
+// pushEndToEnd measures RIM pushes accepted and delivered end to end to a fleet of
+// handsets: the rate flat out, and the latency from the request to the handset's message
+// list at a paced 1,000 pushes a second.
+func pushEndToEnd(ctx context.Context, o Options) []Figure {
+	handsets, total, paced := 1000, 10000, 3000
+	if o.Quick {
+		handsets, total, paced = 50, 500, 200
+	}
+	rig, err := newPushRig(ctx, o, handsets)
+	if err != nil {
+		return errFigure("push end to end", err)
+	}
+	defer rig.stop()
+	members := rig.fl.Members()
+
+	// Flat out: 64 senders, each push to the next handset in turn.
+	var next atomic.Int64
+	var failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= total || ctx.Err() != nil {
+					return
+				}
+				if rimPush(ctx, rig.gateway, members[i%handsets].Handset.PIN(), "t"+strconv.Itoa(i)) != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for rig.delivered() < total-int(failed.Load()) && time.Since(start) < 2*time.Minute && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	got := rig.delivered()
+	rateFig := Figure{Name: "RIM push accepted+delivered", N: got, Rate: float64(got) / elapsed.Seconds(),
+		Target: ">= 10,000/s", Note: fmt.Sprintf("%d receivers, 64 senders", handsets)}
+	rateFig.Met = met(rateFig.Rate >= 10000 && got == total)
+	if f := failed.Load(); f > 0 {
+		rateFig.Note += fmt.Sprintf(", %d refused", f)
+	}
+
+	// Paced at 1,000/s: latency from request to the handset's message list.
+	base := make([]int, handsets)
+	for i, m := range members {
+		base[i] = len(m.Handset.Messages())
+	}
+	sent := make([]time.Time, paced)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var pwg sync.WaitGroup
+	for i := 0; i < paced && ctx.Err() == nil; i++ {
+		<-tick.C
+		sent[i] = time.Now()
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			rimPush(ctx, rig.gateway, members[i%handsets].Handset.PIN(), "p"+strconv.Itoa(i))
+		}()
+	}
+	pwg.Wait()
+	lat := make([]time.Duration, 0, paced)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(lat) < paced && time.Now().Before(deadline) {
+		lat = lat[:0]
+		for _, m := range members {
+			for _, msg := range m.Handset.Messages() {
+				if i, err := strconv.Atoi(strings.TrimPrefix(msg.Subject, "p")); err == nil && strings.HasPrefix(msg.Subject, "p") {
+					lat = append(lat, msg.ReceivedAt.Sub(sent[i]))
+				}
+			}
+		}
+		if len(lat) < paced {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	latFig := Figure{Name: "RIM push request → handset at 1,000/s", N: len(lat), Median: quantile(lat, 0.5), P99: quantile(lat, 0.99),
+		Target: "p99 < 20 ms"}
+	latFig.Met = met(latFig.P99 < 20 && len(lat) == paced)
+	return []Figure{rateFig, latFig}
+}
+
+// receiverRate measures one handset receiver taking direct pushes on loopback.
+func receiverRate(ctx context.Context, o Options) []Figure {
+	total := 50000
+	if o.Quick {
+		total = 3000
+	}
+	h, err := handset.New(handset.Options{PIN: "2100BEEF", EventHistory: 16})
+	if err != nil {
+		return errFigure("receiver", err)
+	}
+	defer h.Close()
+	rx, err := browserpush.New(browserpush.Options{Handset: h})
+	if err != nil {
+		return errFigure("receiver", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return errFigure("receiver", err)
+	}
+	go rx.Serve(ln)
+	defer rx.Close()
+	url := "http://" + ln.Addr().String() + "/"
+	var next, failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) && ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("<p>fresh</p>"))
+				req.Header.Set("Content-Type", "text/html")
+				req.Header.Set("X-RIM-Push-Type", "Browser-Content")
+				req.Header.Set("Content-Location", "http://bench.test/page")
+				resp, err := benchClient.Do(req)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+				if resp != nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	f := Figure{Name: "receiver direct pushes", N: total, Rate: float64(total) / elapsed.Seconds(), Target: ">= 20,000/s",
+		Note: "Browser-Content, 32 keep-alive clients"}
+	f.Met = met(f.Rate >= 20000 && failed.Load() == 0)
+	if n := failed.Load(); n > 0 {
+		f.Note += fmt.Sprintf(", %d failed", n)
+	}
+	return []Figure{f}
+}
