@@ -71,6 +71,10 @@ func startE2E(t *testing.T) *e2e {
 	// Cleanups run last-registered first: the agent stops (and detaches) while the
 	// gateway still runs, then the gateway stops, then the receiver.
 	t.Cleanup(func() {
+		// Spare connections clients dialled but never used would hold the gateway's
+		// Shutdown for 5 s (net/http counts a connection without a request as busy).
+		e.r.client.CloseIdleConnections()
+		http.DefaultClient.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := ps.Shutdown(ctx); err != nil {

@@ -54,10 +54,12 @@ type Receiver struct {
 	h       *handset.Handset
 	gateway string
 	client  *http.Client
-	maxBody int64
-	log     *slog.Logger
-	srv     *http.Server
-	handler http.Handler
+	// ownClient: the client is ours, so closing drops its idle connections.
+	ownClient bool
+	maxBody   int64
+	log       *slog.Logger
+	srv       *http.Server
+	handler   http.Handler
 
 	urlMu    sync.Mutex
 	recvURL  string
@@ -88,8 +90,11 @@ func New(opts Options) (*Receiver, error) {
 	if gw != "" && !strings.HasPrefix(gw, "http://") && !strings.HasPrefix(gw, "https://") {
 		return nil, fmt.Errorf("browserpush: gateway %q is not an http URL", opts.Gateway)
 	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	ownClient := opts.Client == nil
+	if ownClient {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 8
+		opts.Client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
@@ -107,6 +112,7 @@ func New(opts Options) (*Receiver, error) {
 		urlReady:   make(chan struct{}),
 		packets:    newAssembler(opts.MaxBody),
 		packetWait: packetWait,
+		ownClient:  ownClient,
 	}
 	if ev := opts.Handset.Events(0); len(ev) > 0 {
 		r.startSeq = ev[len(ev)-1].Seq
@@ -222,6 +228,9 @@ func (r *Receiver) stopBackground(ctx context.Context) {
 	}
 	r.bgCancel()
 	r.bg.Wait()
+	if r.ownClient {
+		r.client.CloseIdleConnections()
+	}
 }
 
 // goBackground runs f in a goroutine that Close and Shutdown wait for. It reports false
