@@ -12,6 +12,7 @@ var latencyBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
 
 type metrics struct {
 	accepted, recipients, busy, rejected, notified atomic.Int64
+	notifyDropped                                  atomic.Int64
 	delivered, expired, failed, cancelled, timeout atomic.Int64
 	latCount                                       atomic.Int64
 	latSumMicros                                   atomic.Int64
@@ -67,6 +68,7 @@ func (m *metrics) write(w io.Writer, st *store, queued, deepest, attached, pendi
 		fmt.Fprintf(w, "bbsim_push_results_total{state=%q} %d\n", st.name, st.v)
 	}
 	counter("bbsim_push_notifications_total", "Result notifications sent.", m.notified.Load())
+	counter("bbsim_push_notifications_dropped_total", "Result notifications dropped because too many were waiting.", m.notifyDropped.Load())
 	counter("bbsim_push_store_commits_total", "Store transactions committed (group commits).", st.nCommits.Load())
 	counter("bbsim_push_store_operations_total", "Store operations carried by those commits.", st.nOps.Load())
 	gauge("bbsim_push_queued", "Recipients queued for delivery (queue depth over all devices).", queued)

@@ -14,9 +14,17 @@ import (
 // body) or PAP style (a resultnotification-message), with a few retries. It never blocks
 // delivery: at most 64 notifications are in flight, others wait their turn in goroutines.
 func (s *Server) notify(p *push, pin, state string, code int, at time.Time) {
+	// A notify URL that stops answering must not pile up goroutines without bound.
+	if s.notifyWaiting.Add(1) > maxNotifyWaiting {
+		s.notifyWaiting.Add(-1)
+		s.m.notifyDropped.Add(1)
+		s.log.Warn("result notification dropped: too many waiting", "push_id", p.id, "pin", pin, "url", p.notifyURL)
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.notifyWaiting.Add(-1)
 		select {
 		case s.notifySem <- struct{}{}:
 		case <-s.ctx.Done():
@@ -40,6 +48,9 @@ func (s *Server) notify(p *push, pin, state string, code int, at time.Time) {
 		}
 	}()
 }
+
+// maxNotifyWaiting bounds the notifications waiting to be sent.
+const maxNotifyWaiting = 100000
 
 // rimStatus maps a recipient result to the X-RIM-Push-Status of a RIM notification.
 func rimStatus(state string, code int) int {

@@ -130,11 +130,12 @@ type Server struct {
 	pending map[string]*recip // transport-delivered, awaiting app ack; key push id + "/" + PIN
 	closed  bool
 
-	notifySem chan struct{}
-	m         metrics
-	closeOnce sync.Once
-	closeErr  error
-	serving   atomic.Bool
+	notifySem     chan struct{}
+	notifyWaiting atomic.Int64
+	m             metrics
+	closeOnce     sync.Once
+	closeErr      error
+	serving       atomic.Bool
 }
 
 // New opens the store, restores queued pushes and starts the delivery machinery.
