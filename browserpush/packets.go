@@ -23,7 +23,9 @@ const (
 	maxPackets = 1 << 16
 	// doneKeep is how many completed gateway pushes are remembered, so a retried packet of
 	// a push already stored is answered with its result instead of being applied twice.
-	doneKeep = 4096
+	// The gateway delivers one device's pushes one after another, so a retry concerns the
+	// last few; a small ring keeps a fleet of a thousand receivers light.
+	doneKeep = 64
 )
 
 // packetInfo is the X-Bbsim-Packet header: index/count.
