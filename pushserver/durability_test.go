@@ -196,3 +196,42 @@ func TestObservability(t *testing.T) {
 		}
 	}
 }
+
+// TestDurabilityPendingAck: a push delivered at transport level and waiting for the
+// application's acknowledgement survives a SIGKILL; the acknowledgement after the restart
+// completes it, and the push is not sent again.
+func TestDurabilityPendingAck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rc := newReceiver(t)
+	c := startChild(t, dir)
+	attach(t, c.base, rc, pinB)
+	if code, text, _ := rimPush(t, c.base, "DESTINATION=2100000B&PORT=100", map[string]string{"X-RIM-Push-ID": "ack-me", "X-RIM-Push-Reliability-Mode": "application"}, []byte("x")); code != 200 {
+		t.Fatalf("push = %d %s", code, text)
+	}
+	rc.wait(t, 1)
+	var ps PushStatus
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && (len(ps.Recipients) == 0 || ps.Recipients[0].State != "pending") {
+		getJSON(t, c.base+"/api/v1/pushes/ack-me", &ps)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ps.Recipients[0].State != "pending" {
+		t.Fatalf("before the kill: %+v, want pending", ps)
+	}
+	c.kill(t)
+	c = startChild(t, dir)
+	attach(t, c.base, rc, pinB)
+	if code, m := postJSON(t, c.base+"/device/ack", map[string]any{"pin": pinB, "push_id": "ack-me", "code": 1000}); code != 200 {
+		t.Fatalf("ack after restart = %d %v", code, m)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ps.Recipients[0].State != "delivered" {
+		getJSON(t, c.base+"/api/v1/pushes/ack-me", &ps)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ps.Recipients[0].State != "delivered" || ps.Recipients[0].TransportAt == nil {
+		t.Fatalf("after ack: %+v", ps)
+	}
+	rc.none(t, 300*time.Millisecond)
+}
