@@ -56,6 +56,8 @@ type Emulator struct {
 	pcs   map[string]net.PacketConn
 	comps []component
 	out   io.Writer
+	// closers release what the components hold (stores), after they have stopped.
+	closers []func() error
 
 	// Handset is the emulated device (nil in server mode).
 	Handset *handset.Handset
@@ -82,6 +84,9 @@ func New(opts Options) (_ *Emulator, err error) {
 	defer func() {
 		if err != nil {
 			e.closeAll()
+			for i := len(e.closers) - 1; i >= 0; i-- {
+				e.closers[i]()
+			}
 			if e.Handset != nil {
 				e.Handset.Close()
 			}
@@ -275,6 +280,9 @@ func (e *Emulator) Run(ctx context.Context) error {
 		return errors.Join(errs...)
 	})
 	err := g.Wait()
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
 	if e.Handset != nil {
 		e.Handset.Close()
 	}

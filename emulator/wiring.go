@@ -1,11 +1,121 @@
 package emulator
 
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/bbsim/bbsim/browserpush"
+	"github.com/bbsim/bbsim/config"
+	"github.com/bbsim/bbsim/dnsserver"
+	"github.com/bbsim/bbsim/pushserver"
+)
+
 // buildServers builds the bundled servers on their bound listeners.
 func (e *Emulator) buildServers() error {
+	if err := e.buildPush(); err != nil {
+		return err
+	}
+	return e.buildDNS()
+}
+
+func (e *Emulator) buildPush() error {
+	c := e.cfg
+	var devices []pushserver.Device
+	for _, u := range c.Mail.Users {
+		if u.PIN != "" {
+			devices = append(devices, pushserver.Device{PIN: u.PIN, Email: u.Email})
+		}
+	}
+	groups := map[string][]string{}
+	for _, g := range c.Push.Groups {
+		name, pins, err := config.ParseGroup(g)
+		if err != nil {
+			return err
+		}
+		groups[name] = pins
+	}
+	var inits []pushserver.Initiator
+	for _, a := range c.Push.Auth {
+		in, err := config.ParseInitiator(a)
+		if err != nil {
+			return err
+		}
+		inits = append(inits, pushserver.Initiator{Name: in.Name, Password: in.Password, Allowed: in.Allowed})
+	}
+	ps, err := pushserver.New(pushserver.Options{
+		DataDir: filepath.Join(c.Data, "push"), Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
+		FlowControlTimeout: c.Push.FlowControlTimeout, MaxActive: c.Push.MaxActive,
+		MaxHeaderBytes: c.Push.MaxHeaderBytes, MaxBodyBytes: c.Push.MaxBodyBytes,
+		ReadHeaderTimeout: c.Push.ReadHeaderTimeout, PushAuth: inits,
+		Logger: e.log,
+	})
+	if err != nil {
+		return fmt.Errorf("push server: %w", err)
+	}
+	e.closers = append(e.closers, ps.Close)
+	if ln, ok := e.lns["push"]; ok {
+		e.addServer("push", func() error { return ps.Serve(ln) }, ps.Shutdown)
+	}
 	return nil
+}
+
+func (e *Emulator) buildDNS() error {
+	addrs := map[string]string{}
+	for flag, svc := range map[string]string{"imap": "imap", "pop3": "pop3", "smtp": "smtp", "webmail": "webmail", "push": "push"} {
+		if a := e.Addr(flag); a != "" {
+			addrs[svc] = a
+		}
+	}
+	dns, err := dnsserver.New(dnsserver.Options{Domain: e.cfg.Mail.Domain, Addrs: addrs, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	if pc, ok := e.pcs["dns"]; ok {
+		e.addServer("dns/udp", func() error { return dns.ServeUDP(pc) }, nil)
+	}
+	if ln, ok := e.lns["dns"]; ok {
+		e.addServer("dns/tcp", func() error { return dns.ServeTCP(ln) }, dns.Shutdown)
+	}
+	return nil
+}
+
+// gateway is the push gateway the handset attaches to: the bundled one when this process
+// runs it.
+func (e *Emulator) gateway() string {
+	if e.mode&ModeServer != 0 {
+		if a := e.Addr("push"); a != "" {
+			return "http://" + a
+		}
+	}
+	return e.cfg.Handset.Gateway
 }
 
 // buildAgents builds the handset's agents: mail integration, push receiver, registration.
 func (e *Emulator) buildAgents() error {
+	c := e.cfg.Handset
+	h := e.Handset
+	for _, a := range c.Apps {
+		ha, err := config.ParseHandsetApp(a)
+		if err != nil {
+			return err
+		}
+		if _, err := h.DeclareApp(ha.ID, ha.Port, ha.CPURL); err != nil {
+			return err
+		}
+	}
+	receiverURL := ""
+	if ln, ok := e.lns["listen"]; ok {
+		receiverURL = "http://" + ln.Addr().String() + "/"
+	}
+	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: e.gateway(), ReceiverURL: receiverURL,
+		Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("push receiver: %w", err)
+	}
+	e.closers = append(e.closers, rx.Close)
+	if ln, ok := e.lns["listen"]; ok {
+		e.addServer("receiver", func() error { return rx.Serve(ln) }, rx.Shutdown)
+	}
+	e.addAgent("device link", rx.Run)
 	return nil
 }
