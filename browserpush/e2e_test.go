@@ -3,6 +3,7 @@ package browserpush
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/pushserver"
 )
@@ -396,5 +398,60 @@ func TestEndToEndCurlScript(t *testing.T) {
 	}
 	if pg, ok := e.h.CachedPage("http://weather.example/radar"); !ok || pg.Text != "Radar: clear" || pg.ExpiresAt.Year() != 2099 {
 		t.Fatalf("radar page = %+v, %v", pg, ok)
+	}
+}
+
+// TestEndToEndControlAPI checks what a push application's tests see through the handset's
+// control API: the channel with its icons, open -> read with the page, the browser cache,
+// and a user delete (DELETE) that fetches the delete URL.
+func TestEndToEndControlAPI(t *testing.T) {
+	t.Parallel()
+	e := startE2E(t)
+	api := httptest.NewServer(controlapi.New(e.h, controlapi.Options{}).Handler())
+	defer api.Close()
+	getJSON := func(method, path string, out any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, api.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer drain(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s = %d", method, path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	delivered(t, e.push(t, "api-1", 7874, []string{"X-RIM-Push-Type: Browser-Channel", "X-RIM-Push-Title: Deals",
+		"X-RIM-Push-Channel-ID: http://shop.example/deals", "Content-Type: text/html",
+		"X-RIM-Push-Unread-Icon-URL: " + e.site.URL + "/unread.png", "X-RIM-Push-Read-Icon-URL: " + e.site.URL + "/read.gif",
+		"X-Rim-Push-Delete-Url: " + e.site.URL + "/bye/deals"}, []byte("<ul><li>Shoes</li><li>Hats</li></ul>")))
+
+	var chs []controlapi.ChannelView
+	getJSON("GET", "/api/v1/channels", &chs)
+	if len(chs) != 1 || chs[0].Title != "Deals" || chs[0].Read || !chs[0].IconsLoaded || chs[0].URL != "http://shop.example/deals" {
+		t.Fatalf("GET /api/v1/channels = %+v", chs)
+	}
+	var opened controlapi.OpenedChannel
+	getJSON("POST", "/api/v1/channels/"+chs[0].ID+"/open", &opened)
+	if !opened.Channel.Read || opened.Page == nil || opened.Page.Text != "* Shoes\n* Hats" {
+		t.Fatalf("open = %+v, page %+v", opened.Channel, opened.Page)
+	}
+	var cache []handset.CacheEntry
+	getJSON("GET", "/api/v1/browser/cache", &cache)
+	if len(cache) != 1 || cache[0].URL != "http://shop.example/deals" {
+		t.Fatalf("GET /api/v1/browser/cache = %+v", cache)
+	}
+	var deleted controlapi.ChannelView
+	getJSON("DELETE", "/api/v1/channels/"+chs[0].ID, &deleted)
+	select {
+	case hit := <-e.hits:
+		if hit != "GET /bye/deals" {
+			t.Fatalf("site got %q", hit)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("delete URL not fetched after DELETE /api/v1/channels/{id}")
 	}
 }
