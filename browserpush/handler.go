@@ -61,7 +61,7 @@ func writeError(w http.ResponseWriter, e *pushError) {
 func reliabilityApplication(h http.Header) bool {
 	for _, name := range []string{"X-Rim-Push-Reliability-Mode", "X-Rim-Push-Reliability"} {
 		switch strings.ToLower(strings.TrimSpace(h.Get(name))) {
-		case "application", "application-preferred", "confirmed", "application-level", "preferconfirmed":
+		case "application", "application-preferred", "confirmed", "application-level":
 			return true
 		}
 	}

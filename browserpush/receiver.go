@@ -1,8 +1,3 @@
-// Package browserpush is the handset's push receiver (port 7874): it takes pushes delivered
-// by the push gateway over the device link (docs/device-link.md) or posted straight with
-// curl, reassembles packets, applies Browser-Channel, Browser-Message, Browser-Content and
-// Browser-Channel-Delete pushes to the handset, hands other ports to push applications, and
-// acknowledges. Its agent (Run) attaches to the gateway while the handset is in coverage.
 package browserpush
 
 import (
