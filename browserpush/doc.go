@@ -39,9 +39,10 @@
 //     count, length and push headers: IDs are unique per initiator only) is answered with
 //     the stored result and not applied again.
 //   - Application-level reliability (X-RIM-Push-Reliability-Mode or X-Rim-Push-Reliability:
-//     application, application-preferred, confirmed, application-level; PAP's preferconfirmed is transport)
-//     sends POST {gateway}/device/ack with code 1000 after the 200, retrying from 20 ms
-//     (the gateway may not have read the 200 yet) for 8 attempts.
+//     application, application-preferred, confirmed, application-level; PAP's
+//     preferconfirmed is transport level) sends POST {gateway}/device/ack with code 1000
+//     after the 200, retrying from 20 ms (the gateway may not have read the 200 yet) for
+//     8 attempts.
 //   - A channel deleted by the user has its delete URL fetched (GET) in the background by
 //     Run, once the handset is in coverage, with up to 5 attempts.
 package browserpush
