@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,27 +41,56 @@ func nextBackoff(d time.Duration) time.Duration {
 // device attached to the gateway (retrying with backoff) and stores the link token; when
 // coverage ends it detaches. It also fetches the delete URL of every channel the user
 // deletes. Run returns nil when ctx ends, after a last detach, leaving no goroutine.
+//
+// A gateway that refuses the attach request itself (400, 401, 403, 404, 405: a wrong
+// gateway URL, receiver URL or PIN) is a configuration error: Run returns it.
 func (r *Receiver) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		r.watchDeletes(ctx, &wg)
 	}()
+	var err error
 	if r.gateway != "" {
-		r.link(ctx)
+		if err = r.link(ctx); err != nil {
+			cancel()
+		}
 	}
 	<-ctx.Done()
 	wg.Wait()
-	return nil
+	return err
 }
 
-// link attaches and detaches as coverage changes until ctx ends.
-func (r *Receiver) link(ctx context.Context) {
+// statusError is a gateway's non-200 answer.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// fatal reports whether a gateway answer means retrying cannot help.
+func fatal(err error) bool {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.code {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed:
+		return true
+	}
+	return false
+}
+
+// link attaches and detaches as coverage changes until ctx ends, or returns a fatal error.
+func (r *Receiver) link(ctx context.Context) error {
 	select {
 	case <-r.urlReady:
 	case <-ctx.Done():
-		return
+		return nil
 	}
 	attached := false
 	var backoff time.Duration
@@ -77,6 +107,12 @@ func (r *Receiver) link(ctx context.Context) {
 		case in && !attached:
 			err = r.attach(ctx)
 			attached = err == nil
+			if fatal(err) {
+				r.log.Error("device link", "err", err)
+				r.h.Emit(handset.EventGateway, "the push gateway refused the device: "+err.Error(),
+					map[string]string{"state": "refused", "gateway": r.gateway})
+				return err
+			}
 		case !in && attached:
 			err = r.detach(ctx)
 			attached = err != nil
@@ -102,7 +138,7 @@ func (r *Receiver) link(ctx context.Context) {
 				}
 				cancel()
 			}
-			return
+			return nil
 		case <-changed:
 		case <-retry:
 		}
@@ -171,7 +207,7 @@ func (r *Receiver) postJSON(ctx context.Context, path string, v, out any) error 
 	defer drain(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(msg))
+		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("POST %s: %s: %s", u, resp.Status, bytes.TrimSpace(msg))}
 	}
 	if out != nil {
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {

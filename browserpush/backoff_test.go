@@ -79,3 +79,35 @@ func TestAttachBackoff(t *testing.T) {
 		}
 	})
 }
+
+// TestAttachRefused checks that a gateway refusing the attach itself ends Run with the
+// error (a configuration problem), leaving no goroutine behind.
+func TestAttachRefused(t *testing.T) {
+	for _, code := range []int{400, 404} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				gw := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+					return &http.Response{StatusCode: code, Body: io.NopCloser(strings.NewReader(`{"error":"bad receiver_url"}`)),
+						Header: http.Header{}, Request: req}, nil
+				})
+				h, err := handset.New(handset.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := New(Options{Handset: h, Gateway: "http://gw.test", ReceiverURL: "http://dev.test/",
+					Client: &http.Client{Transport: gw}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				err = r.Run(t.Context())
+				if err == nil || !strings.Contains(err.Error(), "bad receiver_url") {
+					t.Fatalf("Run = %v, want the gateway's refusal", err)
+				}
+				if !hasEvent(h, handset.EventGateway, "state", "refused") {
+					t.Fatal("no gateway refused event")
+				}
+			})
+		})
+	}
+}
