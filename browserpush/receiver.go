@@ -121,6 +121,7 @@ func New(opts Options) (*Receiver, error) {
 	r.srv = &http.Server{
 		Handler:           r.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // a push of 1 MiB, however slow the link
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
