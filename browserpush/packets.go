@@ -17,8 +17,9 @@ const (
 	// assemblyLifetime drops half-received pushes the gateway gave up on (its flow-control
 	// timeout is 10 minutes by default).
 	assemblyLifetime = 11 * time.Minute
-	// maxAssemblies bounds the pushes being reassembled at once.
-	maxAssemblies = 256
+	// maxAssemblies bounds the pushes being reassembled at once (each up to MaxBody). The
+	// gateway delivers one push at a time to a device, so more are abandoned ones.
+	maxAssemblies = 16
 	// maxPackets bounds the packet count a push may announce.
 	maxPackets = 1 << 16
 	// doneKeep is how many completed gateway pushes are remembered, so a retried packet of
@@ -54,8 +55,8 @@ type result struct {
 
 type assembly struct {
 	count   int
-	total   int64 // X-Bbsim-Push-Length, -1 when absent
-	parts   [][]byte
+	total   int64          // X-Bbsim-Push-Length, -1 when absent
+	parts   map[int][]byte // by index: memory follows the packets received, not the count announced
 	have    int
 	size    int64
 	created time.Time
@@ -125,7 +126,7 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 				delete(a.active, id)
 			}
 		}
-		if len(a.active) >= maxAssemblies {
+		if len(a.active) >= maxAssemblies && !a.evictOldestLocked() {
 			a.mu.Unlock()
 			return nil, errf(statusResources, "too many pushes being reassembled")
 		}
@@ -133,7 +134,7 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 			a.mu.Unlock()
 			return nil, errf(statusResources, "push of %d bytes exceeds the limit of %d", total, a.maxBody)
 		}
-		asm = &assembly{count: p.count, total: total, parts: make([][]byte, p.count), created: now, full: make(chan struct{})}
+		asm = &assembly{count: p.count, total: total, parts: map[int][]byte{}, created: now, full: make(chan struct{})}
 		a.active[pushID] = asm
 	}
 	if asm.count != p.count || asm.total != total {
@@ -141,14 +142,11 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 		a.mu.Unlock()
 		return nil, errf(statusMalformed, "packets of push %s disagree on count or length", pushID)
 	}
-	if old := asm.parts[p.index]; old != nil {
+	if old, ok := asm.parts[p.index]; ok {
 		asm.size -= int64(len(old))
 		asm.have--
 	}
 	asm.parts[p.index] = bytes.Clone(data)
-	if asm.parts[p.index] == nil {
-		asm.parts[p.index] = []byte{}
-	}
 	asm.size += int64(len(data))
 	asm.have++
 	if asm.size > a.maxBody {
@@ -194,12 +192,32 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 	if a.active[pushID] == asm {
 		delete(a.active, pushID)
 	}
-	body := bytes.Join(asm.parts, nil) // under the lock: a duplicate packet may still land
+	// Joined under the lock: a duplicate packet may still land.
+	body := make([]byte, 0, asm.size)
+	for i := range asm.count {
+		body = append(body, asm.parts[i]...)
+	}
 	a.mu.Unlock()
 	if asm.total >= 0 && int64(len(body)) != asm.total {
 		return nil, errf(statusMalformed, "reassembled %d bytes, X-Bbsim-Push-Length says %d", len(body), asm.total)
 	}
 	return body, nil
+}
+
+// evictOldestLocked drops the oldest push not waiting on its last packet, to make room.
+func (a *assembler) evictOldestLocked() bool {
+	var oldestID string
+	var oldest *assembly
+	for id, asm := range a.active {
+		if !asm.claimed && (oldest == nil || asm.created.Before(oldest.created)) {
+			oldestID, oldest = id, asm
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(a.active, oldestID)
+	return true
 }
 
 func (a *assembler) unclaim(asm *assembly) {

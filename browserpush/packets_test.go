@@ -3,6 +3,7 @@ package browserpush
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 func TestParsePacket(t *testing.T) {
@@ -47,5 +48,29 @@ func TestDoneRing(t *testing.T) {
 	a.finish("1", result{err: errf(statusMalformed, "x")}) // a re-recorded push keeps its slot
 	if res, _ := a.finished("1"); res.err == nil || len(a.done) != doneKeep {
 		t.Errorf("re-recorded push: %+v, %d kept", res, len(a.done))
+	}
+}
+
+func TestAssemblerEvictsAbandonedPushes(t *testing.T) {
+	t.Parallel()
+	a := newAssembler(1 << 20)
+	for i := range maxAssemblies + 5 {
+		if _, perr := a.add(t.Context(), time.Second, fmt.Sprint("abandoned-", i), packetInfo{0, 3}, -1, []byte("x")); perr != nil {
+			t.Fatalf("add(abandoned-%d) = %v", i, perr)
+		}
+	}
+	if n := len(a.active); n != maxAssemblies {
+		t.Fatalf("%d pushes kept, want %d", n, maxAssemblies)
+	}
+	if _, ok := a.active["abandoned-0"]; ok {
+		t.Fatal("the oldest abandoned push was kept")
+	}
+	// A push too large for the limit in total is refused however it is cut.
+	small := newAssembler(10)
+	if _, perr := small.add(t.Context(), time.Second, "big", packetInfo{0, 2}, -1, []byte("123456")); perr != nil {
+		t.Fatal(perr)
+	}
+	if _, perr := small.add(t.Context(), time.Second, "big", packetInfo{1, 2}, -1, []byte("123456")); perr == nil || perr.status != statusResources {
+		t.Fatalf("second half = %v, want 237", perr)
 	}
 }
