@@ -65,9 +65,8 @@ type Receiver struct {
 	packets    *assembler
 	packetWait time.Duration // how long a last packet waits for the earlier ones
 
-	bgCtx    context.Context // ends on Close/Shutdown: background acks and fetches
-	bgCancel context.CancelFunc
-	bg       sync.WaitGroup
+	bgStop chan struct{} // closed on Close/Shutdown: background acks end
+	bg     sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -116,7 +115,7 @@ func New(opts Options) (*Receiver, error) {
 		r.recvURL = opts.ReceiverURL
 		close(r.urlReady)
 	}
-	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
+	r.bgStop = make(chan struct{})
 	r.handler = http.HandlerFunc(r.serveHTTP)
 	r.srv = &http.Server{
 		Handler:           r.handler,
@@ -208,6 +207,7 @@ func (r *Receiver) Close() error {
 // stopBackground ends background work: it lets it finish until ctx ends (nil: not at all).
 func (r *Receiver) stopBackground(ctx context.Context) {
 	r.mu.Lock()
+	wasClosed := r.closed
 	r.closed = true
 	r.mu.Unlock()
 	r.packets.close()
@@ -222,7 +222,9 @@ func (r *Receiver) stopBackground(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
-	r.bgCancel()
+	if !wasClosed {
+		close(r.bgStop)
+	}
 	r.bg.Wait()
 	if r.ownClient {
 		r.client.CloseIdleConnections()
@@ -240,7 +242,18 @@ func (r *Receiver) goBackground(f func(ctx context.Context)) bool {
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
-		f(r.bgCtx)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		finished := make(chan struct{})
+		defer close(finished)
+		go func() {
+			select {
+			case <-r.bgStop:
+				cancel()
+			case <-finished:
+			}
+		}()
+		f(ctx)
 	}()
 	return true
 }
