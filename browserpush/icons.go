@@ -53,7 +53,7 @@ func (r *Receiver) fetchIcon(ctx context.Context, u string) ([]byte, error) {
 	if !isHTTPURL(u) {
 		return nil, fmt.Errorf("icon %q: not an http URL", u)
 	}
-	ctx, cancel := context.WithTimeout(ctx, iconTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.iconTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

@@ -62,8 +62,9 @@ type Receiver struct {
 
 	startSeq uint64 // events after this one are watched for user deletions
 
-	packets    *assembler
-	packetWait time.Duration // how long a last packet waits for the earlier ones
+	packets     *assembler
+	packetWait  time.Duration // how long a last packet waits for the earlier ones
+	iconTimeout time.Duration // bound of one icon fetch
 
 	bgStop chan struct{} // closed on Close/Shutdown: background acks end
 	bg     sync.WaitGroup
@@ -98,15 +99,16 @@ func New(opts Options) (*Receiver, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{
-		h:          opts.Handset,
-		gateway:    gw,
-		client:     opts.Client,
-		maxBody:    opts.MaxBody,
-		log:        log.With("component", "browserpush", "pin", opts.Handset.PIN()),
-		urlReady:   make(chan struct{}),
-		packets:    newAssembler(opts.MaxBody),
-		packetWait: packetWait,
-		ownClient:  ownClient,
+		h:           opts.Handset,
+		gateway:     gw,
+		client:      opts.Client,
+		maxBody:     opts.MaxBody,
+		log:         log.With("component", "browserpush", "pin", opts.Handset.PIN()),
+		urlReady:    make(chan struct{}),
+		packets:     newAssembler(opts.MaxBody),
+		packetWait:  packetWait,
+		iconTimeout: iconTimeout,
+		ownClient:   ownClient,
 	}
 	if ev := opts.Handset.Events(0); len(ev) > 0 {
 		r.startSeq = ev[len(ev)-1].Seq

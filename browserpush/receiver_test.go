@@ -31,6 +31,12 @@ import (
 // startReceiver serves a receiver for a fresh in-memory handset on a loopback port.
 func startReceiver(t *testing.T, opts Options) (*Receiver, *handset.Handset, string) {
 	t.Helper()
+	return startReceiverWith(t, opts, nil)
+}
+
+// startReceiverWith is startReceiver with a chance to adjust the receiver before it serves.
+func startReceiverWith(t *testing.T, opts Options, adjust func(*Receiver)) (*Receiver, *handset.Handset, string) {
+	t.Helper()
 	if opts.Handset == nil {
 		h, err := handset.New(handset.Options{})
 		if err != nil {
@@ -41,6 +47,9 @@ func startReceiver(t *testing.T, opts Options) (*Receiver, *handset.Handset, str
 	r, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if adjust != nil {
+		adjust(r)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -430,6 +439,28 @@ func TestChannelIcons(t *testing.T) {
 				t.Errorf("loaded = %v, %v, %v; want %v", ch.UnreadIconLoaded, ch.ReadIconLoaded, ch.IconsLoaded, tc.loaded)
 			}
 		})
+	}
+}
+
+func TestSlowIcon(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		<-req.Context().Done() // never answers
+	}))
+	defer slow.Close()
+	_, h, url := startReceiverWith(t, Options{}, func(r *Receiver) { r.iconTimeout = 200 * time.Millisecond })
+	start := time.Now()
+	code, _ := post(t, nil, url, map[string]string{"X-RIM-Push-Type": "Browser-Channel", "X-RIM-Push-Channel-ID": "slow",
+		"X-RIM-Push-Unread-Icon-URL": slow.URL + "/u.png", "X-RIM-Push-Read-Icon-URL": slow.URL + "/r.png"}, []byte("x"))
+	if code != 200 {
+		t.Fatalf("push = %d", code)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("push with hanging icons took %v", d)
+	}
+	ch, err := h.Channel("slow")
+	if err != nil || ch.UnreadIconLoaded || ch.ReadIconLoaded {
+		t.Fatalf("Channel = %+v, %v; want stored with default icons", ch, err)
 	}
 }
 
