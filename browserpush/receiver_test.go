@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/gif"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"mime/multipart"
@@ -398,6 +399,18 @@ func TestChannelIcons(t *testing.T) {
 	mux.HandleFunc("/read.gif", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(gifB) })
 	mux.HandleFunc("/broken.png", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(pngB[:len(pngB)/2]) })
 	mux.HandleFunc("/text.png", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "not an image") })
+	var jpg bytes.Buffer
+	if err := jpeg.Encode(&jpg, image.NewRGBA(image.Rect(0, 0, 16, 16)), nil); err != nil {
+		t.Fatal(err)
+	}
+	jpgB := jpg.Bytes()
+	mux.HandleFunc("/icon.jpg", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jpgB) })
+	huge := image.NewGray(image.Rect(0, 0, 4000, 1))
+	var hugeBuf bytes.Buffer
+	if err := png.Encode(&hugeBuf, huge); err != nil {
+		t.Fatal(err)
+	}
+	mux.HandleFunc("/huge.png", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(hugeBuf.Bytes()) })
 	icon := httptest.NewServer(mux)
 	defer icon.Close()
 	_, h, url := startReceiver(t, Options{})
@@ -413,6 +426,8 @@ func TestChannelIcons(t *testing.T) {
 		{"not an image", "/unread.png", "/text.png", pngB, nil, false},
 		{"missing", "/missing.png", "/missing.gif", nil, nil, false},
 		{"not http", "file:///etc/passwd", "/read.gif", nil, gifB, false},
+		{"jpeg", "/icon.jpg", "/read.gif", jpgB, gifB, true},
+		{"too wide", "/huge.png", "/read.gif", nil, gifB, false},
 	}
 	abs := func(p string) string {
 		if strings.HasPrefix(p, "/") {
