@@ -81,15 +81,17 @@ func sendSMTP(t testing.TB, addr, to, subject string) {
 type idler struct {
 	c      *imapclient.Client
 	idle   *imapclient.IdleCommand
-	exists chan uint32
-	closed chan struct{}
+	exists   chan uint32
+	expunged chan uint32
+	closed   chan struct{}
 }
 
 func startIdler(t testing.TB, addr string) *idler {
 	t.Helper()
-	id := &idler{exists: make(chan uint32, 100), closed: make(chan struct{})}
+	id := &idler{exists: make(chan uint32, 100), expunged: make(chan uint32, 100), closed: make(chan struct{})}
 	c, err := imapclient.DialInsecure(addr, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Expunge: func(seq uint32) { id.expunged <- seq },
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
 					id.exists <- *d.NumMessages

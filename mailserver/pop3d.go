@@ -70,11 +70,11 @@ func parsePOP3(line string) (pop3Cmd, error) {
 	}
 	name, rest, _ := strings.Cut(line, " ")
 	if len(name) < 3 || len(name) > 4 {
-		return pop3Cmd{}, errors.New("no such command")
+		return pop3Cmd{}, fmt.Errorf("unknown command %.20s", name)
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return pop3Cmd{}, errors.New("no such command")
+			return pop3Cmd{}, fmt.Errorf("unknown command %.20s", name)
 		}
 	}
 	cmd := pop3Cmd{Name: strings.ToUpper(name)}

@@ -1,0 +1,206 @@
+package mailserver
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// curl speaks each protocol as an outside client.
+func TestCurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is required (make test-deps installs it)")
+	}
+	r := startServer(t, Options{Locking: LockShared})
+	cmd := exec.Command("curl", "-sS", "smtp://"+r.smtp, "--mail-from", "bob@example.test", "--mail-rcpt", alice, "-T", "-")
+	cmd.Stdin = strings.NewReader("From: bob@example.test\r\nTo: alice@bbsim.test\r\nSubject: via curl\r\n\r\nHello from curl.\r\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("curl smtp: %v %s", err, out)
+	}
+	out, err := exec.Command("curl", "-sS", "-u", alice+":"+pass, "imap://"+r.imap+"/INBOX;UID=1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Hello from curl.") {
+		t.Fatalf("curl imap: %v %s", err, out)
+	}
+	out, err = exec.Command("curl", "-sS", "-u", alice+":"+pass, "pop3://"+r.pop3+"/1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Subject: via curl") {
+		t.Fatalf("curl pop3: %v %s", err, out)
+	}
+	out, err = exec.Command("curl", "-sS", "-u", alice+":"+pass, "pop3://"+r.pop3+"/").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "1 ") {
+		t.Fatalf("curl pop3 LIST: %v %s", err, out)
+	}
+	// A wrong password is refused with the RFC 2449 code.
+	out, _ = exec.Command("curl", "-sS", "-v", "-u", alice+":wrong", "pop3://"+r.pop3+"/").CombinedOutput()
+	if !strings.Contains(string(out), "-ERR [AUTH]") {
+		t.Fatalf("curl pop3 wrong password: %s", out)
+	}
+}
+
+// pop3 is a line-level POP3 client for protocol details.
+type pop3 struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialPOP3(t *testing.T, addr string) *pop3 {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	p := &pop3{t: t, c: c, r: bufio.NewReader(c)}
+	if g := p.line(); !strings.HasPrefix(g, "+OK") {
+		t.Fatalf("greeting %q", g)
+	}
+	return p
+}
+
+func (p *pop3) line() string {
+	l, err := p.r.ReadString('\n')
+	if err != nil {
+		p.t.Fatalf("pop3 read: %v", err)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+func (p *pop3) cmd(s string) string {
+	fmt.Fprintf(p.c, "%s\r\n", s)
+	return p.line()
+}
+
+func (p *pop3) multi() []string {
+	var out []string
+	for {
+		l := p.line()
+		if l == "." {
+			return out
+		}
+		out = append(out, strings.TrimPrefix(l, "."))
+	}
+}
+
+func TestPOP3Session(t *testing.T) {
+	r := startServer(t, Options{Locking: LockShared})
+	for i := 1; i <= 3; i++ {
+		sendSMTP(t, r.smtp, alice, fmt.Sprintf("m%d", i))
+	}
+	id := startIdler(t, r.imap)
+	p := dialPOP3(t, r.pop3)
+	steps := []struct{ cmd, want string }{
+		{"STAT", "-ERR Command not allowed in this state"},
+		{"PASS x", "-ERR USER first"},
+		{"BOGUS", "-ERR Unknown command BOGUS"},
+		{"X", "-ERR Unknown command X"},
+		{"USER " + alice, "+OK"},
+		{"PASS " + pass, "+OK Logged in, 3 messages"},
+		{"STAT", "+OK 3 "},
+		{"LIST 2", "+OK 2 "},
+		{"LIST 9", "-ERR No such message"},
+		{"RETR x", "-ERR No such message"},
+		{"DELE 2", "+OK Message 2 deleted"},
+		{"DELE 2", "-ERR Message 2 already deleted"},
+		{"RETR 2", "-ERR Message 2 already deleted"},
+		{"STAT", "+OK 2 "},
+		{"RSET", "+OK"},
+		{"STAT", "+OK 3 "},
+		{"DELE 1", "+OK"},
+		{"NOOP", "+OK"},
+		{"USER x", "-ERR Command not allowed in this state"},
+		{strings.Repeat("A", 2000), "-ERR Line too long"},
+		{"NOOP", "+OK"},
+	}
+	for _, s := range steps {
+		if got := p.cmd(s.cmd); !strings.HasPrefix(got, s.want) {
+			t.Fatalf("%.20s: %q, want %q", s.cmd, got, s.want)
+		}
+	}
+	if got := p.cmd("UIDL"); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("UIDL: %q", got)
+	}
+	if u := p.multi(); len(u) != 2 || !strings.HasPrefix(u[0], "2 ") {
+		t.Fatalf("UIDL listing %q", u)
+	}
+	if got := p.cmd("TOP 3 0"); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("TOP: %q", got)
+	}
+	top := p.multi()
+	if strings.Join(top, "\n") == "" || strings.Contains(strings.Join(top, "\n"), "Hello.") {
+		t.Fatalf("TOP 3 0 returned the body: %q", top)
+	}
+	if got := p.cmd("CAPA"); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("CAPA %q", got)
+	}
+	if caps := strings.Join(p.multi(), " "); !strings.Contains(caps, "UIDL") || !strings.Contains(caps, "RESP-CODES") {
+		t.Fatalf("CAPA %q", caps)
+	}
+	if got := p.cmd("QUIT"); !strings.HasPrefix(got, "+OK Bye, 1 messages deleted") {
+		t.Fatalf("QUIT %q", got)
+	}
+	// The deletion shows at the idling IMAP session as EXPUNGE, and the count drops.
+	select {
+	case seq := <-id.expunged:
+		if seq != 1 {
+			t.Fatalf("EXPUNGE %d, want 1", seq)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no EXPUNGE at the idler")
+	}
+	c, err := imapclient.DialInsecure(r.imap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Login(alice, pass).Wait()
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages != 2 {
+		t.Fatalf("after POP3 DELE: %v messages, %v", sel, err)
+	}
+}
+
+func TestNoIdleHidesIDLE(t *testing.T) {
+	r := startServer(t, Options{NoIdle: true})
+	c, err := imapclient.DialInsecure(r.imap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(alice, pass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.Has("IDLE") {
+		t.Fatalf("IDLE advertised with NoIdle: %v", caps)
+	}
+	if !caps.Has("IMAP4rev1") {
+		t.Fatalf("capabilities mangled: %v", caps)
+	}
+}
+
+func TestConnectionLimit(t *testing.T) {
+	r := startServer(t, Options{MaxConnectionsPerUser: 1, Locking: LockShared})
+	startIdler(t, r.imap)
+	c, err := imapclient.DialInsecure(r.imap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Login(alice, pass).Wait()
+	if err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") || !strings.Contains(err.Error(), "mail_max_userip_connections=1") {
+		t.Fatalf("second login: %v", err)
+	}
+	// POP3 is counted separately, as on Dovecot.
+	if got := popLogin(t, r.pop3); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("POP3 under the IMAP limit: %q", got)
+	}
+}
