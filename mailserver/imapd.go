@@ -88,7 +88,7 @@ func (c *imapSession) Login(username, password string) error {
 }
 
 func (c *imapSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
-	if c.ss.holds {
+	if c.srv.holds(c.acct, c.ss) {
 		c.UserSession.Unselect()
 		c.srv.release(c.acct, c.ss)
 	}

@@ -79,8 +79,8 @@ func sendSMTP(t testing.TB, addr, to, subject string) {
 
 // idler is a go-imap client idling on INBOX; exists receives each EXISTS count.
 type idler struct {
-	c      *imapclient.Client
-	idle   *imapclient.IdleCommand
+	c        *imapclient.Client
+	idle     *imapclient.IdleCommand
 	exists   chan uint32
 	expunged chan uint32
 	closed   chan struct{}

@@ -441,12 +441,15 @@ func (p *pop3Conn) quit() {
 	for n := range p.deleted {
 		uids = append(uids, p.msgs[n-1].uid)
 	}
+	removed := 0
 	if len(uids) > 0 {
-		if err := p.acct.inbox().Remove(uids); err != nil {
+		n, err := p.acct.inbox().Remove(uids)
+		if err != nil {
 			p.reply("-ERR [SYS/TEMP] Some deleted messages not removed: %v", err)
 			return
 		}
+		removed = n
 	}
 	p.srv.release(p.acct, p.ss)
-	p.reply("+OK Bye, %d messages deleted", len(uids))
+	p.reply("+OK Bye, %d messages deleted", removed)
 }

@@ -261,9 +261,10 @@ func (s *Server) acquire(a *account, ss *session) error {
 	polite := s.opts.PoliteDisconnect && ss.kind != kindIMAP
 	for _, o := range holders {
 		if !polite || o.kind != kindIMAP || !o.idling {
+			kind, idling := o.kind, o.idling
 			a.mu.Unlock()
-			s.log.Info("store locked", "user", a.Email, "newcomer", ss.kind, "holder", o.kind, "idling", o.idling)
-			return errInUse{o.kind}
+			s.log.Info("store locked", "user", a.Email, "newcomer", ss.kind, "holder", kind, "idling", idling)
+			return errInUse{kind}
 		}
 	}
 	// Every holder is an idling IMAP session: disconnect them and take the store.
@@ -290,6 +291,12 @@ func (s *Server) release(a *account, ss *session) {
 	ss.holds = false
 	ss.idling = false
 	a.mu.Unlock()
+}
+
+func (s *Server) holds(a *account, ss *session) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return ss.holds
 }
 
 func (s *Server) setIdling(a *account, ss *session, idling bool) {

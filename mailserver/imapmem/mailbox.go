@@ -266,8 +266,8 @@ func (mbox *Mailbox) AddFlag(uid imap.UID, flag imap.Flag) {
 }
 
 // Remove deletes messages by UID (a POP3 DELE at QUIT) and tells the sessions that have
-// the mailbox selected with EXPUNGE.
-func (mbox *Mailbox) Remove(uids []imap.UID) error {
+// the mailbox selected with EXPUNGE. It returns how many were still there.
+func (mbox *Mailbox) Remove(uids []imap.UID) (int, error) {
 	set := map[imap.UID]bool{}
 	for _, u := range uids {
 		set[u] = true
@@ -281,7 +281,10 @@ func (mbox *Mailbox) Remove(uids []imap.UID) error {
 		}
 	}
 	_, err := mbox.expungeLocked(expunged)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return len(expunged), nil
 }
 
 func (mbox *Mailbox) persistFlagsLocked(m *message) {

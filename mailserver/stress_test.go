@@ -1,0 +1,138 @@
+package mailserver
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// TestStress runs POP3 and IMAP sessions against SMTP deliveries on one store under each
+// policy: no message is lost or duplicated, UIDs only increase, and POP3 deletions leave.
+func TestStress(t *testing.T) {
+	for _, opts := range []Options{{}, {PoliteDisconnect: true}, {Locking: LockShared}} {
+		name := string(opts.Locking)
+		if name == "" {
+			name = "exclusive"
+		}
+		if opts.PoliteDisconnect {
+			name = "polite"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := startServer(t, opts)
+			const total = 120
+			var sent sync.WaitGroup
+			var next atomic.Int32
+			for range 6 {
+				sent.Add(1)
+				go func() {
+					defer sent.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= total {
+							return
+						}
+						sendSMTP(t, r.smtp, alice, fmt.Sprintf("s%03d", i))
+					}
+				}()
+			}
+			done := make(chan struct{})
+			var deleted atomic.Int32
+			var workers sync.WaitGroup
+			for range 3 {
+				workers.Add(1)
+				go func() {
+					defer workers.Done()
+					for n := 0; ; n++ {
+						select {
+						case <-done:
+							return
+						default:
+						}
+						p := dialPOP3(t, r.pop3)
+						p.cmd("USER " + alice)
+						if !strings.HasPrefix(p.cmd("PASS "+pass), "+OK") {
+							p.cmd("QUIT")
+							p.c.Close()
+							continue
+						}
+						if n%3 == 0 && strings.HasPrefix(p.cmd("DELE 1"), "+OK") {
+							if strings.HasPrefix(p.cmd("QUIT"), "+OK Bye, 1") {
+								deleted.Add(1)
+							}
+						} else {
+							p.cmd("QUIT")
+						}
+						p.c.Close()
+					}
+				}()
+			}
+			for range 2 {
+				workers.Add(1)
+				go func() {
+					defer workers.Done()
+					for {
+						select {
+						case <-done:
+							return
+						default:
+						}
+						c, err := imapclient.DialInsecure(r.imap, nil)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if c.Login(alice, pass).Wait() == nil {
+							if _, err := c.Select("INBOX", nil).Wait(); err == nil {
+								msgs, err := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true}).Collect()
+								if err == nil {
+									for i := 1; i < len(msgs); i++ {
+										if msgs[i].UID <= msgs[i-1].UID {
+											t.Errorf("UIDs not increasing: %d then %d", msgs[i-1].UID, msgs[i].UID)
+										}
+									}
+								}
+							}
+							c.Logout().Wait()
+						}
+						c.Close()
+					}
+				}()
+			}
+			sent.Wait()
+			close(done)
+			workers.Wait()
+
+			c, err := imapclient.DialInsecure(r.imap, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Login(alice, pass).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{Envelope: true}).Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, m := range msgs {
+				if seen[m.Envelope.Subject] {
+					t.Errorf("message %s twice", m.Envelope.Subject)
+				}
+				seen[m.Envelope.Subject] = true
+			}
+			if got := len(msgs) + int(deleted.Load()); got != total {
+				t.Fatalf("%d left + %d deleted by POP3 = %d, want %d", len(msgs), deleted.Load(), got, total)
+			}
+			t.Logf("%d delivered, %d deleted over POP3", total, deleted.Load())
+		})
+	}
+}
