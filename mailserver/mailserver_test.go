@@ -204,6 +204,7 @@ func TestLockingPolicies(t *testing.T) {
 			r := startServer(t, tt.opts)
 			sendSMTP(t, r.smtp, alice, "before")
 			raw := rawIdler(t, r.imap)
+			waitIdling(t, r.s, 1)
 			if got := secondSelect(t, r.imap); !strings.HasPrefix(got, tt.imap2) {
 				t.Errorf("second IMAP SELECT: %q, want %q", got, tt.imap2)
 			}
@@ -254,7 +255,9 @@ type rawConn struct {
 }
 
 // rawIdler logs in, selects INBOX and idles over a raw connection.
-func rawIdler(t *testing.T, addr string) *rawConn {
+func rawIdler(t *testing.T, addr string) *rawConn { return rawIdlerB(t, addr) }
+
+func rawIdlerB(t testing.TB, addr string) *rawConn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -284,6 +287,31 @@ func rawIdler(t *testing.T, addr string) *rawConn {
 		}
 	}
 	return rc
+}
+
+// waitIdling waits until n IMAP sessions of alice are idling on the server (the "+ idling"
+// continuation goes out just before the server marks the session).
+func waitIdling(t testing.TB, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a := s.user(alice)
+		a.mu.Lock()
+		idling := 0
+		for ss := range a.sessions {
+			if ss.idling {
+				idling++
+			}
+		}
+		a.mu.Unlock()
+		if idling >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions idling, want %d", idling, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (rc *rawConn) next(d time.Duration) string {

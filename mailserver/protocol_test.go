@@ -44,12 +44,14 @@ func TestCurl(t *testing.T) {
 
 // pop3 is a line-level POP3 client for protocol details.
 type pop3 struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *bufio.Reader
 }
 
-func dialPOP3(t *testing.T, addr string) *pop3 {
+func dialPOP3(t *testing.T, addr string) *pop3 { return dialPOP3B(t, addr) }
+
+func dialPOP3B(t testing.TB, addr string) *pop3 {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
