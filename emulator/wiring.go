@@ -1,21 +1,60 @@
 package emulator
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 
 	"github.com/bbsim/bbsim/browserpush"
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/dnsserver"
+	"github.com/bbsim/bbsim/mailserver"
 	"github.com/bbsim/bbsim/pushserver"
 )
 
 // buildServers builds the bundled servers on their bound listeners.
 func (e *Emulator) buildServers() error {
+	if err := e.buildMail(); err != nil {
+		return err
+	}
 	if err := e.buildPush(); err != nil {
 		return err
 	}
 	return e.buildDNS()
+}
+
+func (e *Emulator) buildMail() error {
+	c := e.cfg.Mail
+	var users []mailserver.User
+	for _, u := range c.Users {
+		users = append(users, mailserver.User{Email: u.Email, Password: u.Password, PIN: u.PIN})
+	}
+	ms, err := mailserver.New(mailserver.Options{
+		DataDir: filepath.Join(e.cfg.Data, "mail"), Domain: c.Domain, Users: users,
+		Locking: mailserver.Locking(c.StoreLocking), PoliteDisconnect: c.PoliteDisconnect,
+		NoIdle: c.NoIdle, MaxConnectionsPerUser: c.MaxConnectionsPerUser, Logger: e.log,
+	})
+	if err != nil {
+		return fmt.Errorf("mail server: %w", err)
+	}
+	e.closers = append(e.closers, ms.Close)
+	serves := []struct {
+		flag  string
+		serve func(net.Listener) error
+	}{{"imap", ms.ServeIMAP}, {"pop3", ms.ServePOP3}, {"smtp", ms.ServeSMTP}, {"webmail", ms.ServeWebmail}}
+	for i, sv := range serves {
+		ln, ok := e.lns[sv.flag]
+		if !ok {
+			continue
+		}
+		var stop func(context.Context) error
+		if i == 0 || (sv.flag == "pop3" && c.NoIMAP) {
+			stop = ms.Shutdown // once: says BYE to IMAP sessions, then closes everything
+		}
+		e.addServer(sv.flag, func() error { return sv.serve(ln) }, stop)
+	}
+	return nil
 }
 
 func (e *Emulator) buildPush() error {
