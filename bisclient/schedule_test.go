@@ -1,0 +1,182 @@
+package bisclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/bbsim/bbsim/dnsserver"
+	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/mailserver"
+)
+
+func TestBackoffSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		var mu sync.Mutex
+		var dials []time.Duration
+		start := time.Now()
+		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
+			Rand: func() float64 { return 0.5 }, // no jitter
+			Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
+				mu.Lock()
+				dials = append(dials, time.Since(start))
+				mu.Unlock()
+				return nil, &net.OpError{Op: "dial", Net: n, Err: errors.New("connection refused")}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		time.Sleep(200 * time.Second)
+		cancel()
+		<-done
+		want := []time.Duration{0}
+		d, at := 250*time.Millisecond, time.Duration(0)
+		for at+d <= 200*time.Second {
+			at += d
+			want = append(want, at)
+			d = min(2*d, 60*time.Second)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fmt.Sprint(dials) != fmt.Sprint(want) {
+			t.Fatalf("dials at %v\nwant      %v", dials, want)
+		}
+		if st := h.MailStatus(); st.Reconnects != len(want)-1 {
+			t.Fatalf("reconnects %d, want %d", st.Reconnects, len(want)-1)
+		}
+	})
+}
+
+func TestJitterBounds(t *testing.T) {
+	h, _ := handset.New(handset.Options{})
+	defer h.Close()
+	for _, r := range []float64{0, 0.999999} {
+		c, _ := New(Options{Handset: h, Rand: func() float64 { return r }})
+		got := c.delay(0)
+		lo, hi := 200*time.Millisecond, 300*time.Millisecond
+		if got < lo || got > hi {
+			t.Errorf("rand %v: delay %v outside [%v, %v]", r, got, lo, hi)
+		}
+		if d := c.delay(20); d > 72*time.Second {
+			t.Errorf("capped delay %v", d)
+		}
+	}
+}
+
+// scriptedIMAP answers just enough IMAP to reach IDLE, then stays silent.
+func scriptedIMAP(conn net.Conn) {
+	defer conn.Close()
+	fmt.Fprintf(conn, "* OK ready\r\n")
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+		cmd, _, _ := strings.Cut(strings.ToUpper(rest), " ")
+		switch cmd {
+		case "CAPABILITY":
+			fmt.Fprintf(conn, "* CAPABILITY IMAP4rev1 IDLE\r\n%s OK done\r\n", tag)
+		case "SELECT":
+			fmt.Fprintf(conn, "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 1] n\r\n%s OK [READ-WRITE] done\r\n", tag)
+		case "IDLE":
+			fmt.Fprintf(conn, "+ idling\r\n")
+			// Silence from here on: the connection is dead.
+		case "":
+		default:
+			if strings.ToUpper(tag) == "DONE" {
+				continue // never answered
+			}
+			fmt.Fprintf(conn, "%s OK done\r\n", tag)
+		}
+	}
+}
+
+func TestDeadConnectionReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		var mu sync.Mutex
+		var dials []time.Duration
+		start := time.Now()
+		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
+			Rand: func() float64 { return 0.5 },
+			Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
+				mu.Lock()
+				dials = append(dials, time.Since(start))
+				mu.Unlock()
+				client, server := net.Pipe()
+				go scriptedIMAP(server)
+				return client, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if st := h.MailStatus(); st.State != handset.MailIdling {
+			t.Fatalf("state %s, want idling", st.State)
+		}
+		time.Sleep(155 * time.Second)
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		// Silence is noticed at the 30 s check that finds 2 minutes without data; DONE
+		// then goes unanswered for 30 s; the next connection follows after 250 ms.
+		want := []time.Duration{0, 120*time.Second + 30*time.Second + 250*time.Millisecond}
+		if fmt.Sprint(dials) != fmt.Sprint(want) {
+			t.Fatalf("dials at %v, want %v", dials, want)
+		}
+		if d := h.MailStatus().LastDisconnect; d == nil || !strings.Contains(d.Reason, "DONE") && !strings.Contains(d.Reason, "dead") {
+			t.Fatalf("last disconnect %+v", d)
+		}
+	})
+}
+
+func TestDiscovery(t *testing.T) {
+	r := startMail(t, mailserver.Options{}, true)
+	zone, err := dnsserver.New(dnsserver.Options{Domain: "bbsim.test", Addrs: map[string]string{"imap": r.imap, "pop3": r.pop3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go zone.ServeUDP(pc)
+	defer zone.Close()
+	d, err := Discover(t.Context(), pc.LocalAddr().String(), "bbsim.test")
+	if err != nil || d.IMAP != r.imap || d.POP3 != r.pop3 {
+		t.Fatalf("discovered %+v, %v; want %s %s", d, err, r.imap, r.pop3)
+	}
+	h := newHandset(t)
+	r.deliver(t, "found by DNS")
+	runClient(t, Options{Handset: h, DNS: pc.LocalAddr().String(), Password: pass})
+	waitFor(t, "mail through a discovered server", 10*time.Second, func() bool { return count(h, "found by DNS") == 1 })
+	if _, err := Discover(t.Context(), pc.LocalAddr().String(), "nowhere.test"); err == nil {
+		t.Fatal("discovery of an unknown domain succeeded")
+	}
+}
