@@ -398,11 +398,9 @@ func (c *Client) fetchNew(cl *imapclient.Client, validity uint32) error {
 			}
 		}
 		msg.ContentType, msg.Text = textPart(raw)
-		if _, added, err := c.h.AddMessage(msg); err != nil {
+		// The handset announces a new message itself (mail.new).
+		if _, _, err := c.h.AddMessage(msg); err != nil {
 			return err
-		} else if added {
-			c.h.Emit(handset.EventMailNew, fmt.Sprintf("new mail from %s: %s", msg.From, msg.Subject),
-				map[string]string{"uid": fmt.Sprint(m.UID), "subject": msg.Subject})
 		}
 		last = max(last, uint32(m.UID))
 	}

@@ -124,10 +124,9 @@ func (c *Client) pop3Poll(ctx context.Context, addr string) error {
 			_ = err
 		}
 		msg.ContentType, msg.Text = textPart(raw)
-		if _, added, err := c.h.AddMessage(msg); err != nil {
+		// The handset announces a new message itself (mail.new).
+		if _, _, err := c.h.AddMessage(msg); err != nil {
 			return err
-		} else if added {
-			c.h.Emit(handset.EventMailNew, fmt.Sprintf("new mail from %s: %s", msg.From, msg.Subject), map[string]string{"uidl": uidl})
 		}
 		seen[uidl] = true
 		sync.POP3Seen = append(sync.POP3Seen, uidl)

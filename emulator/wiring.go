@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 
+	"github.com/bbsim/bbsim/bisclient"
 	"github.com/bbsim/bbsim/browserpush"
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/dnsserver"
@@ -142,6 +143,21 @@ func (e *Emulator) buildAgents() error {
 			return err
 		}
 	}
+	server, resolver := c.MailServer, c.Resolver
+	if e.mode&ModeServer != 0 && server == "" && resolver == "" {
+		// Standalone: discover the bundled servers through the bundled zone.
+		resolver = e.Addr("dns")
+	}
+	bc, err := bisclient.New(bisclient.Options{
+		Handset: h, Server: server, Protocol: c.MailProtocol, Security: c.MailSecurity,
+		Username: c.Email, Password: c.Password, DNS: resolver, PollInterval: c.PollInterval,
+		Logger: e.log,
+	})
+	if err != nil {
+		return fmt.Errorf("mail integration: %w", err)
+	}
+	e.addAgent("bisclient", bc.Run)
+
 	receiverURL := ""
 	if ln, ok := e.lns["listen"]; ok {
 		receiverURL = "http://" + ln.Addr().String() + "/"
