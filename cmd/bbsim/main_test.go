@@ -176,3 +176,27 @@ func TestPushErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestLockoutCommand(t *testing.T) {
+	out, errOut, code := runBBSim(t, t.Context(), "lockout", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{`"scenario": "exclusive"`, `"pop3": "-ERR [IN-USE]`, `"scenario": "polite-disconnect"`,
+		`"scenario": "shared"`, `"handset_mode": "polling"`, `"handset_mode": "pop3"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s in\n%s", want, out)
+		}
+	}
+	out, _, code = runBBSim(t, t.Context(), "lockout", "--scenarios", "nonsense")
+	if code == 0 {
+		t.Fatalf("unknown scenario accepted: %s", out)
+	}
+}
+
+func TestSendCommand(t *testing.T) {
+	out, errOut, code := runBBSim(t, t.Context(), "send", "--smtp", "127.0.0.1:1")
+	if code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
