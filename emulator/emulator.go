@@ -22,6 +22,7 @@ import (
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/ui"
 )
 
 // ShutdownTimeout bounds how long components get to stop.
@@ -315,5 +316,22 @@ func (e *Emulator) Listeners() []Listener {
 // RunWithUI runs the components with the handset drawn on the terminal; quitting the UI
 // stops everything.
 func (e *Emulator) RunWithUI(ctx context.Context, in io.Reader, out io.Writer) error {
-	return fmt.Errorf("the terminal handset is not built yet: use --headless")
+	if e.Handset == nil {
+		return errors.New("no handset to draw")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- e.Run(ctx) }()
+	var servers []ui.Server
+	for _, l := range e.Listeners() {
+		servers = append(servers, ui.Server{Name: l.Name, Addr: l.Addr})
+	}
+	uiErr := ui.Run(ctx, e.Handset, ui.Options{Servers: servers, Logger: e.log}, in, out)
+	cancel()
+	runErr := <-errc
+	if uiErr != nil {
+		return uiErr
+	}
+	return runErr
 }

@@ -1,0 +1,423 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/bbsim/bbsim/handset"
+)
+
+// tile is one icon of the home screen.
+type tile struct {
+	label  string
+	icon   []string // lines of the icon, 6 cells wide
+	action func(m *Model) tea.Cmd
+}
+
+const (
+	tileW = 18 // cells per tile, margins included
+	tileH = 5  // lines per tile: 3 of icon, 1 label, 1 gap
+)
+
+// tiles lists the home screen's icons: the built-ins, the push apps, the channels.
+func (m Model) tiles() []tile {
+	d := m.h.Device()
+	ts := []tile{
+		{label: fmt.Sprintf("Messages (%d)", d.Unread), icon: glyph("✉", d.Unread > 0), action: func(m *Model) tea.Cmd { m.listSel = 0; m.go_(ScreenMessages); return nil }},
+		{label: "Browser", icon: glyph("◎", false), action: func(m *Model) tea.Cmd { m.chanSel = 0; m.go_(ScreenBrowser); return nil }},
+		{label: "Options", icon: glyph("◆", false), action: func(m *Model) tea.Cmd { m.go_(ScreenOptions); return nil }},
+		{label: "Event log", icon: glyph("≡", false), action: func(m *Model) tea.Cmd { m.eventTop = -1; m.go_(ScreenEvents); return nil }},
+	}
+	for _, a := range d.Apps {
+		ts = append(ts, tile{label: fmt.Sprintf("%s: %s", a.ID, a.State), icon: glyph("▣", len(a.Pushes) > 0)})
+	}
+	for _, c := range m.h.Channels() {
+		c := c
+		ts = append(ts, tile{label: c.Title, icon: channelIcon(c), action: func(m *Model) tea.Cmd {
+			m.openChannel(c.ID)
+			return nil
+		}})
+	}
+	return ts
+}
+
+// glyph draws a built-in icon; a dot marks something new.
+func glyph(g string, fresh bool) []string {
+	mark := " "
+	if fresh {
+		mark = "•"
+	}
+	return []string{"┌────┐", "│ " + g + " " + mark + "│", "└────┘"}
+}
+
+func (m Model) gridCols(w int) int { return max(w/tileW, 1) }
+
+func (m Model) viewHome(w, h int) string {
+	ts := m.tiles()
+	cols := m.gridCols(w)
+	rows := (len(ts) + cols - 1) / cols
+	sel := min(m.homeSel, len(ts)-1)
+	// Scroll so the selected row shows.
+	visible := max(h/tileH, 1)
+	first := 0
+	if r := sel / cols; r >= visible {
+		first = r - visible + 1
+	}
+	var out []string
+	for r := first; r < rows && r < first+visible; r++ {
+		block := make([]string, tileH)
+		for c := 0; c < cols; c++ {
+			i := r*cols + c
+			if i >= len(ts) {
+				break
+			}
+			cell := renderTile(ts[i], i == sel)
+			for j := range tileH {
+				block[j] += cell[j]
+			}
+		}
+		out = append(out, block...)
+	}
+	return strings.Join(out, "\n")
+}
+
+func renderTile(t tile, selected bool) []string {
+	lines := make([]string, tileH)
+	for j := range 3 {
+		icon := ""
+		if j < len(t.icon) {
+			icon = t.icon[j]
+		}
+		lines[j] = center(icon, tileW)
+	}
+	label := t.label
+	if lipgloss.Width(label) > tileW-4 {
+		label = pad(label, tileW-4)
+		label = strings.TrimRight(label, " ")
+	}
+	if selected {
+		lines[3] = center("›"+label+"‹", tileW)
+		lines[3] = strings.Replace(lines[3], "›"+label+"‹", "›"+selStyle.Render(label)+"‹", 1)
+	} else {
+		lines[3] = center(label, tileW)
+	}
+	lines[4] = strings.Repeat(" ", tileW)
+	return lines
+}
+
+func center(s string, w int) string {
+	n := lipgloss.Width(s)
+	if n >= w {
+		return pad(s, w)
+	}
+	left := (w - n) / 2
+	return strings.Repeat(" ", left) + s + strings.Repeat(" ", w-n-left)
+}
+
+func (m Model) viewMessages(w, h int) string {
+	msgs := m.h.Messages()
+	var b strings.Builder
+	b.WriteString(boldStyle.Render(fmt.Sprintf("Messages (%d)", len(msgs))) + "\n")
+	if len(msgs) == 0 {
+		b.WriteString(dimStyle.Render("No messages yet. Send one: bbsim send --subject Hello"))
+		return b.String()
+	}
+	sel := min(m.listSel, len(msgs)-1)
+	first := max(0, sel-(h-2))
+	for i := first; i < len(msgs) && i-first < h-1; i++ {
+		msg := msgs[i]
+		from := msg.From
+		if msg.Kind == handset.KindBrowser {
+			from = "⊕ " + from
+		}
+		when := msg.ReceivedAt.Local().Format("Jan 2 15:04")
+		fromW := min(24, w/3)
+		row := fmt.Sprintf("%s %s  %s", pad(from, fromW), pad(msg.Subject, max(w-fromW-19, 5)), when)
+		marker := "  "
+		if i == sel {
+			marker = "› "
+		}
+		if !msg.Read {
+			row = boldStyle.Render(row)
+		}
+		if i == sel {
+			row = selStyle.Render(row)
+		}
+		b.WriteString(marker + row + "\n")
+	}
+	return b.String()
+}
+
+func (m Model) viewText(w, h int) string {
+	title := boldStyle.Render(pad(m.title, w-8)) + dimStyle.Render(fmt.Sprintf(" %3.0f%%", m.vp.ScrollPercent()*100))
+	return title + "\n" + m.vp.View()
+}
+
+func (m Model) viewBrowser(w, h int) string {
+	chs := m.h.Channels()
+	var b strings.Builder
+	b.WriteString(boldStyle.Render(fmt.Sprintf("Browser: %d channels, %d cached pages", len(chs), len(m.h.Cache()))) + "\n")
+	if len(chs) == 0 {
+		b.WriteString(dimStyle.Render("No channels. Push one: bbsim push --to 2100000A --type channel --title News"))
+		return b.String()
+	}
+	sel := min(m.chanSel, len(chs)-1)
+	for i, c := range chs {
+		if i >= h-1 {
+			break
+		}
+		state := "unread"
+		if c.Read {
+			state = "read"
+		}
+		icons := "icons loaded"
+		if !c.IconsLoaded {
+			icons = "default icons"
+		}
+		row := fmt.Sprintf("%s  %-6s  %s  %s", pad(c.Title, 20), state, pad(c.URL, max(w-50, 10)), icons)
+		if !c.Read {
+			row = boldStyle.Render(row)
+		}
+		marker := "  "
+		if i == sel {
+			marker = "› "
+			row = selStyle.Render(row)
+		}
+		b.WriteString(marker + row + "\n")
+	}
+	return b.String()
+}
+
+func (m Model) viewEvents(w, h int) string {
+	ev := m.h.Events(0)
+	var b strings.Builder
+	b.WriteString(boldStyle.Render(fmt.Sprintf("Event log (%d)", len(ev))) + "\n")
+	n := h - 1
+	top := m.eventTop
+	if top < 0 || top > len(ev)-n {
+		top = max(len(ev)-n, 0) // follow the newest
+	}
+	for i := top; i < len(ev) && i < top+n; i++ {
+		e := ev[i]
+		fmt.Fprintf(&b, "%s %-16s %s\n", e.At.Local().Format("15:04:05.000"), e.Kind, e.Text)
+	}
+	return b.String()
+}
+
+func (m Model) viewOptions(w, h int) string {
+	d := m.h.Device()
+	var b strings.Builder
+	b.WriteString(boldStyle.Render("Options") + "\n\n")
+	cov := "in coverage"
+	if d.Coverage != "in" {
+		cov = "out of coverage"
+	}
+	fmt.Fprintf(&b, "Coverage   %s   (c toggles)\n", cov)
+	fmt.Fprintf(&b, "PIN        %s\n", d.PIN)
+	fmt.Fprintf(&b, "E-mail     %s\n", d.Email)
+	mail := string(d.Mail.State)
+	if d.Mail.Protocol != "" {
+		mail += " over " + d.Mail.Protocol
+	}
+	fmt.Fprintf(&b, "Mail       %s %s, %d reconnects\n", mail, d.Mail.Server, d.Mail.Reconnects)
+	if ld := d.Mail.LastDisconnect; ld != nil {
+		fmt.Fprintf(&b, "Last drop  %s (%s)\n", ld.Reason, ld.At.Local().Format("15:04:05"))
+	}
+	for _, a := range d.Apps {
+		fmt.Fprintf(&b, "Push app   %s on port %d: %s", a.ID, a.Port, a.State)
+		if a.LastRC != 0 {
+			fmt.Fprintf(&b, " (rc %d %s)", a.LastRC, a.Reason)
+		}
+		b.WriteString("\n")
+	}
+	if len(m.opts.Servers) > 0 {
+		b.WriteString("\nServers\n")
+		for _, s := range m.opts.Servers {
+			fmt.Fprintf(&b, "  %-9s %s\n", s.Name, s.Addr)
+		}
+	}
+	return b.String()
+}
+
+func (m Model) viewHelp(w, h int) string {
+	return boldStyle.Render("Keys") + `
+
+  ↑ ↓ ← →  or  h j k l   move
+  enter                  open
+  esc                    back
+  m                      messages
+  b                      browser channels
+  e                      event log
+  o                      options
+  c                      coverage on / off
+  ?                      this help
+  q, ctrl-c              quit
+
+A click selects and opens where the terminal reports the mouse.`
+}
+
+func (m *Model) openChannel(id string) {
+	c, page, err := m.h.OpenChannel(id)
+	if err != nil {
+		m.setBanner(err.Error())
+		return
+	}
+	text := page.Text
+	if text == "" && len(page.Body) == 0 {
+		text = "(the page is not in the cache)"
+	} else if text == "" {
+		text = fmt.Sprintf("(%s, %d bytes)", page.ContentType, len(page.Body))
+	}
+	m.showText(c.Title, text, page.Links)
+	m.go_(ScreenPage)
+}
+
+func (m *Model) openMessage(id string) {
+	msg, err := m.h.OpenMessage(id)
+	if err != nil {
+		m.setBanner(err.Error())
+		return
+	}
+	m.showText(msg.Subject, messageText(msg), nil)
+	m.go_(ScreenMessage)
+}
+
+func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	switch k.String() {
+	case "ctrl+c", "q":
+		m.cancel()
+		return m, tea.Quit
+	case "esc", "backspace":
+		m.goBack()
+		return m, nil
+	case "?":
+		m.go_(ScreenHelp)
+		return m, nil
+	case "m":
+		m.listSel = 0
+		m.go_(ScreenMessages)
+		return m, nil
+	case "b":
+		m.chanSel = 0
+		m.go_(ScreenBrowser)
+		return m, nil
+	case "e":
+		m.eventTop = -1
+		m.go_(ScreenEvents)
+		return m, nil
+	case "o":
+		m.go_(ScreenOptions)
+		return m, nil
+	case "c":
+		in, _ := m.h.Coverage()
+		m.h.SetCoverage(!in)
+		return m, nil
+	}
+	switch m.screen {
+	case ScreenHome:
+		ts := m.tiles()
+		cols := m.gridCols(m.width - 2)
+		switch k.String() {
+		case "left", "h":
+			m.homeSel = max(m.homeSel-1, 0)
+		case "right", "l":
+			m.homeSel = min(m.homeSel+1, len(ts)-1)
+		case "up", "k":
+			if m.homeSel-cols >= 0 {
+				m.homeSel -= cols
+			}
+		case "down", "j":
+			m.homeSel = min(m.homeSel+cols, len(ts)-1)
+		case "enter":
+			if m.homeSel < len(ts) && ts[m.homeSel].action != nil {
+				return m, ts[m.homeSel].action(&m)
+			}
+		}
+	case ScreenMessages:
+		msgs := m.h.Messages()
+		switch k.String() {
+		case "up", "k":
+			m.listSel = max(m.listSel-1, 0)
+		case "down", "j":
+			m.listSel = min(m.listSel+1, max(len(msgs)-1, 0))
+		case "enter":
+			if m.listSel < len(msgs) {
+				m.openMessage(msgs[m.listSel].ID)
+			}
+		}
+	case ScreenBrowser:
+		chs := m.h.Channels()
+		switch k.String() {
+		case "up", "k":
+			m.chanSel = max(m.chanSel-1, 0)
+		case "down", "j":
+			m.chanSel = min(m.chanSel+1, max(len(chs)-1, 0))
+		case "enter":
+			if m.chanSel < len(chs) {
+				m.openChannel(chs[m.chanSel].ID)
+			}
+		}
+	case ScreenEvents:
+		n := len(m.h.Events(0))
+		_, h := m.bodySize()
+		if m.eventTop < 0 {
+			m.eventTop = max(n-(h-1), 0)
+		}
+		switch k.String() {
+		case "up", "k":
+			m.eventTop = max(m.eventTop-1, 0)
+		case "down", "j":
+			m.eventTop = min(m.eventTop+1, max(n-(h-1), 0))
+		}
+	case ScreenMessage, ScreenPage:
+		var cmd tea.Cmd
+		m.vp, cmd = m.vp.Update(k)
+		return m, cmd
+	}
+	return m, nil
+}
+
+// mouse selects (and opens) what a left click lands on.
+func (m Model) mouse(ev tea.MouseMsg) (tea.Model, tea.Cmd) {
+	if ev.Action != tea.MouseActionPress || ev.Button != tea.MouseButtonLeft {
+		if m.screen == ScreenMessage || m.screen == ScreenPage {
+			var cmd tea.Cmd
+			m.vp, cmd = m.vp.Update(ev)
+			return m, cmd
+		}
+		return m, nil
+	}
+	// The body starts inside the frame, after the status bar and the banner line.
+	x, y := ev.X-1, ev.Y-3
+	if x < 0 || y < 0 {
+		return m, nil
+	}
+	switch m.screen {
+	case ScreenHome:
+		ts := m.tiles()
+		cols := m.gridCols(m.width - 2)
+		i := (y/tileH)*cols + x/tileW
+		if x/tileW < cols && i < len(ts) {
+			m.homeSel = i
+			if ts[i].action != nil {
+				return m, ts[i].action(&m)
+			}
+		}
+	case ScreenMessages:
+		msgs := m.h.Messages()
+		if i := y - 1; i >= 0 && i < len(msgs) {
+			m.listSel = i
+			m.openMessage(msgs[i].ID)
+		}
+	case ScreenBrowser:
+		chs := m.h.Channels()
+		if i := y - 1; i >= 0 && i < len(chs) {
+			m.chanSel = i
+			m.openChannel(chs[i].ID)
+		}
+	}
+	return m, nil
+}
