@@ -191,3 +191,23 @@ func TestMouseOpensTile(t *testing.T) {
 	tm.Send(key("q"))
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
+
+// The README's screenshot is the golden home screen: both come from Render.
+func TestREADMEScreenshot(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot, err := os.ReadFile("testdata/TestGoldenScreens/home-80x24.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "<!-- screenshot:home-80x24 -->\n```text\n")
+	if !ok {
+		t.Fatal("README has no screenshot block")
+	}
+	got, _, _ := strings.Cut(rest, "\n```")
+	if got != strings.TrimRight(string(shot), "\n") {
+		t.Fatalf("README screenshot differs from the home golden; copy testdata/TestGoldenScreens/home-80x24.golden into it")
+	}
+}
