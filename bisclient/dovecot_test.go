@@ -1,0 +1,65 @@
+package bisclient
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/dovecot"
+)
+
+func TestDovecot(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{})
+	h := newHandset(t)
+	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass})
+	waitFor(t, "idling on Dovecot", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
+	dv.Deliver(t, alice, []byte("From: bob@example.test\r\nSubject: from dovecot\r\n\r\nHi.\r\n"))
+	waitFor(t, "mail from Dovecot", 10*time.Second, func() bool { return count(h, "from dovecot") == 1 })
+}
+
+func TestDovecotConnectionLimit(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{MaxUserIPConnections: 1})
+	// Another client holds the only IMAP slot.
+	other, err := imapclient.DialInsecure(dv.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Login(alice, pass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	h := newHandset(t)
+	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass, Backoff: Backoff{First: 50 * time.Millisecond, Max: 200 * time.Millisecond}})
+	waitFor(t, "locked out by the limit", 15*time.Second, func() bool { return state(h) == handset.MailLockedOut })
+	if d := h.MailStatus().LastDisconnect; d == nil || !strings.Contains(d.Reason, "mail_max_userip_connections=1") {
+		t.Fatalf("reason %+v", d)
+	}
+	other.Logout().Wait()
+	other.Close()
+	waitFor(t, "recovered when the slot freed", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
+}
+
+func TestDovecotPoliteKick(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{Polite: true})
+	h := newHandset(t)
+	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass, Backoff: Backoff{First: 50 * time.Millisecond}})
+	waitFor(t, "idling", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
+	time.Sleep(200 * time.Millisecond) // the process title shows IDLE
+	c, err := net.Dial("tcp", dv.POP3Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 512)
+	c.Read(buf)
+	fmt.Fprintf(c, "USER %s\r\nPASS %s\r\n", alice, pass)
+	waitFor(t, "the BYE", 15*time.Second, func() bool {
+		d := h.MailStatus().LastDisconnect
+		return d != nil && strings.Contains(d.Reason, "shutting down")
+	})
+	waitFor(t, "back in IDLE", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
+}
