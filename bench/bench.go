@@ -25,8 +25,8 @@ type Figure struct {
 	Name   string  `json:"name"`
 	N      int     `json:"n"`
 	Median float64 `json:"median_ms,omitempty"` // milliseconds
-	P99    float64 `json:"p99_ms,omitempty"`     // milliseconds
-	Rate   float64 `json:"rate,omitempty"`       // per second
+	P99    float64 `json:"p99_ms,omitempty"`    // milliseconds
+	Rate   float64 `json:"rate,omitempty"`      // per second
 	Target string  `json:"target,omitempty"`
 	Met    *bool   `json:"met,omitempty"`
 	Note   string  `json:"note,omitempty"`

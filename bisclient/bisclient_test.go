@@ -191,7 +191,10 @@ func TestAuthFailureIsFinal(t *testing.T) {
 	h := newHandset(t)
 	d := &net.Dialer{}
 	runClient(t, Options{Handset: h, Server: r.imap, Password: "wrong", Backoff: Backoff{First: time.Millisecond},
-		Dial: func(ctx context.Context, n, a string) (net.Conn, error) { dials.Add(1); return d.DialContext(ctx, n, a) }})
+		Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
+			dials.Add(1)
+			return d.DialContext(ctx, n, a)
+		}})
 	waitFor(t, "auth-failed", 10*time.Second, func() bool { return state(h) == handset.MailAuthFailed })
 	time.Sleep(200 * time.Millisecond)
 	if n := dials.Load(); n != 1 {
