@@ -3,6 +3,8 @@ package lockout
 import (
 	"strings"
 	"testing"
+
+	"github.com/bbsim/bbsim/internal/dovecot"
 )
 
 func TestBundledScenarios(t *testing.T) {
@@ -28,5 +30,31 @@ func TestBundledScenarios(t *testing.T) {
 	}
 	if r := byName["polite-disconnect"]; !strings.Contains(r.Bye, "[UNAVAILABLE]") || r.BackIn == 0 {
 		t.Errorf("polite: %+v", r)
+	}
+}
+
+// Against Dovecot with one connection per user and protocol, the table shows what Dovecot
+// does: the limit counts IMAP and POP3 apart, so POP3 gets in while the handset idles, and
+// a second IMAP client is refused over the limit.
+func TestDovecotLimitOne(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{MaxUserIPConnections: 1})
+	rows, err := Run(t.Context(), Options{Target: &Target{IMAP: dv.IMAPAddr, POP3: dv.POP3Addr, LMTP: dv.LMTPAddr,
+		Username: "alice@bbsim.test", Password: "blackberry"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", Table(rows))
+	r := rows[0]
+	if !r.OK() {
+		t.Fatalf("row %+v", r)
+	}
+	if !strings.HasPrefix(r.POP3, "+OK") {
+		t.Errorf("POP3 on Dovecot: %q", r.POP3)
+	}
+	if !strings.Contains(r.IMAP, "mail_max_userip_connections=1") {
+		t.Errorf("second IMAP on Dovecot: %q", r.IMAP)
+	}
+	if r.HandsetMode != "idling" || r.Bye != "" || r.Lost != 0 || r.Duplicated != 0 || r.MailDelay == 0 {
+		t.Errorf("handset on Dovecot: %+v", r)
 	}
 }
