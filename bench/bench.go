@@ -65,6 +65,7 @@ func measures() []measure {
 	return []measure{
 		{"push", pushEndToEnd},
 		{"receiver", receiverRate},
+		{"mail", mailToHandset},
 	}
 }
 

@@ -127,21 +127,31 @@ done
 exec "$@"
 `
 
-func freePort(t testing.TB) int {
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Start runs Dovecot until the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	bin, err := Binary()
+	s, err := StartServer(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// StartServer runs Dovecot until Close.
+func StartServer(opts Options) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
 	}
 	if len(opts.Users) == 0 {
 		opts.Users = []User{{"alice@bbsim.test", "blackberry"}}
@@ -151,7 +161,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	dir, err := os.MkdirTemp("", "bbsim-dovecot-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	os.Chmod(dir, 0o755) // the dovecot user reads the users file
 	for _, d := range []string{"mail", "home", "run", "state"} {
@@ -166,7 +176,13 @@ func Start(t testing.TB, opts Options) *Server {
 		os.Chown(filepath.Join(dir, d), 65534, 65534)
 	}
 	s := &Server{Dir: dir}
-	imap, pop3, lmtp := freePort(t), freePort(t), freePort(t)
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	imap, pop3, lmtp := ports[0], ports[1], ports[2]
 	var cf bytes.Buffer
 	conf.Execute(&cf, map[string]any{"Dir": dir, "Instance": filepath.Base(dir), "IMAP": imap, "POP3": pop3, "LMTP": lmtp,
 		"Limit": opts.MaxUserIPConnections, "Polite": opts.Polite})
@@ -182,20 +198,27 @@ func Start(t testing.TB, opts Options) *Server {
 	s.cmd.Stdout, s.cmd.Stderr = &out, &out
 	s.cmd.Env = append(os.Environ(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start dovecot: %v", err)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start dovecot: %w", err)
 	}
-	t.Cleanup(func() { s.stop(); os.RemoveAll(dir) })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if up(s.IMAPAddr) && up(s.POP3Addr) && up(s.LMTPAddr) {
-			return s
+			return s, nil
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Fatalf("dovecot did not start:\n%s\n%s", out.String(), log)
+			s.Close()
+			return nil, fmt.Errorf("dovecot did not start:\n%s\n%s", out.String(), log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Close stops Dovecot and removes its directory.
+func (s *Server) Close() error {
+	s.stop()
+	return os.RemoveAll(s.Dir)
 }
 
 func up(addr string) bool {
