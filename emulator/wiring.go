@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 
 	"github.com/bbsim/bbsim/bisclient"
@@ -12,6 +13,8 @@ import (
 	"github.com/bbsim/bbsim/dnsserver"
 	"github.com/bbsim/bbsim/mailserver"
 	"github.com/bbsim/bbsim/pushserver"
+	"github.com/bbsim/bbsim/pushserver/bis"
+	"github.com/bbsim/bbsim/registration"
 )
 
 // buildServers builds the bundled servers on their bound listeners.
@@ -82,17 +85,39 @@ func (e *Emulator) buildPush() error {
 		}
 		inits = append(inits, pushserver.Initiator{Name: in.Name, Password: in.Password, Allowed: in.Allowed})
 	}
+	var apps []bis.App
+	for _, a := range c.Push.Apps {
+		pa, err := config.ParsePushApp(a)
+		if err != nil {
+			return err
+		}
+		apps = append(apps, bis.App{ID: pa.ID, Password: pa.Password, Port: pa.Port, CPURL: pa.CPURL})
+	}
+	// The BIS push service lives on the push server's port and needs the server itself.
+	var svc *bis.Service
+	bisHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { svc.Handler().ServeHTTP(w, r) })
 	ps, err := pushserver.New(pushserver.Options{
 		DataDir: filepath.Join(c.Data, "push"), Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
 		FlowControlTimeout: c.Push.FlowControlTimeout, MaxActive: c.Push.MaxActive,
 		MaxHeaderBytes: c.Push.MaxHeaderBytes, MaxBodyBytes: c.Push.MaxBodyBytes,
 		ReadHeaderTimeout: c.Push.ReadHeaderTimeout, PushAuth: inits,
+		Mount: map[string]http.Handler{"/mss/": bisHandler, "/cp/": bisHandler},
+		OnResult: func(r pushserver.Result) {
+			if svc != nil {
+				svc.HandleResult(r)
+			}
+		},
 		Logger: e.log,
 	})
 	if err != nil {
 		return fmt.Errorf("push server: %w", err)
 	}
 	e.closers = append(e.closers, ps.Close)
+	svc, err = bis.New(bis.Options{DataDir: filepath.Join(c.Data, "push"), Apps: apps, Gateway: ps, Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("BIS push service: %w", err)
+	}
+	e.closers = append(e.closers, svc.Close)
 	if ln, ok := e.lns["push"]; ok {
 		e.addServer("push", func() error { return ps.Serve(ln) }, ps.Shutdown)
 	}
@@ -172,5 +197,11 @@ func (e *Emulator) buildAgents() error {
 		e.addServer("receiver", func() error { return rx.Serve(ln) }, rx.Shutdown)
 	}
 	e.addAgent("device link", rx.Run)
+
+	ag, err := registration.New(registration.Options{Handset: h, Gateway: e.gateway(), Logger: e.log})
+	if err != nil {
+		return fmt.Errorf("registration: %w", err)
+	}
+	e.addAgent("registration", ag.Run)
 	return nil
 }
