@@ -288,10 +288,25 @@ func runScenario(ctx context.Context, opts Options, sc Scenario, t Target) Row {
 	// The POP3 visitor: logs in, stays a moment while a second mail arrives, quits.
 	var quitAt time.Time
 	if t.POP3 != "" {
-		reply, quit, err := pop3Login(ctx, t.POP3, t.Username, t.Password)
+		// A polling handset holds the store for a moment on each poll: like a person, the
+		// visitor tries again a few times before giving up.
+		var reply string
+		var quit func()
+		var err error
+		tries := 0
+		for tries < 5 {
+			tries++
+			reply, quit, err = pop3Login(ctx, t.POP3, t.Username, t.Password)
+			if quit != nil || !sleep(ctx, 60*time.Millisecond) {
+				break
+			}
+		}
 		row.POP3 = reply
 		if err != nil && reply == "" {
 			row.POP3 = err.Error()
+		}
+		if quit != nil && tries > 1 {
+			row.POP3 += fmt.Sprintf(" (try %d)", tries)
 		}
 		if canMail {
 			mail(2)
@@ -313,7 +328,12 @@ func runScenario(ctx context.Context, opts Options, sc Scenario, t Target) Row {
 
 	// The webmail visitor.
 	if t.Webmail != "" {
-		row.Webmail = webmailLogin(ctx, t.Webmail, t.Username, t.Password, opts.Hold)
+		for try := 1; try <= 5; try++ {
+			row.Webmail = webmailLogin(ctx, t.Webmail, t.Username, t.Password, opts.Hold)
+			if strings.HasPrefix(row.Webmail, "inbox") || !sleep(ctx, 60*time.Millisecond) {
+				break
+			}
+		}
 		waitFor(ctx, opts.Timeout, following)
 	}
 
