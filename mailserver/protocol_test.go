@@ -206,3 +206,32 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatalf("POP3 under the IMAP limit: %q", got)
 	}
 }
+
+// python3's imaplib: login, select, search, fetch and store, as an outside IMAP client.
+func TestPythonIMAP(t *testing.T) {
+	r := startServer(t, Options{})
+	sendSMTP(t, r.smtp, alice, "for imaplib")
+	host, port, _ := net.SplitHostPort(r.imap)
+	out, err := python(t, `
+import imaplib, sys
+m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+m.login(sys.argv[3], sys.argv[4])
+typ, data = m.select("INBOX")
+print("select", typ, data[0].decode())
+typ, data = m.search(None, "ALL")
+print("search", data[0].decode())
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print("fetch", data[0][1].decode().strip())
+typ, data = m.store("1", "+FLAGS", "\\Seen")
+print("store", typ)
+m.logout()
+`, host, port, alice, pass)
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	for _, want := range []string{"select OK 1", "search 1", "fetch Subject: for imaplib", "store OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("imaplib output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -80,12 +80,18 @@ func startRig(t *testing.T, maxSubs int) *rig {
 
 // device is a handset with its receiver attached to the gateway and its agent running.
 func (r *rig) device(t *testing.T, pin string, agent bool) *handset.Handset {
+	return r.deviceApp(t, pin, agent, true)
+}
+
+func (r *rig) deviceApp(t *testing.T, pin string, agent, app bool) *handset.Handset {
 	t.Helper()
 	h, err := handset.New(handset.Options{PIN: pin, Email: strings.ToLower(pin) + "@bbsim.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.DeclareApp(appID, appPort, "")
+	if app {
+		h.DeclareApp(appID, appPort, "")
+	}
 	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: r.gateway})
 	if err != nil {
 		t.Fatal(err)
@@ -341,5 +347,35 @@ func TestAgentStopsOnRejection(t *testing.T) {
 	a, _ := h.App("unknown.app")
 	if a.LastRC != 10002 || !strings.Contains(a.Reason, "invalid application ID") {
 		t.Fatalf("app %+v", a)
+	}
+}
+
+// A push that finds no application listening ends with 4502 and drops the subscription.
+func TestNoAppListeningDropsSubscription(t *testing.T) {
+	r := startRig(t, 0)
+	h := r.deviceApp(t, "2100000D", false, false)
+	get := func(suffix string) string {
+		req, _ := http.NewRequest("GET", r.gateway+"/mss/PD_subReg?"+url.Values{"serviceid": {appID}, "osversion": {"7.1"}, "model": {"9900"}}.Encode()+suffix, nil)
+		req.Header.Set("X-Bbsim-Link-Token", h.LinkToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get("&" + get("")); got != "rc=200" {
+		t.Fatalf("register: %s", got)
+	}
+	if _, body := r.papPush(t, appID, appPass, "lost", "2100000D"); !strings.Contains(body, `code="1001"`) {
+		t.Fatalf("push: %s", body)
+	}
+	waitFor(t, "the subscription dropped", func() bool {
+		return len(r.svc.Subscribers(appID, bis.StateActive)) == 0
+	})
+	st, err := r.ps.PushState("lost")
+	if err != nil || len(st.Recipients) != 1 || st.Recipients[0].Code != 4502 {
+		t.Fatalf("push state %+v %v", st, err)
 	}
 }
