@@ -73,6 +73,8 @@ type Client struct {
 	opts Options
 	h    *handset.Handset
 	log  *slog.Logger
+	// imapTLS and pop3TLS: discovery found implicit-TLS services (_imaps, _pop3s).
+	imapTLS, pop3TLS bool
 }
 
 // New checks the options.

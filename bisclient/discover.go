@@ -13,6 +13,7 @@ import (
 // servers returns the IMAP and POP3 addresses to use: the configured ones, or what DNS
 // says for the e-mail domain.
 func (c *Client) servers(ctx context.Context) (imapAddr, pop3Addr string, err error) {
+	c.imapTLS, c.pop3TLS = false, false
 	if c.opts.Server != "" {
 		imapAddr = c.opts.Server
 		if c.opts.Protocol == "pop3" {
@@ -36,8 +37,9 @@ func (c *Client) servers(ctx context.Context) (imapAddr, pop3Addr string, err er
 		return "", "", err
 	}
 	if c.opts.POP3Server != "" {
-		d.POP3 = c.opts.POP3Server
+		d.POP3, d.POP3TLS = c.opts.POP3Server, false
 	}
+	c.imapTLS, c.pop3TLS = d.IMAPTLS, d.POP3TLS
 	return d.IMAP, d.POP3, nil
 }
 

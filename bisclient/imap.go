@@ -117,7 +117,7 @@ func (c *Client) tlsConfig(host string) *tls.Config {
 func (c *Client) imapSession(ctx context.Context, addr string) error {
 	c.setState(handset.MailConnecting, "imap", func(st *handset.MailStatus) { st.Server = addr })
 	c.h.Emit(handset.EventMailConnecting, "connecting to "+addr+" (IMAP)", map[string]string{"server": addr})
-	raw, err := c.dial(ctx, addr, c.opts.Security == "tls")
+	raw, err := c.dial(ctx, addr, c.opts.Security == "tls" || c.imapTLS)
 	if err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func (c *Client) pollIMAP(ctx context.Context, addr string) error {
 }
 
 func (c *Client) pollOnce(ctx context.Context, addr string) error {
-	raw, err := c.dial(ctx, addr, c.opts.Security == "tls")
+	raw, err := c.dial(ctx, addr, c.opts.Security == "tls" || c.imapTLS)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func (p *pop3Client) cmd(format string, args ...any) (string, error) {
 }
 
 func (c *Client) pop3Poll(ctx context.Context, addr string) error {
-	conn, err := c.dial(ctx, addr, c.opts.Security == "tls")
+	conn, err := c.dial(ctx, addr, c.opts.Security == "tls" || c.pop3TLS)
 	if err != nil {
 		return err
 	}
