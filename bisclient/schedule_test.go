@@ -81,7 +81,9 @@ func TestJitterBounds(t *testing.T) {
 // scriptedIMAP answers just enough IMAP to reach IDLE, then stays silent.
 func scriptedIMAP(conn net.Conn) {
 	defer conn.Close()
-	fmt.Fprintf(conn, "* OK ready\r\n")
+	// Capabilities up front, as real servers send them: the client then never asks for
+	// them in the background while IDLE holds the connection.
+	fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n")
 	r := bufio.NewReader(conn)
 	for {
 		line, err := r.ReadString('\n')
@@ -99,6 +101,8 @@ func scriptedIMAP(conn net.Conn) {
 			fmt.Fprintf(conn, "+ idling\r\n")
 			// Silence from here on: the connection is dead.
 		case "":
+		case "LOGIN":
+			fmt.Fprintf(conn, "%s OK [CAPABILITY IMAP4rev1 IDLE] logged in\r\n", tag)
 		default:
 			if strings.ToUpper(tag) == "DONE" {
 				continue // never answered
