@@ -86,7 +86,7 @@ func TestHandsetRunsAndStops(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST coverage = %d", resp.StatusCode)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out.String(), "out of coverage") {
 		if time.Now().After(deadline) {
 			t.Fatalf("event line not printed; got %q", out.String())
