@@ -230,17 +230,26 @@ func (e *Emulator) buildHandset() error {
 		e.addServer("control api", func() error { return api.Serve(ln) }, api.Shutdown)
 	}
 	if e.out != nil {
-		e.addAgent("event printer", func(ctx context.Context) error { return PrintEvents(ctx, h, e.out) })
+		// A restarted handset prints only what is new: from the events it has now.
+		start := lastSeq(h)
+		e.addAgent("event printer", func(ctx context.Context) error { return printEvents(ctx, h, e.out, start) })
 	}
 	return e.buildAgents()
 }
 
 // PrintEvents writes the handset's events to w as lines until ctx ends.
 func PrintEvents(ctx context.Context, h *handset.Handset, w io.Writer) error {
-	var after uint64
+	return printEvents(ctx, h, w, lastSeq(h))
+}
+
+func lastSeq(h *handset.Handset) uint64 {
 	if ev := h.Events(0); len(ev) > 0 {
-		after = ev[len(ev)-1].Seq // a restarted handset prints only what is new
+		return ev[len(ev)-1].Seq
 	}
+	return 0
+}
+
+func printEvents(ctx context.Context, h *handset.Handset, w io.Writer, after uint64) error {
 	for {
 		ev, err := h.WaitEvents(ctx, after)
 		if err != nil {
