@@ -345,3 +345,38 @@ func webmailLogin(t *testing.T, addr string) (locked bool) {
 		return false
 	}
 }
+
+// Mail that arrives between a client's last command and its IDLE is announced as soon as
+// IDLE starts.
+func TestIdleFlushesEarlierMail(t *testing.T) {
+	r := startServer(t, Options{})
+	c, err := net.Dial("tcp", r.imap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	readUntil := func(prefix string) string {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", prefix, err)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		}
+	}
+	readUntil("* OK")
+	fmt.Fprintf(c, "a LOGIN %s %s\r\n", alice, pass)
+	readUntil("a OK")
+	fmt.Fprintf(c, "b SELECT INBOX\r\n")
+	readUntil("b OK")
+	sendSMTP(t, r.smtp, alice, "between commands")
+	fmt.Fprintf(c, "c IDLE\r\n")
+	readUntil("+ ")
+	if l := readUntil("* "); !strings.Contains(l, "1 EXISTS") {
+		t.Fatalf("after IDLE: %q", l)
+	}
+}
