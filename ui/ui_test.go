@@ -211,3 +211,39 @@ func TestREADMEScreenshot(t *testing.T) {
 		t.Fatalf("README screenshot differs from the home golden; copy testdata/TestGoldenScreens/home-80x24.golden into it")
 	}
 }
+
+// With colour, a loaded icon is drawn in half blocks; without it, or when the icon did
+// not load, a glyph says unread or read.
+func TestChannelIconDrawing(t *testing.T) {
+	h := seeded(t)
+	var news, weather handset.Channel
+	for _, c := range h.Channels() {
+		switch c.Title {
+		case "News":
+			news = c
+		case "Weather":
+			weather = c
+		}
+	}
+	lipgloss.SetColorProfile(termenv.TrueColor)
+	defer lipgloss.SetColorProfile(termenv.Ascii)
+	lines := channelIcon(news)
+	if len(lines) != iconRows || !strings.Contains(lines[0], "▀") || !strings.Contains(lines[0], "\x1b[") {
+		t.Fatalf("colour icon %q", lines)
+	}
+	for _, l := range lines {
+		if w := lipgloss.Width(l); w != iconCols {
+			t.Errorf("icon line %d cells wide", w)
+		}
+	}
+	if got := strings.Join(channelIcon(weather), "\n"); !strings.Contains(got, "[*]") {
+		t.Errorf("unloaded unread icon %q", got)
+	}
+	weather.Read = true
+	if got := strings.Join(channelIcon(weather), "\n"); !strings.Contains(got, "[ ]") {
+		t.Errorf("unloaded read icon %q", got)
+	}
+	if _, ok := halfBlocks([]byte("not an image")); ok {
+		t.Error("garbage decoded as an icon")
+	}
+}
