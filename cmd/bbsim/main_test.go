@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,5 +203,63 @@ func TestSendCommand(t *testing.T) {
 	out, errOut, code := runBBSim(t, t.Context(), "send", "--smtp", "127.0.0.1:1")
 	if code != 1 || !strings.Contains(errOut, "connection refused") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// bbsim push goes through the proxy named in the environment, with its credentials, and
+// explains a 407.
+func TestPushThroughProxy(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.Query().Get("DESTINATION"))
+		mu.Unlock()
+	}))
+	defer target.Close()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Proxy-Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte("qa:pw")) {
+			w.Header().Set("Proxy-Authenticate", `Basic realm="proxy"`)
+			w.WriteHeader(http.StatusProxyAuthRequired)
+			return
+		}
+		// The push server's name is only known to the proxy.
+		u := *r.URL
+		u.Host = strings.TrimPrefix(target.URL, "http://")
+		req, _ := http.NewRequest(r.Method, u.String(), r.Body)
+		req.Header = r.Header.Clone()
+		req.Header.Del("Proxy-Authorization")
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer proxy.Close()
+	run := func(proxyURL string) (string, int) {
+		cmd := exec.Command(bbsimBin, "push", "--gateway", "http://push.example.test:8080", "--to", "2100000A", "--file", "-")
+		cmd.Stdin = strings.NewReader("")
+		var env []string
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(strings.ToUpper(e), "NO_PROXY=") && !strings.HasPrefix(strings.ToUpper(e), "HTTP_PROXY=") {
+				env = append(env, e)
+			}
+		}
+		cmd.Env = append(env, "HTTP_PROXY="+proxyURL)
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	withCreds := strings.Replace(proxy.URL, "http://", "http://qa:pw@", 1)
+	if out, code := run(withCreds); code != 0 || !strings.Contains(out, "accepted") {
+		t.Fatalf("through the proxy: exit %d\n%s", code, out)
+	}
+	if len(got) != 1 || got[0] != "2100000A" {
+		t.Fatalf("push server saw %v", got)
+	}
+	if out, code := run(proxy.URL); code != 1 || !strings.Contains(out, "407") || !strings.Contains(out, "HTTP_PROXY=http://user:password@") {
+		t.Fatalf("without credentials: exit %d\n%s", code, out)
 	}
 }
