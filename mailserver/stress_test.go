@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -115,8 +116,16 @@ func TestStress(t *testing.T) {
 			if err := c.Login(alice, pass).Wait(); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-				t.Fatal(err)
+			// The workers' sessions end asynchronously: wait for the store to be free.
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				_, err := c.Select("INBOX", nil).Wait()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 			msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{Envelope: true}).Collect()
 			if err != nil {
