@@ -31,15 +31,13 @@ type receiver struct {
 	srv *httptest.Server
 	got chan delivery
 
-	mu          sync.Mutex
-	partial     map[string]map[int][]byte
-	inflight    map[string]int
-	maxInflight int
-	answer      func(pin string, h http.Header) (status int, pushStatus string)
+	mu      sync.Mutex
+	partial map[string]map[int][]byte
+	answer  func(pin string, h http.Header) (status int, pushStatus string)
 }
 
 func newReceiver(t testing.TB) *receiver {
-	rc := &receiver{t: t, got: make(chan delivery, 100000), partial: map[string]map[int][]byte{}, inflight: map[string]int{}}
+	rc := &receiver{t: t, got: make(chan delivery, 100000), partial: map[string]map[int][]byte{}}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
 	return rc
@@ -69,17 +67,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	key := pin + "/" + id
 	rc.mu.Lock()
-	rc.inflight[pin]++
-	if rc.inflight[pin] > rc.maxInflight {
-		rc.maxInflight = rc.inflight[pin]
-	}
-	rc.mu.Unlock()
-	if n > 1 {
-		time.Sleep(2 * time.Millisecond) // let the pipeline fill
-	}
-	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	rc.inflight[pin]--
 	if rc.partial[key] == nil {
 		rc.partial[key] = map[int][]byte{}
 	}

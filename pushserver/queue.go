@@ -73,6 +73,7 @@ type device struct {
 	// sending is held while a push is sent, so a delivery loop of a new attachment waits
 	// for the previous loop's request to end instead of sending the same push twice.
 	sending sync.Mutex
+	link    *link // the connection to the receiver; used with sending held
 }
 
 func (s *Server) device(pin string) *device {
@@ -360,6 +361,15 @@ func (s *Server) next(d *device) (*recip, time.Duration) {
 
 func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 	defer s.wg.Done()
+	defer func() {
+		// The attachment is over: its receiver is gone or has moved.
+		d.sending.Lock()
+		if d.link != nil {
+			d.link.close()
+			d.link = nil
+		}
+		d.sending.Unlock()
+	}()
 	for {
 		if ctx.Err() != nil {
 			return
@@ -378,7 +388,7 @@ func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 			continue
 		}
 		d.sending.Lock()
-		s.deliver(ctx, url, r)
+		s.deliver(ctx, d, url, r)
 		d.sending.Unlock()
 	}
 }
@@ -391,7 +401,7 @@ type sendResult struct {
 }
 
 // deliver sends one push to one device, retrying while the device stays attached.
-func (s *Server) deliver(ctx context.Context, url string, r *recip) {
+func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		s.mu.Lock()
@@ -404,7 +414,7 @@ func (s *Server) deliver(ctx context.Context, url string, r *recip) {
 		}
 		// The request itself outlives a detach: a device that answers keeps its answer, so
 		// a push it took is not sent again after it re-attaches.
-		res := s.send(s.ctx, url, r)
+		res := s.send(s.ctx, d, url, r)
 		if ctx.Err() != nil && !res.ok {
 			return
 		}
@@ -434,9 +444,9 @@ func (s *Server) deliver(ctx context.Context, url string, r *recip) {
 	}
 }
 
-// send delivers the packets of a push: all but the last pipelined with at most 5
-// unacknowledged, then the last one, whose answer is the device's verdict.
-func (s *Server) send(ctx context.Context, url string, r *recip) sendResult {
+// send delivers the packets of a push with at most 5 unacknowledged; the last packet's
+// answer is the device's verdict. It is called with d.sending held.
+func (s *Server) send(ctx context.Context, d *device, url string, r *recip) sendResult {
 	body := r.p.body
 	size := s.opts.PacketSize
 	n := (len(body) + size - 1) / size
@@ -452,6 +462,24 @@ func (s *Server) send(ctx context.Context, url string, r *recip) sendResult {
 		return body[lo:hi]
 	}
 	base := linkHeaders(r, n)
+	if s.opts.Client == nil {
+		if d.link == nil || d.link.target != url {
+			if d.link != nil {
+				d.link.close()
+				d.link = nil
+			}
+			if u, host, ok := linkable(url); ok {
+				d.link = &link{target: url, u: u, host: host, ctx: s.ctx}
+			}
+		}
+		if d.link != nil {
+			chunks := make([][]byte, n)
+			for i := range chunks {
+				chunks[i] = packet(i)
+			}
+			return d.link.exchange(base, chunks)
+		}
+	}
 	if n > 1 {
 		sem := make(chan struct{}, 5)
 		var wg sync.WaitGroup
@@ -533,15 +561,7 @@ func (s *Server) post(ctx context.Context, url string, base http.Header, i, n in
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	resp.Body.Close()
-	if resp.StatusCode/100 == 2 {
-		return sendResult{ok: true}
-	}
-	code, _ := strconv.Atoi(resp.Header.Get("X-RIM-Push-Status"))
-	if code == 0 || code == 234 || code == 237 {
-		// Unreachable, busy or "refused, retry allowed": keep trying until the deadline.
-		return sendResult{retry: true, code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
-	}
-	return sendResult{code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
+	return classify(resp)
 }
 
 func (s *Server) dequeue(r *recip) {

@@ -1,14 +1,18 @@
 package pushserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -125,11 +129,99 @@ func TestRIMPacketsAndFlowControl(t *testing.T) {
 	if !bytes.Equal(d.Body, body) || d.Packets != 47 {
 		t.Fatalf("reassembled %d bytes in %d packets, want %d in 47", len(d.Body), d.Packets, len(body))
 	}
-	rc.mu.Lock()
-	mx := rc.maxInflight
-	rc.mu.Unlock()
-	if mx > 5 || mx < 2 {
-		t.Fatalf("max packets in flight = %d, want 2..5", mx)
+}
+
+// TestLinkWindow watches the device link on the wire: a receiver that reads requests as
+// they arrive and answers each only after a pause sees the gateway stop at 5 unanswered
+// packets, all on one connection, in order.
+func TestLinkWindow(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	type seen struct {
+		conns, maxOut, packets int
+		order                  []string
+		body                   []byte
+	}
+	result := make(chan seen, 1)
+	go func() {
+		var sn seen
+		defer func() { result <- sn }()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		sn.conns = 1
+		go func() { // a second connection would be a window kept by parallel connections
+			if c2, err := ln.Accept(); err == nil {
+				c2.Close()
+				t.Errorf("the gateway opened a second connection to the receiver")
+			}
+		}()
+		var mu sync.Mutex
+		received, answered := 0, 0
+		arrived := make(chan string, 100)
+		go func() {
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					close(arrived)
+					return
+				}
+				b, _ := io.ReadAll(req.Body)
+				mu.Lock()
+				received++
+				sn.maxOut = max(sn.maxOut, received-answered)
+				sn.body = append(sn.body, b...)
+				mu.Unlock()
+				arrived <- req.Header.Get("X-Bbsim-Packet")
+			}
+		}()
+		for pk := range arrived {
+			time.Sleep(10 * time.Millisecond) // the gateway fills its window meanwhile
+			mu.Lock()
+			answered++
+			sn.packets++
+			sn.order = append(sn.order, pk)
+			mu.Unlock()
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); err != nil {
+				return
+			}
+			if strings.HasPrefix(pk, "11/") {
+				return
+			}
+		}
+	}()
+	_, base := startServer(t, Options{Devices: seedDevices(), PacketSize: 1000})
+	code, m := postJSON(t, base+"/device/attach", map[string]string{"pin": pinA, "receiver_url": "http://" + ln.Addr().String() + "/"})
+	if code != 200 {
+		t.Fatalf("attach = %d %v", code, m)
+	}
+	body := bytes.Repeat([]byte("0123456789"), 1150) // 11,500 bytes = 12 packets of 1000
+	if code, text, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"Content-Type": "text/plain", "X-RIM-Push-ID": "win"}, body); code != 200 {
+		t.Fatalf("POST /push = %d %s", code, text)
+	}
+	var sn seen
+	select {
+	case sn = <-result:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receiver did not get 12 packets")
+	}
+	if sn.maxOut != 5 {
+		t.Errorf("packets unanswered at once = %d, want 5", sn.maxOut)
+	}
+	if !bytes.Equal(sn.body, body) || sn.packets != 12 {
+		t.Errorf("got %d packets, %d bytes; want 12, %d", sn.packets, len(sn.body), len(body))
+	}
+	for i, pk := range sn.order {
+		if want := fmt.Sprintf("%d/12", i); pk != want {
+			t.Errorf("packet %d arrived as %q, want %q", i, pk, want)
+		}
 	}
 }
 
@@ -569,4 +661,46 @@ func TestShutdown(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close after Shutdown = %v", err)
 	}
+}
+
+// TestLinkReconnects: a receiver that closes the idle link between pushes (as a handset's
+// receiver does after its idle timeout) gets the next push at once on a new connection,
+// without the gateway counting it as unreachable.
+func TestLinkReconnects(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	var logs syncBuffer
+	s, base := startServer(t, Options{Devices: seedDevices(), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	attach(t, base, rc, pinA)
+	for i := range 3 {
+		id := fmt.Sprintf("again-%d", i)
+		if code, text, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"Content-Type": "text/plain", "X-RIM-Push-ID": id}, []byte(id)); code != 200 {
+			t.Fatalf("POST /push = %d %s", code, text)
+		}
+		if d := rc.wait(t, 1)[0]; d.PushID != id {
+			t.Fatalf("delivered %q, want %q", d.PushID, id)
+		}
+		waitState(t, s, id, pinA, "delivered") // the answer reached the gateway
+		rc.srv.CloseClientConnections()
+	}
+	if strings.Contains(logs.String(), "retrying") {
+		t.Errorf("a closed idle link was taken for an unreachable device:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,204 @@
+package pushserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// linkWindow is how many packets may be unacknowledged on a device link at once.
+const linkWindow = 5
+
+const (
+	linkDialTimeout   = 5 * time.Second
+	linkAnswerTimeout = 30 * time.Second
+)
+
+// link is a device's data channel to its receiver: one HTTP/1.1 connection, kept open
+// between pushes, on which a push's packets are pipelined with at most linkWindow
+// unacknowledged. It is used only by the goroutine that holds the device's sending lock.
+//
+// Requests are written by net/http's Request.Write and answers read by http.ReadResponse;
+// owning the connection (instead of going through an http.Transport) saves the transport's
+// two goroutines and their hand-offs on every packet, which is most of a delivery's cost
+// when a thousand devices are attached.
+type link struct {
+	target string   // the receiver URL the connection was opened for
+	u      *url.URL // target, parsed
+	host   string   // host:port to dial
+	conn   net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	reused bool            // the connection carried an exchange before this one
+	stop   func() bool     // unregisters the server-shutdown hook
+	dialer *net.Dialer     // nil: a default dialer
+	ctx    context.Context // the server's lifetime
+}
+
+// linkable reports whether a receiver URL can be served by a link (plain http); other
+// URLs go through the server's HTTP client.
+func linkable(target string) (u *url.URL, host string, ok bool) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil {
+		return nil, "", false
+	}
+	host = u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u, host, true
+}
+
+// request is packet i of n with the push's link headers.
+func (l *link) request(base http.Header, i, n int, chunk []byte) *http.Request {
+	h := base
+	if n > 1 {
+		h = maps.Clone(base)
+		h["X-Bbsim-Packet"] = []string{strconv.Itoa(i) + "/" + strconv.Itoa(n)}
+	}
+	req := &http.Request{
+		Method: http.MethodPost, URL: l.u, Host: l.u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: int64(len(chunk)),
+	}
+	if len(chunk) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(chunk))
+	}
+	return req
+}
+
+func (l *link) close() {
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn = nil
+	}
+	if l.stop != nil {
+		l.stop()
+		l.stop = nil
+	}
+}
+
+func (l *link) dial() error {
+	d := l.dialer
+	if d == nil {
+		d = &net.Dialer{Timeout: linkDialTimeout, KeepAlive: 30 * time.Second}
+	}
+	c, err := d.DialContext(l.ctx, "tcp", l.host)
+	if err != nil {
+		return err
+	}
+	l.conn = c
+	if l.br == nil {
+		l.br = bufio.NewReaderSize(c, 4096)
+		l.bw = bufio.NewWriterSize(c, 16<<10)
+	} else {
+		l.br.Reset(c)
+		l.bw.Reset(c)
+	}
+	l.reused = false
+	// Shutdown interrupts an exchange in progress.
+	l.stop = context.AfterFunc(l.ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	return nil
+}
+
+// errStale is a failure on a reused connection before the receiver answered anything:
+// the receiver closed the idle connection, and the packets are sent again on a new one.
+var errStale = errors.New("link: idle connection closed by the receiver")
+
+// exchange sends the packets on the link, pipelined with at most linkWindow unanswered,
+// and returns the result of the first packet that failed or else of the last one.
+func (l *link) exchange(base http.Header, chunks [][]byte) sendResult {
+	for attempt := 0; ; attempt++ {
+		reqs := make([]*http.Request, len(chunks))
+		for i, c := range chunks {
+			reqs[i] = l.request(base, i, len(chunks), c)
+		}
+		res, err := l.try(reqs)
+		if errors.Is(err, errStale) && attempt == 0 {
+			continue
+		}
+		return res
+	}
+}
+
+func (l *link) try(reqs []*http.Request) (sendResult, error) {
+	if l.conn == nil {
+		if err := l.dial(); err != nil {
+			return sendResult{retry: true, err: fmt.Errorf("dial receiver %s: %w", l.host, err)}, err
+		}
+	}
+	stale := l.reused
+	l.reused = true
+	written, answered := 0, 0
+	fail := func(err error) (sendResult, error) {
+		l.close()
+		if stale && answered == 0 && l.ctx.Err() == nil {
+			return sendResult{retry: true, err: err}, errStale
+		}
+		return sendResult{retry: true, err: fmt.Errorf("receiver %s: %w", l.host, err)}, err
+	}
+	for answered < len(reqs) {
+		for written < len(reqs) && written-answered < linkWindow {
+			if err := reqs[written].Write(l.bw); err != nil {
+				return fail(err)
+			}
+			written++
+		}
+		if err := l.bw.Flush(); err != nil {
+			return fail(err)
+		}
+		l.conn.SetReadDeadline(time.Now().Add(linkAnswerTimeout))
+		resp, err := http.ReadResponse(l.br, reqs[answered])
+		if err != nil {
+			return fail(err)
+		}
+		answered++
+		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		if err == nil {
+			// The body must have ended for the connection to carry the next answer.
+			var one [1]byte
+			if n, _ := resp.Body.Read(one[:]); n > 0 {
+				err = errors.New("answer body too large")
+			}
+		}
+		resp.Body.Close()
+		keep := err == nil && !resp.Close
+		res := classify(resp)
+		if !keep {
+			l.close()
+		}
+		if !res.ok || answered == len(reqs) {
+			if !res.ok && written > answered && l.conn != nil {
+				// Answers to packets already sent would be out of step with the next push.
+				l.close()
+			}
+			return res, nil
+		}
+		if !keep {
+			// Packets written after this one are lost with the connection.
+			return sendResult{retry: true, err: fmt.Errorf("receiver %s closed the link after packet %d of %d", l.host, answered, len(reqs))}, nil
+		}
+	}
+	return sendResult{ok: true}, nil
+}
+
+// classify turns a receiver's answer to a packet into a delivery result.
+func classify(resp *http.Response) sendResult {
+	if resp.StatusCode/100 == 2 {
+		return sendResult{ok: true}
+	}
+	code, _ := strconv.Atoi(resp.Header.Get("X-RIM-Push-Status"))
+	if code == 0 || code == 234 || code == 237 {
+		// Unreachable, busy or "refused, retry allowed": keep trying until the deadline.
+		return sendResult{retry: true, code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
+	}
+	return sendResult{code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
+}
