@@ -3,12 +3,15 @@ package pushserver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +147,7 @@ func BenchmarkRIMEndToEnd(b *testing.B) {
 	devs := benchDevices(1000)
 	s, base := startServer(b, Options{Devices: devs})
 	attachFleet(b, base, fl, devs)
-	const initiators = 64
+	initiators := benchInitiators()
 	c := benchClient(initiators)
 	fl.target.Store(int64(b.N))
 	var next, busy, errs atomic.Int64
@@ -317,4 +320,53 @@ func BenchmarkInitiatorConnections10k(b *testing.B) {
 			b.Errorf("%d of %d connections failed", errs.Load(), conns)
 		}
 	}
+}
+
+// benchInitiators is the number of initiator connections of BenchmarkRIMEndToEnd:
+// BBSIM_BENCH_INITIATORS, default 64.
+func benchInitiators() int {
+	if n, err := strconv.Atoi(os.Getenv("BBSIM_BENCH_INITIATORS")); err == nil && n > 0 {
+		return n
+	}
+	return 64
+}
+
+// BenchmarkStore: the store's work for one delivered single-recipient push (insert, then
+// final state), 32 pushes submitted concurrently like handlers do, so group commits form.
+func BenchmarkStore(b *testing.B) {
+	st, err := openStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.close()
+	hdr := []byte(`{"Content-Type":["text/html"],"X-Rim-Push-Type":["Browser-Content"]}`)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				p := &push{id: fmt.Sprintf("st-%d", i), headers: http.Header{}, body: []byte("<p>bench</p>"), reliability: "transport", acceptedAt: time.Now()}
+				r := &recip{p: p, pin: "2100000A", port: 7874, state: "queued"}
+				if err := st.do1(context.Background(), func(tx *wtx) error { return insertPush(tx, p, hdr, []*recip{r}) }); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := st.setState(context.Background(), r, "delivered", 1000, time.Time{}, time.Now()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/push")
+	b.ReportMetric(float64(st.nOps.Load())/float64(st.nCommits.Load()), "ops/commit")
 }

@@ -634,10 +634,21 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 			d.delivered++
 		}
 	}
+	transportAt := r.transportAt
 	s.mu.Unlock()
-	if err := s.st.setState(context.Background(), r, state, code, r.transportAt, at); err != nil {
-		s.log.Warn("store final state", "push_id", r.p.id, "pin", r.pin, "state", state, "err", err)
-	}
+	// The device loop goes on at once; the result is reported once the state is stored.
+	s.st.later(setStateFn(r, state, code, transportAt, at), func(err error) {
+		if err != nil {
+			s.log.Warn("store final state", "push_id", r.p.id, "pin", r.pin, "state", state, "err", err)
+		}
+		s.report(r, state, code, at)
+	})
+	return true
+}
+
+// report tells the world a recipient's final state: metrics, log, OnResult and the
+// initiator's notification URL. It does not block.
+func (s *Server) report(r *recip, state string, code int, at time.Time) {
 	s.m.count(state)
 	s.log.Debug("push result", "push_id", r.p.id, "pin", r.pin, "state", state, "code", code)
 	res := Result{PushID: r.p.id, PIN: r.pin, Port: r.port, State: state, Code: code, At: at}
@@ -650,7 +661,6 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 	if r.p.notifyURL != "" {
 		s.notify(r.p, r.pin, state, code, at)
 	}
-	return true
 }
 
 // reaper expires pushes that waited longer than the flow-control timeout (or their

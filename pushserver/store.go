@@ -31,9 +31,8 @@ CREATE TABLE IF NOT EXISTS pushes(
 	notify_pap INTEGER NOT NULL DEFAULT 0,
 	pap_version TEXT NOT NULL DEFAULT '',
 	accepted_at INTEGER NOT NULL,
-	UNIQUE(source, push_id)
+	UNIQUE(push_id, source) -- also serves lookups by push_id alone
 );
-CREATE INDEX IF NOT EXISTS pushes_push_id ON pushes(push_id);
 CREATE TABLE IF NOT EXISTS recipients(
 	seq INTEGER PRIMARY KEY,
 	pid INTEGER NOT NULL REFERENCES pushes(id),
@@ -70,8 +69,18 @@ type store struct {
 
 type op struct {
 	fn     func(*wtx) error
-	err    chan error
-	single bool // one statement: atomic by itself, needs no savepoint
+	err    chan error      // receives the outcome, or
+	then   func(err error) // is called with it by the writer (it must not block)
+	single bool            // one statement: atomic by itself, needs no savepoint
+}
+
+// reply hands an operation its outcome.
+func (o *op) reply(err error) {
+	if o.then != nil {
+		o.then(err)
+		return
+	}
+	o.err <- err
 }
 
 // wtx is the writer's transaction; statements are prepared once and reused.
@@ -149,6 +158,16 @@ func (st *store) do(ctx context.Context, fn func(*wtx) error) error {
 // do1 is do for a function that runs a single statement.
 func (st *store) do1(ctx context.Context, fn func(*wtx) error) error {
 	return st.submit(ctx, &op{fn: fn, err: make(chan error, 1), single: true})
+}
+
+// later runs a single-statement fn in a coming group transaction without waiting for it;
+// then gets the outcome after the commit, on the writer goroutine.
+func (st *store) later(fn func(*wtx) error, then func(error)) {
+	select {
+	case st.ops <- &op{fn: fn, then: then, single: true}:
+	case <-st.quit:
+		then(errStoreClosed)
+	}
 }
 
 func (st *store) submit(ctx context.Context, o *op) error {
@@ -235,7 +254,7 @@ func (st *store) commit(batch []*op) {
 	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
 		for _, o := range batch {
-			o.err <- fmt.Errorf("begin push store transaction: %w", err)
+			o.reply(fmt.Errorf("begin push store transaction: %w", err))
 		}
 		return
 	}
@@ -261,12 +280,12 @@ func (st *store) commit(batch []*op) {
 	}
 	if err := tx.Commit(); err != nil {
 		for _, o := range batch {
-			o.err <- fmt.Errorf("commit push store transaction: %w", err)
+			o.reply(fmt.Errorf("commit push store transaction: %w", err))
 		}
 		return
 	}
 	for i, o := range batch {
-		o.err <- errs[i]
+		o.reply(errs[i])
 	}
 }
 
@@ -301,7 +320,7 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 		notifyPAP = 1
 	}
 	res, err := tx.exec(`INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(source,push_id) DO NOTHING`, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(push_id,source) DO NOTHING`, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
 		unixMs(p.deliverBefore), unixMs(p.deliverAfter), p.notifyURL, notifyPAP, p.papVersion, unixMs(p.acceptedAt))
 	if err != nil {
 		return err
@@ -327,11 +346,16 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 }
 
 func (st *store) setState(ctx context.Context, r *recip, state string, code int, transportAt, at time.Time) error {
-	return st.do1(ctx, func(tx *wtx) error {
+	return st.do1(ctx, setStateFn(r, state, code, transportAt, at))
+}
+
+func setStateFn(r *recip, state string, code int, transportAt, at time.Time) func(*wtx) error {
+	seq := r.seq
+	return func(tx *wtx) error {
 		_, err := tx.exec("UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?",
-			state, code, unixMs(transportAt), unixMs(at), r.seq)
+			state, code, unixMs(transportAt), unixMs(at), seq)
 		return err
-	})
+	}
 }
 
 // pushStatus reads the latest push with this id (over all sources) and its recipients.
