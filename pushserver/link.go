@@ -2,17 +2,18 @@ package pushserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // linkWindow is how many packets may be unacknowledged on a device link at once.
@@ -27,10 +28,9 @@ const (
 // between pushes, on which a push's packets are pipelined with at most linkWindow
 // unacknowledged. It is used only by the goroutine that holds the device's sending lock.
 //
-// Requests are written by net/http's Request.Write and answers read by http.ReadResponse;
-// owning the connection (instead of going through an http.Transport) saves the transport's
-// two goroutines and their hand-offs on every packet, which is most of a delivery's cost
-// when a thousand devices are attached.
+// Answers are read by net/http's ReadResponse. Owning the connection (instead of going
+// through an http.Transport) saves the transport's two goroutines and their hand-offs on
+// every packet, which is most of a delivery's cost when a thousand devices are attached.
 type link struct {
 	target string   // the receiver URL the connection was opened for
 	u      *url.URL // target, parsed
@@ -58,22 +58,42 @@ func linkable(target string) (u *url.URL, host string, ok bool) {
 	return u, host, true
 }
 
-// request is packet i of n with the push's link headers.
-func (l *link) request(base http.Header, i, n int, chunk []byte) *http.Request {
-	h := base
-	if n > 1 {
-		h = maps.Clone(base)
-		h["X-Bbsim-Packet"] = []string{strconv.Itoa(i) + "/" + strconv.Itoa(n)}
+// writePacket writes packet i of n as an HTTP/1.1 request into the link's buffer. Header
+// names that are not HTTP tokens are left out and line breaks in values become spaces, as
+// net/http's Request.Write does.
+func (l *link) writePacket(base http.Header, i, n int, chunk []byte) {
+	bw := l.bw
+	bw.WriteString("POST ")
+	bw.WriteString(l.u.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(l.u.Host)
+	bw.WriteString("\r\nUser-Agent: bbsim-push-gateway\r\n")
+	for k, vs := range base {
+		if k == "X-Bbsim-Packet" || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			if strings.ContainsAny(v, "\r\n") {
+				v = newlineToSpace.Replace(v)
+			}
+			bw.WriteString(strings.TrimSpace(v))
+			bw.WriteString("\r\n")
+		}
 	}
-	req := &http.Request{
-		Method: http.MethodPost, URL: l.u, Host: l.u.Host, Header: h,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: int64(len(chunk)),
-	}
-	if len(chunk) > 0 {
-		req.Body = io.NopCloser(bytes.NewReader(chunk))
-	}
-	return req
+	var num [20]byte
+	bw.WriteString("X-Bbsim-Packet: ")
+	bw.Write(strconv.AppendInt(num[:0], int64(i), 10))
+	bw.WriteByte('/')
+	bw.Write(strconv.AppendInt(num[:0], int64(n), 10))
+	bw.WriteString("\r\nContent-Length: ")
+	bw.Write(strconv.AppendInt(num[:0], int64(len(chunk)), 10))
+	bw.WriteString("\r\n\r\n")
+	bw.Write(chunk)
 }
+
+var newlineToSpace = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
 
 func (l *link) close() {
 	if l.conn != nil {
@@ -117,11 +137,7 @@ var errStale = errors.New("link: idle connection closed by the receiver")
 // and returns the result of the first packet that failed or else of the last one.
 func (l *link) exchange(base http.Header, chunks [][]byte) sendResult {
 	for attempt := 0; ; attempt++ {
-		reqs := make([]*http.Request, len(chunks))
-		for i, c := range chunks {
-			reqs[i] = l.request(base, i, len(chunks), c)
-		}
-		res, err := l.try(reqs)
+		res, err := l.try(base, chunks)
 		if errors.Is(err, errStale) && attempt == 0 {
 			continue
 		}
@@ -129,7 +145,7 @@ func (l *link) exchange(base http.Header, chunks [][]byte) sendResult {
 	}
 }
 
-func (l *link) try(reqs []*http.Request) (sendResult, error) {
+func (l *link) try(base http.Header, chunks [][]byte) (sendResult, error) {
 	if l.conn == nil {
 		if err := l.dial(); err != nil {
 			return sendResult{retry: true, err: fmt.Errorf("dial receiver %s: %w", l.host, err)}, err
@@ -145,18 +161,17 @@ func (l *link) try(reqs []*http.Request) (sendResult, error) {
 		}
 		return sendResult{retry: true, err: fmt.Errorf("receiver %s: %w", l.host, err)}, err
 	}
-	for answered < len(reqs) {
-		for written < len(reqs) && written-answered < linkWindow {
-			if err := reqs[written].Write(l.bw); err != nil {
-				return fail(err)
-			}
+	n := len(chunks)
+	for answered < n {
+		for written < n && written-answered < linkWindow {
+			l.writePacket(base, written, n, chunks[written])
 			written++
 		}
 		if err := l.bw.Flush(); err != nil {
 			return fail(err)
 		}
 		l.conn.SetReadDeadline(time.Now().Add(linkAnswerTimeout))
-		resp, err := http.ReadResponse(l.br, reqs[answered])
+		resp, err := http.ReadResponse(l.br, nil)
 		if err != nil {
 			return fail(err)
 		}
@@ -175,7 +190,7 @@ func (l *link) try(reqs []*http.Request) (sendResult, error) {
 		if !keep {
 			l.close()
 		}
-		if !res.ok || answered == len(reqs) {
+		if !res.ok || answered == n {
 			if !res.ok && written > answered && l.conn != nil {
 				// Answers to packets already sent would be out of step with the next push.
 				l.close()
@@ -184,7 +199,7 @@ func (l *link) try(reqs []*http.Request) (sendResult, error) {
 		}
 		if !keep {
 			// Packets written after this one are lost with the connection.
-			return sendResult{retry: true, err: fmt.Errorf("receiver %s closed the link after packet %d of %d", l.host, answered, len(reqs))}, nil
+			return sendResult{retry: true, err: fmt.Errorf("receiver %s closed the link after packet %d of %d", l.host, answered, n)}, nil
 		}
 	}
 	return sendResult{ok: true}, nil
