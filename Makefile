@@ -7,7 +7,7 @@ TEST_CMDS := curl tmux python3 dovecot
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-deps vet fmt-check bench fuzz clean
+.PHONY: all build run test test-deps bench-deps vet fmt-check bench fuzz clean
 
 all: build
 
@@ -26,6 +26,11 @@ test-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_DEBS) >/dev/null; \
 	fi
 
+# wrk drives BenchmarkRIMEndToEndWrk as an outside push initiator.
+bench-deps: test-deps
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk"; $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+
 vet:
 	$(GO) vet ./...
 
@@ -37,7 +42,7 @@ fmt-check:
 test: test-deps fmt-check vet build
 	PATH="$$PATH:/usr/sbin" $(GO) test -race -timeout 8m ./...
 
-bench: build
+bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 	$(BIN) bench
 
