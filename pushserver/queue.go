@@ -370,21 +370,22 @@ func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 		}
 		d.sending.Unlock()
 	}()
+	idle := time.NewTimer(time.Hour) // reset for each wait; Go 1.23 timers need no draining
+	defer idle.Stop()
 	for {
 		if ctx.Err() != nil {
 			return
 		}
 		r, wait := s.next(d)
 		if r == nil {
-			t := time.NewTimer(wait)
+			idle.Reset(wait)
 			select {
 			case <-ctx.Done():
-				t.Stop()
 				return
 			case <-d.wake:
-			case <-t.C:
+			case <-idle.C:
 			}
-			t.Stop()
+			idle.Stop()
 			continue
 		}
 		d.sending.Lock()
