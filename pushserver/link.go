@@ -198,8 +198,13 @@ func (l *link) try(base http.Header, chunks [][]byte) (sendResult, error) {
 			return res, nil
 		}
 		if !keep {
-			// Packets written after this one are lost with the connection.
-			return sendResult{retry: true, err: fmt.Errorf("receiver %s closed the link after packet %d of %d", l.host, answered, n)}, nil
+			// A receiver that closes after each answer (Connection: close) gets the rest
+			// of the push on a new connection, from the first packet it did not answer.
+			if err := l.dial(); err != nil {
+				return sendResult{retry: true, err: fmt.Errorf("dial receiver %s after packet %d of %d: %w", l.host, answered, n, err)}, err
+			}
+			l.reused = true
+			written = answered
 		}
 	}
 	return sendResult{ok: true}, nil

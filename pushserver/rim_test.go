@@ -704,3 +704,22 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestLinkConnectionClose: a receiver that closes the connection after every answer (an
+// HTTP/1.0-style server) still gets a many-packet push whole, once.
+func TestLinkConnectionClose(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	rc.srv.Config.SetKeepAlivesEnabled(false)
+	_, base := startServer(t, Options{Devices: seedDevices(), PacketSize: 100})
+	attach(t, base, rc, pinA)
+	body := bytes.Repeat([]byte("0123456789"), 95) // 950 bytes = 10 packets
+	if code, text, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"Content-Type": "text/plain", "X-RIM-Push-ID": "close"}, body); code != 200 {
+		t.Fatalf("POST /push = %d %s", code, text)
+	}
+	d := rc.wait(t, 1)[0]
+	if !bytes.Equal(d.Body, body) || d.Packets != 10 {
+		t.Fatalf("reassembled %d bytes in %d packets, want %d in 10", len(d.Body), d.Packets, len(body))
+	}
+	rc.none(t, 300*time.Millisecond)
+}
