@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -722,4 +723,23 @@ func TestLinkConnectionClose(t *testing.T) {
 		t.Fatalf("reassembled %d bytes in %d packets, want %d in 10", len(d.Body), d.Packets, len(body))
 	}
 	rc.none(t, 300*time.Millisecond)
+}
+
+// TestHTTPSReceiver: a receiver on https (outside the plain-http device link) is reached
+// through the server's HTTP client, packets and all.
+func TestHTTPSReceiver(t *testing.T) {
+	t.Parallel()
+	rc := &receiver{t: t, got: make(chan delivery, 100), partial: map[string]map[int][]byte{}}
+	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(rc.srv.Close)
+	_, base := startServer(t, Options{Devices: seedDevices(), PacketSize: 100, Client: rc.srv.Client()})
+	attach(t, base, rc, pinA)
+	body := bytes.Repeat([]byte("abcdefghij"), 33) // 330 bytes = 4 packets
+	if code, text, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"Content-Type": "text/plain", "X-RIM-Push-ID": "tls"}, body); code != 200 {
+		t.Fatalf("POST /push = %d %s", code, text)
+	}
+	d := rc.wait(t, 1)[0]
+	if !bytes.Equal(d.Body, body) || d.Packets != 4 || !strings.HasPrefix(rc.url(pinA), "https://") {
+		t.Fatalf("reassembled %d bytes in %d packets over %s", len(d.Body), d.Packets, rc.url(pinA))
+	}
 }
