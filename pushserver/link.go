@@ -34,6 +34,7 @@ const (
 type link struct {
 	target string   // the receiver URL the connection was opened for
 	u      *url.URL // target, parsed
+	path   string   // u's request URI
 	host   string   // host:port to dial
 	conn   net.Conn
 	br     *bufio.Reader
@@ -64,7 +65,10 @@ func linkable(target string) (u *url.URL, host string, ok bool) {
 func (l *link) writePacket(base http.Header, i, n int, chunk []byte) {
 	bw := l.bw
 	bw.WriteString("POST ")
-	bw.WriteString(l.u.RequestURI())
+	if l.path == "" {
+		l.path = l.u.RequestURI()
+	}
+	bw.WriteString(l.path)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(l.u.Host)
 	bw.WriteString("\r\nUser-Agent: bbsim-push-gateway\r\n")

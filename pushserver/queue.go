@@ -204,8 +204,11 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if !p.deliverBefore.IsZero() && !p.deliverBefore.After(now) {
 		return nil, fmt.Errorf("%w: deliver-before is in the past", ErrBadSubmission)
 	}
-	seen := map[string]bool{}
-	var rs []*recip
+	var seen map[string]bool // made only for a push with several recipients
+	if len(sub.PINs) > 1 {
+		seen = make(map[string]bool, len(sub.PINs))
+	}
+	rs := make([]*recip, 0, len(sub.PINs))
 	for i, raw := range sub.PINs {
 		pin, ok := normPIN(raw)
 		if !ok {
@@ -218,7 +221,9 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 		if seen[pin] {
 			continue
 		}
-		seen[pin] = true
+		if seen != nil {
+			seen[pin] = true
+		}
 		rs = append(rs, &recip{p: p, pin: pin, port: port, state: "queued"})
 	}
 	p.open = len(rs)
