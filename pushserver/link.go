@@ -171,10 +171,14 @@ func (l *link) try(base http.Header, chunks [][]byte) (sendResult, error) {
 			l.writePacket(base, written, n, chunks[written])
 			written++
 		}
+		// A receiver that stops reading or answering must not hold the device's queue.
+		l.conn.SetDeadline(time.Now().Add(linkAnswerTimeout))
+		if err := l.ctx.Err(); err != nil { // shutdown's deadline may have just been overridden
+			return fail(err)
+		}
 		if err := l.bw.Flush(); err != nil {
 			return fail(err)
 		}
-		l.conn.SetReadDeadline(time.Now().Add(linkAnswerTimeout))
 		resp, err := http.ReadResponse(l.br, nil)
 		if err != nil {
 			return fail(err)
