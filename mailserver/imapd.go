@@ -116,11 +116,6 @@ func (c *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) err
 	if c.srv.opts.NoIdle {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "IDLE is disabled on this server"}
 	}
-	// The library's tracker only wakes an idler on updates that come after IDLE began:
-	// send what arrived since the last command first.
-	if err := c.UserSession.Poll(w, true); err != nil {
-		return err
-	}
 	c.srv.setIdling(c.acct, c.ss, true)
 	defer c.srv.setIdling(c.acct, c.ss, false)
 	return c.UserSession.Idle(w, stop)

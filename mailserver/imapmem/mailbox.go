@@ -30,6 +30,23 @@ type Mailbox struct {
 	specialUse []imap.MailboxAttr
 	l          []*message
 	uidNext    imap.UID
+
+	idleMu sync.Mutex
+	idlers map[chan struct{}]struct{} // sessions in IDLE on this mailbox
+}
+
+// wakeIdlers tells every session in IDLE that its tracker has updates queued. It is called
+// after each update is queued with the library's tracker, whose own IDLE wake-up misses
+// updates queued before the idler registered.
+func (mbox *Mailbox) wakeIdlers() {
+	mbox.idleMu.Lock()
+	defer mbox.idleMu.Unlock()
+	for ch := range mbox.idlers {
+		select {
+		case ch <- struct{}{}:
+		default: // already has a wake-up pending
+		}
+	}
 }
 
 // NewMailbox creates a new mailbox.
@@ -183,6 +200,7 @@ func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap
 
 	mbox.l = append(mbox.l, msg)
 	mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
+	mbox.wakeIdlers()
 
 	return &imap.AppendData{
 		UIDValidity: mbox.uidValidity,
@@ -203,6 +221,7 @@ func (mbox *Mailbox) Load(uid imap.UID, buf []byte, t time.Time, flags []imap.Fl
 		mbox.uidNext = uid + 1
 	}
 	mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
+	mbox.wakeIdlers()
 }
 
 // SetUIDNext raises the next UID (it never goes down), as kept by the Store.
@@ -260,6 +279,7 @@ func (mbox *Mailbox) AddFlag(uid imap.UID, flag imap.Flag) {
 			m.flags[canonicalFlag(flag)] = struct{}{}
 			mbox.persistFlagsLocked(m)
 			mbox.tracker.QueueMessageFlags(uint32(i)+1, m.uid, m.flagList(), nil)
+			mbox.wakeIdlers()
 			return
 		}
 	}
@@ -403,6 +423,7 @@ func (mbox *Mailbox) expungeLocked(expunged map[*message]struct{}) (seqNums []ui
 			seqNum := uint32(i) + 1
 			seqNums = append(seqNums, seqNum)
 			mbox.tracker.QueueExpunge(seqNum)
+			mbox.wakeIdlers()
 		} else {
 			filtered = append(filtered, msg)
 		}
@@ -467,6 +488,7 @@ func (mbox *MailboxView) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, op
 			msg.flags[canonicalFlag(imap.FlagSeen)] = struct{}{}
 			mbox.persistFlagsLocked(msg)
 			mbox.Mailbox.tracker.QueueMessageFlags(seqNum, msg.uid, msg.flagList(), nil)
+			mbox.Mailbox.wakeIdlers()
 		}
 
 		respWriter := w.CreateMessage(mbox.tracker.EncodeSeqNum(seqNum))
@@ -562,6 +584,7 @@ func (mbox *MailboxView) Store(w *imapserver.FetchWriter, numSet imap.NumSet, fl
 		msg.store(flags)
 		mbox.persistFlagsLocked(msg)
 		mbox.Mailbox.tracker.QueueMessageFlags(seqNum, msg.uid, msg.flagList(), mbox.tracker)
+		mbox.Mailbox.wakeIdlers()
 	})
 	if !flags.Silent {
 		return mbox.Fetch(w, numSet, &imap.FetchOptions{Flags: true})
@@ -573,8 +596,31 @@ func (mbox *MailboxView) Poll(w *imapserver.UpdateWriter, allowExpunge bool) err
 	return mbox.tracker.Poll(w, allowExpunge)
 }
 
+// Idle writes the session's updates as they come until stop is closed. The idler registers
+// before it writes what is already queued, so an update queued at any moment wakes it.
 func (mbox *MailboxView) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	return mbox.tracker.Idle(w, stop)
+	wake := make(chan struct{}, 1)
+	mbox.Mailbox.idleMu.Lock()
+	if mbox.Mailbox.idlers == nil {
+		mbox.Mailbox.idlers = map[chan struct{}]struct{}{}
+	}
+	mbox.Mailbox.idlers[wake] = struct{}{}
+	mbox.Mailbox.idleMu.Unlock()
+	defer func() {
+		mbox.Mailbox.idleMu.Lock()
+		delete(mbox.Mailbox.idlers, wake)
+		mbox.Mailbox.idleMu.Unlock()
+	}()
+	for {
+		if err := mbox.tracker.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-wake:
+		case <-stop:
+			return nil
+		}
+	}
 }
 
 func (mbox *MailboxView) forEach(numSet imap.NumSet, f func(seqNum uint32, msg *message)) {
