@@ -21,9 +21,9 @@ func (s *Server) notify(p *push, pin, state string, code int, at time.Time) {
 		s.log.Warn("result notification dropped: too many waiting", "push_id", p.id, "pin", pin, "url", p.notifyURL)
 		return
 	}
-	s.wg.Add(1)
+	s.notifyWG.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer s.notifyWG.Done()
 		defer s.notifyWaiting.Add(-1)
 		select {
 		case s.notifySem <- struct{}{}:

@@ -117,9 +117,10 @@ type Server struct {
 	hs     *http.Server
 	mux    *http.ServeMux
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	notifyWG sync.WaitGroup // result notifications in flight; they start from the store's writer
 
 	mu      sync.Mutex
 	devices map[string]*device
@@ -268,7 +269,8 @@ func (s *Server) stop() error {
 		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
-		s.closeErr = s.st.close()
+		s.closeErr = s.st.close() // reports its last results, which may start notifications
+		s.notifyWG.Wait()
 	})
 	return s.closeErr
 }
