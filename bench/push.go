@@ -20,18 +20,18 @@ import (
 
 // pushRig is a push server with a fleet of attached handsets.
 type pushRig struct {
-	ps      *pushserver.Server
-	n       *atomic.Int64 // recipients the gateway recorded as delivered
-	fl      *fleet.Fleet
-	gateway string
-	stop    func()
+	ps         *pushserver.Server
+	nDelivered *atomic.Int64 // recipients the gateway recorded as delivered
+	fl         *fleet.Fleet
+	gateway    string
+	stop       func()
 }
 
 func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) {
-	n := new(atomic.Int64)
+	nDelivered := new(atomic.Int64)
 	count := func(res pushserver.Result) {
 		if res.State == "delivered" {
-			n.Add(1)
+			nDelivered.Add(1)
 		}
 	}
 	ps, err := pushserver.New(pushserver.Options{DataDir: o.Dir, MaxActive: 100000, Logger: o.Logger, OnResult: count})
@@ -60,7 +60,7 @@ func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) 
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { fl.Run(fctx); close(done) }()
-	r := &pushRig{ps: ps, n: n, fl: fl, gateway: gateway, stop: func() { cancel(); <-done; fl.Close(); ps.Close() }}
+	r := &pushRig{ps: ps, nDelivered: nDelivered, fl: fl, gateway: gateway, stop: func() { cancel(); <-done; fl.Close(); ps.Close() }}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		n := 0
@@ -83,7 +83,7 @@ func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) 
 // delivered is how many pushes the handsets answered as stored. It counts the gateway's
 // results, not the handsets' message lists, which would cost the measurement a copy of
 // every list on each look.
-func (r *pushRig) delivered() int { return int(r.n.Load()) }
+func (r *pushRig) delivered() int { return int(r.nDelivered.Load()) }
 
 var benchClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
 

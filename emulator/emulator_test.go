@@ -1,17 +1,16 @@
 package emulator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bbsim/bbsim/config"
+	"github.com/bbsim/bbsim/internal/syncbuf"
 )
 
 func testConfig(t *testing.T) config.Config {
@@ -50,25 +49,8 @@ func TestBusyPortNamesTheFlag(t *testing.T) {
 	e.closeAll()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestHandsetRunsAndStops(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	e, err := New(Options{Config: testConfig(t), Mode: ModeHandset, Events: &out})
 	if err != nil {
 		t.Fatal(err)

@@ -32,30 +32,42 @@ const (
 // through an http.Transport) saves the transport's two goroutines and their hand-offs on
 // every packet, which is most of a delivery's cost when a thousand devices are attached.
 type link struct {
-	target string   // the receiver URL the connection was opened for
-	u      *url.URL // target, parsed
-	path   string   // u's request URI
-	host   string   // host:port to dial
-	conn   net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	reused bool            // the connection carried an exchange before this one
-	stop   func() bool     // unregisters the server-shutdown hook
-	ctx    context.Context // the server's lifetime
+	target     string // the receiver URL the connection was opened for
+	path       string // its request URI
+	hostHeader string // its host, as the Host header names it
+	host       string // host:port to dial
+	conn       net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	reused     bool            // the connection carried an exchange before this one
+	stop       func() bool     // unregisters the server-shutdown hook
+	ctx        context.Context // the server's lifetime
 }
 
-// linkable reports whether a receiver URL can be served by a link (plain http); other
-// URLs go through the server's HTTP client.
-func linkable(target string) (u *url.URL, host string, ok bool) {
+// linkFor returns d's link to the receiver at target, opening a new one when the target
+// changed, or nil when the push goes through the server's HTTP client instead: a client
+// given in Options, or a receiver URL that is not plain http. Called with d.sending held.
+func (s *Server) linkFor(d *device, target string) *link {
+	if d.link != nil && d.link.target == target {
+		return d.link
+	}
+	if d.link != nil {
+		d.link.close()
+		d.link = nil
+	}
+	if s.opts.Client != nil {
+		return nil
+	}
 	u, err := url.Parse(target)
 	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil {
-		return nil, "", false
+		return nil
 	}
-	host = u.Host
+	host := u.Host
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	return u, host, true
+	d.link = &link{target: target, path: u.RequestURI(), hostHeader: u.Host, host: host, ctx: s.ctx}
+	return d.link
 }
 
 // writePacket writes packet i of n as an HTTP/1.1 request into the link's buffer. Header
@@ -64,12 +76,9 @@ func linkable(target string) (u *url.URL, host string, ok bool) {
 func (l *link) writePacket(base http.Header, i, n int, chunk []byte) {
 	bw := l.bw
 	bw.WriteString("POST ")
-	if l.path == "" {
-		l.path = l.u.RequestURI()
-	}
 	bw.WriteString(l.path)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(l.u.Host)
+	bw.WriteString(l.hostHeader)
 	bw.WriteString("\r\nUser-Agent: bbsim-push-gateway\r\n")
 	for k, vs := range base {
 		if k == "X-Bbsim-Packet" || !httpguts.ValidHeaderFieldName(k) {

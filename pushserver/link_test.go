@@ -14,7 +14,7 @@ import (
 func TestWritePacket(t *testing.T) {
 	u, _ := url.Parse("http://127.0.0.1:7874/d/2100000A/?x=1")
 	var buf bytes.Buffer
-	l := &link{u: u, bw: bufio.NewWriter(&buf)}
+	l := &link{path: u.RequestURI(), hostHeader: u.Host, bw: bufio.NewWriter(&buf)}
 	base := http.Header{
 		"Content-Type":    {"text/plain"},
 		"X-Evil":          {"a\r\nX-Injected: yes"},

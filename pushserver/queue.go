@@ -204,10 +204,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if !p.deliverBefore.IsZero() && !p.deliverBefore.After(now) {
 		return nil, fmt.Errorf("%w: deliver-before is in the past", ErrBadSubmission)
 	}
-	var seen map[string]bool // made only for a push with several recipients
-	if len(sub.PINs) > 1 {
-		seen = make(map[string]bool, len(sub.PINs))
-	}
+	seen := map[string]bool{}
 	rs := make([]*recip, 0, len(sub.PINs))
 	for i, raw := range sub.PINs {
 		pin, ok := normPIN(raw)
@@ -221,9 +218,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 		if seen[pin] {
 			continue
 		}
-		if seen != nil {
-			seen[pin] = true
-		}
+		seen[pin] = true
 		rs = append(rs, &recip{p: p, pin: pin, port: port, state: "queued"})
 	}
 	p.open = len(rs)
@@ -468,23 +463,12 @@ func (s *Server) send(ctx context.Context, d *device, url string, r *recip) send
 		return body[lo:hi]
 	}
 	base := linkHeaders(r, n)
-	if s.opts.Client == nil {
-		if d.link == nil || d.link.target != url {
-			if d.link != nil {
-				d.link.close()
-				d.link = nil
-			}
-			if u, host, ok := linkable(url); ok {
-				d.link = &link{target: url, u: u, host: host, ctx: s.ctx}
-			}
+	if l := s.linkFor(d, url); l != nil {
+		chunks := make([][]byte, n)
+		for i := range chunks {
+			chunks[i] = packet(i)
 		}
-		if d.link != nil {
-			chunks := make([][]byte, n)
-			for i := range chunks {
-				chunks[i] = packet(i)
-			}
-			return d.link.exchange(base, chunks)
-		}
+		return l.exchange(base, chunks)
 	}
 	if n > 1 {
 		sem := make(chan struct{}, 5)

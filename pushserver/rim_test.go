@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/internal/syncbuf"
 )
 
 const pinA, pinB, pinC = "2100000A", "2100000B", "2100000C"
@@ -670,7 +672,7 @@ func TestShutdown(t *testing.T) {
 func TestLinkReconnects(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, base := startServer(t, Options{Devices: seedDevices(), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	attach(t, base, rc, pinA)
 	for i := range 3 {
@@ -687,23 +689,6 @@ func TestLinkReconnects(t *testing.T) {
 	if strings.Contains(logs.String(), "retrying") {
 		t.Errorf("a closed idle link was taken for an unreachable device:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestLinkConnectionClose: a receiver that closes the connection after every answer (an
