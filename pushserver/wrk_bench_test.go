@@ -44,9 +44,15 @@ var wrkResult = regexp.MustCompile(`RESULT requests=(\d+) status=(\d+) connect=(
 
 // BenchmarkRIMEndToEndWrk: RIM pushes from wrk (an outside HTTP load generator written in C,
 // so the initiators take little of the machine's two cores) accepted, stored and delivered
-// to 1,000 attached net/http receivers. BBSIM_BENCH_INITIATORS connections (default 64),
-// BBSIM_BENCH_SECONDS of load (default 5). Needs wrk (make bench-deps installs it).
+// to 1,000 attached receivers, once with each kind of receiver (see fleet).
+// BBSIM_BENCH_INITIATORS connections (default 64), BBSIM_BENCH_SECONDS of load (default 5). Needs wrk (make bench-deps installs it).
 func BenchmarkRIMEndToEndWrk(b *testing.B) {
+	for _, kind := range []string{receiversFast, receiversStd} {
+		b.Run("receivers="+strings.ReplaceAll(kind, "/", "-"), func(b *testing.B) { benchWrk(b, kind) })
+	}
+}
+
+func benchWrk(b *testing.B, kind string) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Fatal("wrk is not installed: run make bench-deps (Debian package wrk)")
@@ -58,7 +64,7 @@ func BenchmarkRIMEndToEndWrk(b *testing.B) {
 	}
 	for range b.N {
 		b.StopTimer()
-		fl := newFleet(b, false)
+		fl := newFleetOf(b, kind, false)
 		fl.target.Store(-1)
 		devs := benchDevices(1000)
 		s, base := startServer(b, Options{Devices: devs})
