@@ -70,32 +70,38 @@ func (s *Server) linkFor(d *device, target string) *link {
 	return d.link
 }
 
-// writePacket writes packet i of n as an HTTP/1.1 request into the link's buffer. Header
-// names that are not HTTP tokens are left out and line breaks in values become spaces, as
+// writePacket writes packet i of n of r's push as an HTTP/1.1 request into the link's
+// buffer, with the headers linkHeaders gives, written straight from the push. Header names
+// that are not HTTP tokens are left out and line breaks in values become spaces, as
 // net/http's Request.Write does.
-func (l *link) writePacket(base http.Header, i, n int, chunk []byte) {
+func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 	bw := l.bw
+	p := r.p
 	bw.WriteString("POST ")
 	bw.WriteString(l.path)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(l.hostHeader)
 	bw.WriteString("\r\nUser-Agent: bbsim-push-gateway\r\n")
-	for k, vs := range base {
-		if k == "X-Bbsim-Packet" || !httpguts.ValidHeaderFieldName(k) {
+	for k, vs := range p.headers {
+		if linkOwn[k] && (k != "X-Rim-Push-Request-Uri" || p.requestURI != "") || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
-				v = newlineToSpace.Replace(v)
-			}
-			bw.WriteString(strings.TrimSpace(v))
-			bw.WriteString("\r\n")
+			l.field(k, v)
 		}
 	}
 	var num [20]byte
-	bw.WriteString("X-Bbsim-Packet: ")
+	l.field("X-Rim-Push-Id", p.id)
+	bw.WriteString("X-Rim-Push-Dest-Port: ")
+	bw.Write(strconv.AppendInt(num[:0], int64(r.port), 10))
+	bw.WriteString("\r\n")
+	if p.requestURI != "" {
+		l.field("X-Rim-Push-Request-Uri", p.requestURI)
+	}
+	l.field("X-Rim-Push-Reliability-Mode", p.reliability)
+	bw.WriteString("X-Bbsim-Push-Length: ")
+	bw.Write(strconv.AppendInt(num[:0], int64(len(p.body)), 10))
+	bw.WriteString("\r\nX-Bbsim-Packet: ")
 	bw.Write(strconv.AppendInt(num[:0], int64(i), 10))
 	bw.WriteByte('/')
 	bw.Write(strconv.AppendInt(num[:0], int64(n), 10))
@@ -103,6 +109,24 @@ func (l *link) writePacket(base http.Header, i, n int, chunk []byte) {
 	bw.Write(strconv.AppendInt(num[:0], int64(len(chunk)), 10))
 	bw.WriteString("\r\n\r\n")
 	bw.Write(chunk)
+}
+
+// linkOwn are the headers the link sets itself (see linkHeaders); a push's own copies are
+// left out, except X-Rim-Push-Request-Uri when the push names no request URI.
+var linkOwn = map[string]bool{
+	"X-Rim-Push-Id": true, "X-Rim-Push-Dest-Port": true, "X-Rim-Push-Request-Uri": true,
+	"X-Rim-Push-Reliability-Mode": true, "X-Bbsim-Push-Length": true, "X-Bbsim-Packet": true,
+}
+
+// field writes one header line, its value trimmed and on one line.
+func (l *link) field(k, v string) {
+	l.bw.WriteString(k)
+	l.bw.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = newlineToSpace.Replace(v)
+	}
+	l.bw.WriteString(strings.TrimSpace(v))
+	l.bw.WriteString("\r\n")
 }
 
 var newlineToSpace = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
@@ -146,9 +170,9 @@ var errStale = errors.New("link: idle connection closed by the receiver")
 
 // exchange sends the packets on the link, pipelined with at most linkWindow unanswered,
 // and returns the result of the first packet that failed or else of the last one.
-func (l *link) exchange(base http.Header, chunks [][]byte) sendResult {
+func (l *link) exchange(r *recip, chunks [][]byte) sendResult {
 	for attempt := 0; ; attempt++ {
-		res, err := l.try(base, chunks)
+		res, err := l.try(r, chunks)
 		if errors.Is(err, errStale) && attempt == 0 {
 			continue
 		}
@@ -156,7 +180,7 @@ func (l *link) exchange(base http.Header, chunks [][]byte) sendResult {
 	}
 }
 
-func (l *link) try(base http.Header, chunks [][]byte) (sendResult, error) {
+func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
 	if l.conn == nil {
 		if err := l.dial(); err != nil {
 			return sendResult{retry: true, err: fmt.Errorf("dial receiver %s: %w", l.host, err)}, err
@@ -175,7 +199,7 @@ func (l *link) try(base http.Header, chunks [][]byte) (sendResult, error) {
 	n := len(chunks)
 	for answered < n {
 		for written < n && written-answered < linkWindow {
-			l.writePacket(base, written, n, chunks[written])
+			l.writePacket(r, written, n, chunks[written])
 			written++
 		}
 		// A receiver that stops reading or answering must not hold the device's queue.

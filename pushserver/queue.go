@@ -462,14 +462,14 @@ func (s *Server) send(ctx context.Context, d *device, url string, r *recip) send
 		}
 		return body[lo:hi]
 	}
-	base := linkHeaders(r, n)
 	if l := s.linkFor(d, url); l != nil {
 		chunks := make([][]byte, n)
 		for i := range chunks {
 			chunks[i] = packet(i)
 		}
-		return l.exchange(base, chunks)
+		return l.exchange(r, chunks)
 	}
+	base := linkHeaders(r, n)
 	if n > 1 {
 		sem := make(chan struct{}, 5)
 		var wg sync.WaitGroup

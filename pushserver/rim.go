@@ -244,11 +244,19 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 		s.rimError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	w.Header().Set("X-RIM-Push-ID", p.id)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	h := w.Header()
+	h["X-Rim-Push-Id"] = []string{p.id}
+	h["Content-Type"] = plainText
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "push %s accepted for %d recipient(s)\n", p.id, p.recipients)
+	msg := make([]byte, 0, 48+len(p.id))
+	msg = append(msg, "push "...)
+	msg = append(msg, p.id...)
+	msg = append(msg, " accepted for "...)
+	msg = strconv.AppendInt(msg, int64(p.recipients), 10)
+	w.Write(append(msg, " recipient(s)\n"...))
 }
+
+var plainText = []string{"text/plain; charset=utf-8"}
 
 func (s *Server) rimError(w http.ResponseWriter, status int, msg string) {
 	s.m.rejected.Add(1)
