@@ -391,7 +391,7 @@ func BenchmarkStore(b *testing.B) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0, disk0 := cpuTime(), diskWritten()
 	for range 32 {
 		wg.Add(1)
 		go func() {
@@ -417,4 +417,24 @@ func BenchmarkStore(b *testing.B) {
 	wg.Wait()
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/push")
 	b.ReportMetric(float64(st.nOps.Load())/float64(st.nCommits.Load()), "ops/commit")
+	if disk0 >= 0 {
+		b.ReportMetric(float64(diskWritten()-disk0)/float64(b.N), "disk-B/push")
+	}
+}
+
+// diskWritten is what this process has caused to be written to storage (write_bytes in
+// /proc/self/io: the WAL frames and checkpoints), or -1 where that is not available.
+func diskWritten() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
