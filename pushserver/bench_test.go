@@ -47,7 +47,6 @@ func raiseNoFile(b *testing.B) uint64 {
 // per push on this machine).
 type fleet struct {
 	url     string // the listener's base URL
-	kind    string // fasthttp or net/http
 	count   atomic.Int64
 	target  atomic.Int64
 	done    chan struct{}
@@ -73,7 +72,7 @@ func newFleet(b *testing.B, record bool) *fleet {
 }
 
 func newFleetOf(b *testing.B, kind string, record bool) *fleet {
-	fl := &fleet{done: make(chan struct{}, 1), record: record, kind: kind}
+	fl := &fleet{done: make(chan struct{}, 1), record: record}
 	if kind == receiversStd {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)

@@ -80,20 +80,24 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*Initiato
 	return nil, false
 }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	var body []byte
-	var err error
+// readAll reads a request body up to MaxBodyBytes; over it, the error is an
+// *http.MaxBytesError.
+func (s *Server) readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= s.opts.MaxBodyBytes && n <= 1<<20 {
 		// A declared length: read it into a buffer of that size (net/http's body reader
 		// ends at the length and reports a body cut short).
-		body = make([]byte, n)
-		_, err = io.ReadFull(r.Body, body)
+		body := make([]byte, n)
+		_, err := io.ReadFull(r.Body, body)
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-	} else {
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+		return body, err
 	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := s.readAll(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -288,7 +288,7 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 		s.m.rejected.Add(1)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	body, err := s.readAll(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
