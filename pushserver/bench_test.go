@@ -353,6 +353,7 @@ func BenchmarkInitiatorConnections10k(b *testing.B) {
 		wg.Wait()
 		el := time.Since(start)
 		b.StopTimer()
+		rss := childRSS(b, ch.cmd.Process.Pid) // with every connection open and idle
 		for _, c := range cs {
 			if c != nil {
 				c.Close()
@@ -363,10 +364,30 @@ func BenchmarkInitiatorConnections10k(b *testing.B) {
 		b.ReportMetric(float64(errs.Load()), "errors")
 		b.ReportMetric(held.Seconds()*1000, "open-all-ms")
 		b.ReportMetric(float64(ok.Load())/el.Seconds(), "pushes/s")
+		b.ReportMetric(float64(rss)/(1<<20), "gateway-rss-MiB")
 		if errs.Load() > 0 {
 			b.Errorf("%d of %d connections failed", errs.Load(), conns)
 		}
 	}
+}
+
+// childRSS is the resident memory of process pid in bytes (VmRSS in /proc/pid/status).
+func childRSS(b *testing.B, pid int) int64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(st)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
 }
 
 // benchInitiators is the number of initiator connections of BenchmarkRIMEndToEnd:

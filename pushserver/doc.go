@@ -3,7 +3,8 @@
 // device link (docs/device-link.md) to attached handsets through per-device ordered queues
 // with flow control, reporting results to the initiators' notify URLs.
 //
-// Endpoints (one http.Server, plus Options.Mount):
+// Endpoints (one listener, plus Options.Mount; HTTP/1.1 through fasthttp, handlers are
+// net/http handlers, see front.go):
 //
 //	POST /push?DESTINATION=…&PORT=…&REQUESTURI=…   RIM push: 200, 400, 401/403, 413, 414/431, 503
 //	POST /pap                                       PAP 2.0/2.1 push, replace, status query, cancel

@@ -114,7 +114,7 @@ type Server struct {
 	now    func() time.Time
 	client *http.Client
 	st     *store
-	hs     *http.Server
+	front  *front
 	mux    *http.ServeMux
 
 	ctx      context.Context
@@ -136,7 +136,6 @@ type Server struct {
 	m             metrics
 	closeOnce     sync.Once
 	closeErr      error
-	serving       atomic.Bool
 }
 
 // New opens the store, restores queued pushes and starts the delivery machinery.
@@ -224,14 +223,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.mux = s.routes()
-	s.hs = &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		// The handler answers 414/431 with a hint itself; this hard cap only stops abuse.
-		MaxHeaderBytes: 4*opts.MaxHeaderBytes + 4096,
-		IdleTimeout:    2 * time.Minute,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	s.front = s.newFront()
 	s.wg.Add(1)
 	go s.reaper()
 	return s, nil
@@ -242,23 +234,19 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 // Serve accepts connections on ln until Shutdown or Close; it then returns ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.hs.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.front.serve(ln)
 }
 
 // Shutdown stops accepting requests, waits for active ones (bounded by ctx), stops delivery
 // and closes the store. Queued pushes stay in the store for the next start.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.hs.Shutdown(ctx)
+	err := s.front.shutdown(ctx)
 	return errors.Join(err, s.stop())
 }
 
 // Close closes listeners and connections at once, stops delivery and closes the store.
 func (s *Server) Close() error {
-	err := s.hs.Close()
+	err := s.front.close()
 	return errors.Join(err, s.stop())
 }
 
