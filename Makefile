@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/bbsim
 # Debian packages the tests drive as real peers.
-TEST_DEBS := curl tmux python3 dovecot-imapd dovecot-pop3d dovecot-lmtpd
+TEST_DEBS := curl tmux python3 dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql
 TEST_CMDS := curl tmux python3 dovecot
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME  ?= 30s
@@ -20,6 +20,7 @@ run: build
 # Installs the outside peers the tests use when any is missing (needs apt-get).
 test-deps:
 	@missing=""; for c in $(TEST_CMDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test peers (missing:$$missing)"; \
 		$(SUDO) apt-get update -qq && \

@@ -56,6 +56,7 @@ type Push struct {
 	MaxHeaderBytes     int
 	MaxBodyBytes       int64
 	ReadHeaderTimeout  time.Duration
+	DB                 string   // postgres://… for a PostgreSQL push store; empty: SQLite in Data
 	Auth               []string // NAME:PASSWORD[:PIN,$group...]
 	Apps               []string // APPID:PASSWORD:PORT[:CPURL]
 }
@@ -324,6 +325,9 @@ func (c Config) Validate() error {
 	if c.Push.MaxBodyBytes <= 0 {
 		add(fmt.Errorf("--max-body-bytes %d: must be positive", c.Push.MaxBodyBytes))
 	}
+	if db := c.Push.DB; db != "" && !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") {
+		add(fmt.Errorf("--push-db %q: want a postgres:// or postgresql:// URL, or nothing for SQLite in --data", redactURL(db)))
+	}
 	for _, g := range c.Push.Groups {
 		_, _, err := ParseGroup(g)
 		add(err)
@@ -365,4 +369,12 @@ func (c Config) Validate() error {
 		add(err)
 	}
 	return errors.Join(errs...)
+}
+
+// redactURL hides the password of a URL for messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }

@@ -57,6 +57,12 @@ func TestPrecedence(t *testing.T) {
 			}
 			return ""
 		}},
+		{"push store from env", nil, map[string]string{"BBSIM_PUSH_DB": "postgres://bbsim:pw@127.0.0.1:5432/push"}, func(c Config) string {
+			if c.Push.DB != "postgres://bbsim:pw@127.0.0.1:5432/push" {
+				return "push db = " + c.Push.DB
+			}
+			return ""
+		}},
 		{"repeatable env", nil, map[string]string{"BBSIM_USER": "a@x.test:p b@x.test:q:2100000B"}, func(c Config) string {
 			if len(c.Mail.Users) != 2 || c.Mail.Users[1].PIN != "2100000B" {
 				return "env users not applied"
@@ -94,6 +100,13 @@ func TestBadEnvIsReported(t *testing.T) {
 	_, err := load(t, GroupMail, nil, map[string]string{"BBSIM_USER": "nocolon"})
 	if err == nil || !strings.Contains(err.Error(), "BBSIM_USER") {
 		t.Fatalf("Load with BBSIM_USER=nocolon = %v, want an error naming the variable", err)
+	}
+}
+
+func TestBadPushDBIsReportedWithoutPassword(t *testing.T) {
+	_, err := load(t, GroupData|GroupMail|GroupPush|GroupDNS|GroupHandset, []string{"--push-db", "mysql://bbsim:s3cret@db/push"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "--push-db") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Load with --push-db mysql://… = %v, want an error naming the flag, without the password", err)
 	}
 }
 

@@ -55,6 +55,18 @@ type userList struct {
 	inherited bool
 }
 
+// secretURL is a URL flag whose password --help does not show.
+type secretURL struct{ p *string }
+
+func (v secretURL) String() string {
+	if v.p == nil || *v.p == "" {
+		return ""
+	}
+	return redactURL(*v.p)
+}
+
+func (v secretURL) Set(s string) error { *v.p = s; return nil }
+
 func (u *userList) String() string {
 	if u.p == nil {
 		return ""
@@ -116,6 +128,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.IntVar(&p.MaxHeaderBytes, "max-header-bytes", p.MaxHeaderBytes, "request line and header limit (then 414/431)")
 		fs.Int64Var(&p.MaxBodyBytes, "max-body-bytes", p.MaxBodyBytes, "push request body limit (then 413)")
 		fs.DurationVar(&p.ReadHeaderTimeout, "read-header-timeout", p.ReadHeaderTimeout, "time a push initiator has to send its headers")
+		fs.Var(secretURL{&p.DB}, "push-db", "push store `URL`: postgres://… keeps pushes in PostgreSQL, one gateway per database (empty: SQLite in --data)")
 		fs.Var(&listValue{p: &p.Auth, inherited: true}, "push-auth", "push initiator `NAME:PASSWORD[:PIN,$group...]` (repeatable; turns push authentication on)")
 		fs.Var(&listValue{p: &p.Apps, inherited: true}, "push-app", "BIS push application `APPID:PASSWORD:PORT[:CPURL]` (repeatable)")
 	}

@@ -402,7 +402,7 @@ func benchInitiators() int {
 // BenchmarkStore: the store's work for one delivered single-recipient push (insert, then
 // final state), 32 pushes submitted concurrently like handlers do, so group commits form.
 func BenchmarkStore(b *testing.B) {
-	st, err := openStore(b.TempDir())
+	st, err := openStore(b.TempDir(), "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 const (
 	childEnv          = "BBSIM_PUSHSERVER_TEST_CHILD_DATA"
 	childMaxActiveEnv = "BBSIM_PUSHSERVER_TEST_CHILD_MAX_ACTIVE"
+	childPushDBEnv    = "BBSIM_PUSHSERVER_TEST_CHILD_PUSH_DB"
 )
 
 func TestMain(m *testing.M) {
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 
 // runChild runs a push server as a separate process for the durability test.
 func runChild(dir string) int {
-	opts := Options{DataDir: dir, Devices: seedDevices(), PacketSize: 1024}
+	opts := Options{DataDir: dir, Devices: seedDevices(), PacketSize: 1024, PushDB: os.Getenv(childPushDBEnv)}
 	if n, err := strconv.Atoi(os.Getenv(childMaxActiveEnv)); err == nil {
 		opts.MaxActive = n
 	}
@@ -86,9 +87,15 @@ func (c *child) kill(t testing.TB) {
 
 func TestDurabilityAcrossSIGKILL(t *testing.T) {
 	t.Parallel()
+	durabilityAcrossSIGKILL(t)
+}
+
+// durabilityAcrossSIGKILL is TestDurabilityAcrossSIGKILL with more environment for the
+// server process (its store).
+func durabilityAcrossSIGKILL(t *testing.T, env ...string) {
 	dir := t.TempDir()
 	rc := newReceiver(t)
-	c := startChild(t, dir)
+	c := startChild(t, dir, env...)
 	big := strings.Repeat("packetized content ", 400) // 7600 bytes = 8 packets of 1 KiB
 	var ids []string
 	for i := range 6 {
@@ -105,7 +112,7 @@ func TestDurabilityAcrossSIGKILL(t *testing.T) {
 	}
 	c.kill(t)
 
-	c = startChild(t, dir)
+	c = startChild(t, dir, env...)
 	attach(t, c.base, rc, pinA)
 	for i, d := range rc.wait(t, len(ids)) {
 		if d.PushID != ids[i] {
@@ -129,7 +136,7 @@ func TestDurabilityAcrossSIGKILL(t *testing.T) {
 	}
 	// Kill again after delivery: nothing is delivered twice after the next restart.
 	c.kill(t)
-	c = startChild(t, dir)
+	c = startChild(t, dir, env...)
 	code, m := postJSON(t, c.base+"/device/attach", map[string]string{"pin": pinA, "receiver_url": rc.url(pinA)})
 	if code != 200 || m["queued"] != float64(0) {
 		t.Fatalf("attach after second restart = %d %v, want 0 queued", code, m)

@@ -239,9 +239,14 @@ func TestPAPErrors(t *testing.T) {
 
 func TestPAPStatusCancelReplace(t *testing.T) {
 	t.Parallel()
+	papStatusCancelReplace(t, Options{Devices: seedDevices()})
+}
+
+// papStatusCancelReplace is TestPAPStatusCancelReplace with the server's options (its store).
+func papStatusCancelReplace(t *testing.T, opts Options) {
 	rc := newReceiver(t)
 	nt := newNotifications(t)
-	_, base := startServer(t, Options{Devices: seedDevices()})
+	_, base := startServer(t, opts)
 	push := func(msg string) (int, string) {
 		b, ct := papMultipart(papDoctype20, msg, "Content-Type: text/plain\r\n", "content of "+msg[:30])
 		return rawPOST(t, base, "/pap", ct, b)

@@ -41,6 +41,7 @@ type Initiator struct {
 // Options configure a Server. Zero values mean the defaults stated per field.
 type Options struct {
 	DataDir            string              // required: directory of the SQLite store push.db
+	PushDB             string              // postgres://… keeps pushes in PostgreSQL instead; default "" (SQLite)
 	Devices            []Device            // PIN<->email directory seed; default none
 	Groups             map[string][]string // group name (without "$") -> PINs; default none
 	PacketSize         int                 // bytes of body per packet; default 8192
@@ -184,7 +185,7 @@ func New(opts Options) (*Server, error) {
 			},
 		}
 	}
-	st, err := openStore(opts.DataDir)
+	st, err := openStore(opts.DataDir, opts.PushDB)
 	if err != nil {
 		return nil, err
 	}

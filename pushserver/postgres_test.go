@@ -1,0 +1,87 @@
+package pushserver
+
+import (
+	"bytes"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bbsim/bbsim/internal/pgtest"
+)
+
+// TestPostgresStore: with PushDB naming a PostgreSQL database (a real server, started
+// here), pushes are stored there, not in the data directory, and the gateway behaves as
+// with SQLite: delivery, duplicate ids, PAP status/cancel/replace, and queued pushes
+// delivered exactly once after a SIGKILL.
+func TestPostgresStore(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+
+	t.Run("push stored there and delivered", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		dir := t.TempDir()
+		rc := newReceiver(t)
+		s, base := startServer(t, Options{DataDir: dir, PushDB: db, Devices: seedDevices()})
+		attach(t, base, rc, pinA)
+		body := []byte("kept in postgres")
+		code, text, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"X-RIM-Push-ID": "pg-1", "Content-Type": "text/plain"}, body)
+		if code != 200 {
+			t.Fatalf("push = %d %s", code, text)
+		}
+		if d := rc.wait(t, 1)[0]; d.PushID != "pg-1" || !bytes.Equal(d.Body, body) {
+			t.Fatalf("delivered %s %q", d.PushID, d.Body)
+		}
+		waitState(t, s, "pg-1", pinA, "delivered")
+		conn, err := sql.Open("pgx", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var state string
+		var stored []byte
+		err = conn.QueryRow(`SELECT r.state, p.body FROM recipients r JOIN pushes p ON p.id = r.pid WHERE p.push_id = 'pg-1' AND r.pin = $1`, pinA).Scan(&state, &stored)
+		if err != nil || state != "delivered" || !bytes.Equal(stored, body) {
+			t.Fatalf("row in PostgreSQL: state %q body %q err %v, want delivered %q", state, stored, err, body)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "push.db")); !os.IsNotExist(err) {
+			t.Fatalf("push.db in the data directory: %v", err)
+		}
+		code, text, _ = rimPush(t, base, "DESTINATION="+pinA, map[string]string{"X-RIM-Push-ID": "pg-1"}, []byte("again"))
+		if code != 400 || !strings.Contains(text, "duplicate") {
+			t.Fatalf("duplicate push id = %d %q, want 400", code, text)
+		}
+	})
+	t.Run("PAP status, cancel and replace", func(t *testing.T) {
+		t.Parallel()
+		papStatusCancelReplace(t, Options{PushDB: pg.NewDatabase(t), Devices: seedDevices()})
+	})
+	t.Run("queued pushes survive SIGKILL", func(t *testing.T) {
+		t.Parallel()
+		durabilityAcrossSIGKILL(t, childPushDBEnv+"="+pg.NewDatabase(t))
+	})
+	t.Run("one gateway per database", func(t *testing.T) {
+		t.Parallel()
+		db := strings.Replace(pg.NewDatabase(t), "bbsim@", "bbsim:s3cret@", 1) // trust: any password
+		startServer(t, Options{PushDB: db})
+		start := time.Now()
+		_, err := New(Options{DataDir: t.TempDir(), PushDB: db})
+		if err == nil || !strings.Contains(err.Error(), "in use by another bbsim gateway") {
+			t.Fatalf("second gateway on the same database: %v, want refused", err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("error shows the password: %v", err)
+		}
+		t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	})
+	t.Run("not a postgres URL", func(t *testing.T) {
+		t.Parallel()
+		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
+		if err == nil || !strings.Contains(err.Error(), "postgres://") {
+			t.Fatalf("New with a mysql URL = %v, want an error naming postgres://", err)
+		}
+	})
+}
