@@ -3,6 +3,8 @@ package pushserver
 import (
 	"bytes"
 	"database/sql"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,4 +86,47 @@ func TestPostgresStore(t *testing.T) {
 			t.Fatalf("New with a mysql URL = %v, want an error naming postgres://", err)
 		}
 	})
+}
+
+// TestStoreBatchWithFailingOp: in one group commit, an operation that fails (a duplicate
+// push id) leaves the others committed, in SQLite and in PostgreSQL (where the batch is
+// replayed with savepoints).
+func TestStoreBatchWithFailingOp(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	for _, tc := range []struct{ name, pushDB string }{{"sqlite", ""}, {"postgres", pg.NewDatabase(t)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := openStore(t.TempDir(), tc.pushDB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.close()
+			hdr := []byte(`{}`)
+			insert := func(id string) *op {
+				p := &push{id: id, headers: http.Header{}, body: []byte(id), reliability: "transport", acceptedAt: time.Now()}
+				rs := []*recip{{p: p, pin: pinA, port: 7874, state: "queued"}, {p: p, pin: pinB, port: 7874, state: "queued"}}
+				return &op{fn: func(tx *wtx) error { return insertPush(tx, p, hdr, rs) }, err: make(chan error, 1)}
+			}
+			first := insert("first")
+			st.ops <- first
+			if err := <-first.err; err != nil {
+				t.Fatalf("first insert: %v", err)
+			}
+			// The writer is idle now: commit a batch directly, as it would.
+			batch := []*op{insert("before"), insert("first"), insert("after")}
+			st.commit(batch)
+			want := []error{nil, ErrDuplicate, nil}
+			for i, o := range batch {
+				if err := <-o.err; !errors.Is(err, want[i]) {
+					t.Fatalf("batch op %d = %v, want %v", i, err, want[i])
+				}
+			}
+			for _, id := range []string{"before", "first", "after"} {
+				ps, err := st.pushStatus(t.Context(), id)
+				if err != nil || len(ps.Recipients) != 2 {
+					t.Fatalf("push %s after the batch: %+v, %v; want 2 recipients", id, ps, err)
+				}
+			}
+		})
+	}
 }

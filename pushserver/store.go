@@ -407,18 +407,48 @@ func (st *store) writer() {
 func (st *store) commit(batch []*op) {
 	st.nCommits.Add(1)
 	st.nOps.Add(int64(len(batch)))
+	var errs []error
+	var err error
+	if st.d.savepoints {
+		// PostgreSQL: a failed statement aborts the whole transaction, and a savepoint costs
+		// two round trips. So the batch runs without savepoints first and, when any operation
+		// fails, once more with a savepoint around each.
+		if errs, err = st.run(batch, false); errors.Is(err, errReplay) {
+			errs, err = st.run(batch, true)
+		}
+	} else {
+		// SQLite: a failed statement undoes only itself, so one-statement operations need
+		// no savepoint.
+		errs, err = st.run(batch, true)
+	}
+	for i, o := range batch {
+		if err != nil {
+			o.reply(err)
+		} else {
+			o.reply(errs[i])
+		}
+	}
+}
+
+// errReplay: an operation failed in a batch run without savepoints.
+var errReplay = errors.New("push store: replay the batch with savepoints")
+
+// run runs a batch in one transaction and commits it. guarded puts each operation (but a
+// single statement in SQLite) in its own savepoint, so one failing operation leaves the
+// others; unguarded, the first failure rolls the batch back with errReplay.
+func (st *store) run(batch []*op, guarded bool) ([]error, error) {
 	errs := make([]error, len(batch))
 	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
-		for _, o := range batch {
-			o.reply(fmt.Errorf("begin push store transaction: %w", err))
-		}
-		return
+		return nil, fmt.Errorf("begin push store transaction: %w", err)
 	}
 	w := &wtx{tx: tx, st: st, bound: make(map[string]*sql.Stmt, 8)}
 	for i, o := range batch {
-		if o.single && !st.d.savepoints {
-			errs[i] = o.fn(w)
+		if !guarded || (o.single && !st.d.savepoints) {
+			if errs[i] = o.fn(w); errs[i] != nil && !guarded {
+				tx.Rollback()
+				return nil, errReplay
+			}
 			continue
 		}
 		if _, err := w.exec("SAVEPOINT op"); err != nil {
@@ -436,14 +466,9 @@ func (st *store) commit(batch []*op) {
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		for _, o := range batch {
-			o.reply(fmt.Errorf("commit push store transaction: %w", err))
-		}
-		return
+		return nil, fmt.Errorf("commit push store transaction: %w", err)
 	}
-	for i, o := range batch {
-		o.reply(errs[i])
-	}
+	return errs, nil
 }
 
 func (st *store) close() error {
