@@ -431,7 +431,7 @@ func benchStore(b *testing.B, pushDB string) {
 				}
 				p := &push{id: fmt.Sprintf("st-%d", i), headers: http.Header{}, body: []byte("<p>bench</p>"), reliability: "transport", acceptedAt: time.Now()}
 				r := &recip{p: p, pin: "2100000A", port: 7874, state: "queued"}
-				if err := st.do1(context.Background(), func(tx *wtx) error { return insertPush(tx, p, hdr, []*recip{r}) }); err != nil {
+				if err := st.do(context.Background(), pushOp(p, hdr, []*recip{r})); err != nil {
 					b.Error(err)
 					return
 				}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestPostgresStore: with PushDB naming a PostgreSQL database (a real server, started
@@ -88,9 +89,9 @@ func TestPostgresStore(t *testing.T) {
 	})
 }
 
-// TestStoreBatchWithFailingOp: in one group commit, an operation that fails (a duplicate
-// push id) leaves the others committed, in SQLite and in PostgreSQL (where the batch is
-// replayed with savepoints).
+// TestStoreBatchWithFailingOp: in one group commit, operations that fail (a duplicate push
+// id; a statement the database refuses) leave the others committed, in SQLite and in
+// PostgreSQL (where the pipelined batch is then replayed with savepoints).
 func TestStoreBatchWithFailingOp(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.Start(t)
@@ -101,24 +102,33 @@ func TestStoreBatchWithFailingOp(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.close()
-			hdr := []byte(`{}`)
 			insert := func(id string) *op {
 				p := &push{id: id, headers: http.Header{}, body: []byte(id), reliability: "transport", acceptedAt: time.Now()}
-				rs := []*recip{{p: p, pin: pinA, port: 7874, state: "queued"}, {p: p, pin: pinB, port: 7874, state: "queued"}}
-				return &op{fn: func(tx *wtx) error { return insertPush(tx, p, hdr, rs) }, err: make(chan error, 1)}
+				o := pushOp(p, []byte(`{}`), []*recip{{p: p, pin: pinA, port: 7874, state: "queued"}, {p: p, pin: pinB, port: 7874, state: "queued"}})
+				o.err = make(chan error, 1)
+				return o
 			}
-			first := insert("first")
-			st.ops <- first
-			if err := <-first.err; err != nil {
+			const orphan = "INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)" // no such push: refused
+			refused := &op{
+				fn:   func(tx *wtx) error { _, err := tx.exec(orphan, -1, pinA, 7874, 0); return err },
+				pipe: func(b *pgx.Batch, _ *error) { b.Queue(st.d.bind(orphan), -1, pinA, 7874, 0) },
+				err:  make(chan error, 1),
+			}
+			if err := st.do(t.Context(), insert("first")); err != nil {
 				t.Fatalf("first insert: %v", err)
 			}
 			// The writer is idle now: commit a batch directly, as it would.
-			batch := []*op{insert("before"), insert("first"), insert("after")}
+			batch := []*op{insert("before"), insert("first"), refused, insert("after")}
 			st.commit(batch)
-			want := []error{nil, ErrDuplicate, nil}
 			for i, o := range batch {
-				if err := <-o.err; !errors.Is(err, want[i]) {
-					t.Fatalf("batch op %d = %v, want %v", i, err, want[i])
+				err := <-o.err
+				switch {
+				case i == 1 && !errors.Is(err, ErrDuplicate):
+					t.Fatalf("duplicate in the batch = %v, want ErrDuplicate", err)
+				case i == 2 && err == nil:
+					t.Fatal("orphan recipient stored")
+				case (i == 0 || i == 3) && err != nil:
+					t.Fatalf("batch op %d = %v", i, err)
 				}
 			}
 			for _, id := range []string{"before", "first", "after"} {

@@ -241,14 +241,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
 	}
-	insert := func(tx *wtx) error { return insertPush(tx, p, hdr, rs) }
-	if len(rs) == 1 {
-		// Nothing to undo when the only statement that can fail on input (the push row,
-		// on a duplicate id) does nothing: no savepoint needed.
-		err = s.st.do1(ctx, insert)
-	} else {
-		err = s.st.do(ctx, insert)
-	}
+	err = s.st.do(ctx, pushOp(p, hdr, rs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -627,7 +620,7 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 	transportAt := r.transportAt
 	s.mu.Unlock()
 	// The device loop goes on at once; the result is reported once the state is stored.
-	s.st.later(setStateFn(r, state, code, transportAt, at), func(err error) {
+	s.st.later(stateOp(r, state, code, transportAt, at), func(err error) {
 		if err != nil {
 			s.log.Warn("store final state", "push_id", r.p.id, "pin", r.pin, "state", state, "err", err)
 		}

@@ -16,8 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also the "pgx" database/sql driver
+	_ "modernc.org/sqlite"           // the "sqlite" database/sql driver
 )
 
 const schema = `
@@ -147,9 +148,10 @@ type store struct {
 
 type op struct {
 	fn     func(*wtx) error
-	err    chan error      // receives the outcome, or
-	then   func(err error) // is called with it by the writer (it must not block)
-	single bool            // one statement: atomic by itself, needs no savepoint
+	pipe   func(b *pgx.Batch, res *error) // fn as one pipelined PostgreSQL statement, setting the outcome in res
+	err    chan error                     // receives the outcome, or
+	then   func(err error)                // is called with it by the writer (it must not block)
+	single bool                           // one statement: atomic by itself, needs no savepoint
 }
 
 // reply hands an operation its outcome.
@@ -307,21 +309,18 @@ func startStore(d dialect, db *sql.DB, wconn *sql.Conn) *store {
 	return st
 }
 
-// do runs fn in the next group transaction and returns once that transaction is committed.
-func (st *store) do(ctx context.Context, fn func(*wtx) error) error {
-	return st.submit(ctx, &op{fn: fn, err: make(chan error, 1)})
+// do runs o in the next group transaction and returns once that transaction is committed.
+func (st *store) do(ctx context.Context, o *op) error {
+	o.err = make(chan error, 1)
+	return st.submit(ctx, o)
 }
 
-// do1 is do for a function that runs a single statement.
-func (st *store) do1(ctx context.Context, fn func(*wtx) error) error {
-	return st.submit(ctx, &op{fn: fn, err: make(chan error, 1), single: true})
-}
-
-// later runs a single-statement fn in a coming group transaction without waiting for it;
-// then gets the outcome after the commit, on the writer goroutine.
-func (st *store) later(fn func(*wtx) error, then func(error)) {
+// later runs o in a coming group transaction without waiting for it; then gets the
+// outcome after the commit, on the writer goroutine.
+func (st *store) later(o *op, then func(error)) {
+	o.then = then
 	select {
-	case st.ops <- &op{fn: fn, then: then, single: true}:
+	case st.ops <- o:
 	case <-st.quit:
 		then(errStoreClosed)
 	}
@@ -410,10 +409,11 @@ func (st *store) commit(batch []*op) {
 	var errs []error
 	var err error
 	if st.d.savepoints {
-		// PostgreSQL: a failed statement aborts the whole transaction, and a savepoint costs
-		// two round trips. So the batch runs without savepoints first and, when any operation
-		// fails, once more with a savepoint around each.
-		if errs, err = st.run(batch, false); errors.Is(err, errReplay) {
+		// PostgreSQL: a round trip per statement would cost far more than the work, and a
+		// failed statement aborts the whole transaction. So the batch goes first as one
+		// pipeline (one round trip, one implicit transaction) and, when a statement fails,
+		// once more a statement at a time with a savepoint around each operation.
+		if errs, err = st.runPipelined(batch); errors.Is(err, errReplay) {
 			errs, err = st.run(batch, true)
 		}
 	} else {
@@ -428,6 +428,33 @@ func (st *store) commit(batch []*op) {
 			o.reply(errs[i])
 		}
 	}
+}
+
+// runPipelined sends a PostgreSQL batch in one round trip: the operations' statements in
+// order, in the implicit transaction of one pipeline. When a statement fails, nothing is
+// written and the error is errReplay.
+func (st *store) runPipelined(batch []*op) ([]error, error) {
+	for _, o := range batch {
+		if o.pipe == nil {
+			return st.run(batch, false)
+		}
+	}
+	errs := make([]error, len(batch))
+	err := st.wconn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("push store: driver connection %T is not pgx's", dc)
+		}
+		b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(batch))}
+		for i, o := range batch {
+			o.pipe(b, &errs[i])
+		}
+		return c.Conn().SendBatch(context.Background(), b).Close()
+	})
+	if err != nil {
+		return nil, errReplay
+	}
+	return errs, nil
 }
 
 // errReplay: an operation failed in a batch run without savepoints.
@@ -495,6 +522,62 @@ func fromMs(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
+// pushOp stores a push and its recipients; it fills p.key and the recipients' seq.
+func pushOp(p *push, hdr []byte, rs []*recip) *op {
+	return &op{
+		fn:   func(tx *wtx) error { return insertPush(tx, p, hdr, rs) },
+		pipe: func(b *pgx.Batch, res *error) { pipeInsertPush(b, res, p, hdr, rs) },
+		// Nothing to undo when the only statement that can fail on input (the push row, on a
+		// duplicate id) does nothing.
+		single: len(rs) == 1,
+	}
+}
+
+// pgInsertPush stores a push and its recipients in one PostgreSQL statement; no row
+// comes back when the source used the push id before.
+const pgInsertPush = `WITH p AS (
+	INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
+	VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT(push_id,source) DO NOTHING RETURNING id
+)
+INSERT INTO recipients(pid,pin,port,state,updated_at)
+SELECT p.id, x.pin, x.port, 'queued', $12 FROM p, unnest($13::text[], $14::int[]) WITH ORDINALITY AS x(pin, port, ord) ORDER BY x.ord
+RETURNING pid, seq, pin`
+
+func pipeInsertPush(b *pgx.Batch, res *error, p *push, hdr []byte, rs []*recip) {
+	pins := make([]string, len(rs))
+	ports := make([]int32, len(rs))
+	byPIN := make(map[string]*recip, len(rs))
+	for i, r := range rs {
+		pins[i], ports[i], byPIN[r.pin] = r.pin, int32(r.port), r
+	}
+	notifyPAP := 0
+	if p.notifyPAP {
+		notifyPAP = 1
+	}
+	b.Queue(pgInsertPush, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
+		unixMs(p.deliverBefore), unixMs(p.deliverAfter), p.notifyURL, notifyPAP, p.papVersion, unixMs(p.acceptedAt),
+		pins, ports).Query(func(rows pgx.Rows) error {
+		n := 0
+		for rows.Next() {
+			var pid, seq int64
+			var pin string
+			if err := rows.Scan(&pid, &seq, &pin); err != nil {
+				*res = err
+				return nil
+			}
+			p.key = pid
+			if r := byPIN[pin]; r != nil {
+				r.seq = seq
+			}
+			n++
+		}
+		if rows.Err() == nil && n == 0 {
+			*res = ErrDuplicate // the source used this push id before
+		}
+		return rows.Err()
+	})
+}
+
 // insertPush stores a push and its recipients; it fills p.key and the recipients' seq.
 func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 	notifyPAP := 0
@@ -521,17 +604,25 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 }
 
 func (st *store) setState(ctx context.Context, r *recip, state string, code int, transportAt, at time.Time) error {
-	return st.do1(ctx, setStateFn(r, state, code, transportAt, at))
+	return st.do(ctx, stateOp(r, state, code, transportAt, at))
 }
 
-func setStateFn(r *recip, state string, code int, transportAt, at time.Time) func(*wtx) error {
-	seq := r.seq
-	return func(tx *wtx) error {
-		_, err := tx.exec("UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?",
-			state, code, unixMs(transportAt), unixMs(at), seq)
-		return err
+const setStateSQL = "UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?"
+
+// stateOp records a recipient's state.
+func stateOp(r *recip, state string, code int, transportAt, at time.Time) *op {
+	args := []any{state, code, unixMs(transportAt), unixMs(at), r.seq}
+	return &op{
+		fn: func(tx *wtx) error {
+			_, err := tx.exec(setStateSQL, args...)
+			return err
+		},
+		pipe:   func(b *pgx.Batch, _ *error) { b.Queue(pgSetState, args...) },
+		single: true,
 	}
 }
+
+var pgSetState = (&dialect{dollar: true}).bind(setStateSQL)
 
 // pushStatus reads the latest push with this id (over all sources) and its recipients.
 func (st *store) pushStatus(ctx context.Context, pushID string) (PushStatus, error) {
@@ -637,10 +728,18 @@ func (st *store) loadDevices() (map[string]string, error) {
 	return m, rows.Err()
 }
 
+const saveDeviceSQL = "INSERT INTO devices(pin,email) VALUES(?,?) ON CONFLICT(pin) DO UPDATE SET email=excluded.email"
+
+var pgSaveDevice = (&dialect{dollar: true}).bind(saveDeviceSQL)
+
 func (st *store) saveDevice(ctx context.Context, pin, email string) error {
-	return st.do1(ctx, func(tx *wtx) error {
-		_, err := tx.exec("INSERT INTO devices(pin,email) VALUES(?,?) ON CONFLICT(pin) DO UPDATE SET email=excluded.email", pin, email)
-		return err
+	return st.do(ctx, &op{
+		fn: func(tx *wtx) error {
+			_, err := tx.exec(saveDeviceSQL, pin, email)
+			return err
+		},
+		pipe:   func(b *pgx.Batch, _ *error) { b.Queue(pgSaveDevice, pin, email) },
+		single: true,
 	})
 }
 
