@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/internal/pgtest"
 )
 
 // wrkScript makes wrk send RIM pushes as a push application does: one POST /push per
@@ -45,7 +47,8 @@ var wrkResult = regexp.MustCompile(`RESULT requests=(\d+) status=(\d+) connect=(
 // BenchmarkRIMEndToEndWrk: RIM pushes from wrk (an outside HTTP load generator written in C,
 // so the initiators take little of the machine's two cores) accepted, stored and delivered
 // to 1,000 attached receivers, once with each kind of receiver (see fleet).
-// BBSIM_BENCH_INITIATORS connections (default 64), BBSIM_BENCH_SECONDS of load (default 5). Needs wrk (make bench-deps installs it).
+// BBSIM_BENCH_INITIATORS connections (default 64), BBSIM_BENCH_SECONDS of load (default 5),
+// BBSIM_BENCH_STORE=postgres for the PostgreSQL store. Needs wrk (make bench-deps installs it).
 func BenchmarkRIMEndToEndWrk(b *testing.B) {
 	for _, kind := range []string{receiversFast, receiversStd} {
 		b.Run("receivers="+strings.ReplaceAll(kind, "/", "-"), func(b *testing.B) { benchWrk(b, kind) })
@@ -67,7 +70,11 @@ func benchWrk(b *testing.B, kind string) {
 		fl := newFleetOf(b, kind, false)
 		fl.target.Store(-1)
 		devs := benchDevices(1000)
-		s, base := startServer(b, Options{Devices: devs})
+		opts := Options{Devices: devs}
+		if os.Getenv("BBSIM_BENCH_STORE") == "postgres" {
+			opts.PushDB = pgtest.Start(b).NewDatabase(b) // its server's CPU is not in the figures
+		}
+		s, base := startServer(b, opts)
 		attachFleet(b, base, fl, devs)
 		pins := make([]string, len(devs))
 		for i, d := range devs {
