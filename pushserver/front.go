@@ -137,6 +137,14 @@ func (f *front) close() error {
 func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 	rh := &ctx.Request.Header
 	uri := string(rh.RequestURI())
+	if uri == "*" { // the server as a whole (RFC 9110 9.3.7)
+		if rh.IsOptions() {
+			ctx.Response.Header.Set("Allow", "GET, POST")
+			return
+		}
+		ctx.Error("request target * is for OPTIONS only", http.StatusBadRequest)
+		return
+	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
 		s.m.rejected.Add(1)

@@ -1,11 +1,16 @@
 package pushserver
 
 import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzParseRIM(f *testing.F) {
@@ -162,6 +167,57 @@ func FuzzPAPHandler(f *testing.F) {
 			}
 		default:
 			t.Fatalf("POST /pap %q = %d: %s", ctype, w.Code, w.Body.String())
+		}
+	})
+}
+
+// memConn is a connection that reads a fixed request stream and records the answers.
+type memConn struct {
+	r *strings.Reader
+	w bytes.Buffer
+}
+
+func (c *memConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *memConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }
+func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzFront: raw bytes on a connection to the gateway's HTTP front. Nothing panics, and
+// every answer is an HTTP/1.1 response whose error statuses carry a text.
+func FuzzFront(f *testing.F) {
+	f.Add("POST /push?DESTINATION=2100000A&PORT=7874&REQUESTURI=/ HTTP/1.1\r\nHost: gw\r\nX-RIM-Push-ID: f1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
+	f.Add("POST /push?DESTINATION=2100000A HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+	f.Add("POST /push?DESTINATION=2100000A HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx")
+	f.Add("POST /push?DESTINATION=2100000A HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nxx")
+	f.Add("POST /pap HTTP/1.1\r\nContent-Type: application/xml\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n<pap>\r\n0\r\n\r\n")
+	f.Add("GET /api/v1/pushes/f1 HTTP/1.1\r\n\r\nGET /metrics HTTP/1.0\r\n\r\n")
+	f.Add("POST http://gw/push?DESTINATION=%zz HTTP/1.1\r\n\r\n")
+	f.Add("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+	f.Add("GET /device/attach HTTP/1.1\r\nX: " + strings.Repeat("y", 7000) + "\r\n\r\n") // over the front's 6 KiB
+	f.Add("HELLO\r\n\r\n")
+	s, err := New(Options{DataDir: f.TempDir(), Devices: seedDevices(), MaxActive: 1 << 30, MaxBodyBytes: 4096, MaxHeaderBytes: 512})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	f.Fuzz(func(t *testing.T, raw string) {
+		c := &memConn{r: strings.NewReader(raw)}
+		s.front.fs.ServeConn(c)
+		out := strings.TrimPrefix(c.w.String(), "HTTP/1.1 100 Continue\r\n\r\n")
+		if out == "" {
+			return // nothing complete to answer
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), nil)
+		if err != nil {
+			t.Fatalf("answer to %q is not HTTP: %v\n%q", raw, err, out)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode >= 400 && len(b) == 0 {
+			t.Fatalf("answer %d to %q without a text", resp.StatusCode, raw)
 		}
 	})
 }
