@@ -199,3 +199,40 @@ func TestCloseDropsConnections(t *testing.T) {
 		t.Fatalf("Serve after Close = %v, want ErrServerClosed", err)
 	}
 }
+
+// TestShutdownFinishesInFlight: Shutdown waits for a request whose body is still arriving;
+// it gets its answer (with Connection: close) and Shutdown returns once it has.
+func TestShutdownFinishesInFlight(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{DataDir: t.TempDir(), Devices: seedDevices()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	cv := dialRaw(t, "http://"+ln.Addr().String())
+	io.WriteString(cv.c, "POST /push?DESTINATION="+pinA+" HTTP/1.1\r\nHost: gw\r\nX-RIM-Push-ID: late\r\nContent-Length: 10\r\n\r\nhalf")
+	time.Sleep(100 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(t.Context()) }()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) with a request in flight", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	code, text, closing := cv.ask("-of-it")
+	if code != 200 || !strings.Contains(text, "late accepted") || !closing {
+		t.Fatalf("in-flight push = %d %q (closing %v), want 200 and Connection: close", code, text, closing)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return after the last answer")
+	}
+}
