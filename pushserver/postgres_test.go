@@ -140,3 +140,35 @@ func TestStoreBatchWithFailingOp(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresRestart: the database restarts under a running gateway (every connection
+// ends); the next pushes are stored and delivered, and the gateway still holds its lock.
+func TestPostgresRestart(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	db := pg.NewDatabase(t)
+	rc := newReceiver(t)
+	_, base := startServer(t, Options{PushDB: db, Devices: seedDevices()})
+	attach(t, base, rc, pinA)
+	push := func(id string) {
+		t.Helper()
+		code, text, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"X-RIM-Push-ID": id, "Content-Type": "text/plain"}, []byte(id))
+		if code != 200 {
+			t.Fatalf("push %s = %d %s", id, code, text)
+		}
+		if d := rc.wait(t, 1)[0]; d.PushID != id {
+			t.Fatalf("delivered %s, want %s", d.PushID, id)
+		}
+	}
+	push("before-restart")
+	pg.Restart(t)
+	push("after-restart")
+	push("and-on")
+	var ps PushStatus
+	if code := getJSON(t, base+"/api/v1/pushes/before-restart", &ps); code != 200 || len(ps.Recipients) != 1 {
+		t.Fatalf("status of a push from before the restart = %d %+v", code, ps)
+	}
+	if _, err := New(Options{DataDir: t.TempDir(), PushDB: db}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second gateway after the restart: %v, want refused (the first holds the lock again)", err)
+	}
+}

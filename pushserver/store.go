@@ -270,11 +270,38 @@ func openPostgres(pushDB string) (*store, error) {
 	db.SetMaxOpenConns(8)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// The writer's connection holds the gateway's lock on the database for the store's life.
-	wconn, err := db.Conn(ctx)
+	wconn, err := pgWriterConn(ctx, db, where)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open push store %s: %w", where, err)
+		return nil, err
+	}
+	if _, err := wconn.ExecContext(ctx, pgSchema); err != nil {
+		wconn.Close()
+		db.Close()
+		return nil, fmt.Errorf("create push store schema %s: %w", where, err)
+	}
+	return startStore(dialect{where: where, dollar: true, savepoints: true, returning: true}, db, wconn), nil
+}
+
+// pgWriterConn takes a live connection from db and the gateway's lock on the database
+// with it; the writer keeps that connection, and with it the lock, for the store's life.
+func pgWriterConn(ctx context.Context, db *sql.DB, where string) (*sql.Conn, error) {
+	var wconn *sql.Conn
+	for attempt := 1; ; attempt++ {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open push store %s: %w", where, err)
+		}
+		// A pooled connection may be one the server ended (it restarted): a failed ping
+		// drops it from the pool, and the next one is tried.
+		if err = c.PingContext(ctx); err == nil {
+			wconn = c
+			break
+		}
+		c.Close()
+		if attempt == 10 {
+			return nil, fmt.Errorf("open push store %s: %w", where, err)
+		}
 	}
 	// A gateway that just crashed holds the lock until its server process notices the
 	// closed connection: wait a little for it.
@@ -282,7 +309,6 @@ func openPostgres(pushDB string) (*store, error) {
 	for wait := time.Now().Add(5 * time.Second); ; {
 		if err := wconn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", pgLockKey).Scan(&locked); err != nil {
 			wconn.Close()
-			db.Close()
 			return nil, fmt.Errorf("lock push store %s: %w", where, err)
 		}
 		if locked || time.Now().After(wait) {
@@ -292,15 +318,23 @@ func openPostgres(pushDB string) (*store, error) {
 	}
 	if !locked {
 		wconn.Close()
-		db.Close()
 		return nil, fmt.Errorf("push store %s is in use by another bbsim gateway: one gateway per database", where)
 	}
-	if _, err := wconn.ExecContext(ctx, pgSchema); err != nil {
-		wconn.Close()
-		db.Close()
-		return nil, fmt.Errorf("create push store schema %s: %w", where, err)
+	return wconn, nil
+}
+
+// reconnect replaces the writer's PostgreSQL connection after it failed (the database
+// restarted or the network dropped it) and takes the gateway's lock again.
+func (st *store) reconnect() error {
+	st.wconn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wconn, err := pgWriterConn(ctx, st.db, st.d.where)
+	if err != nil {
+		return err
 	}
-	return startStore(dialect{where: where, dollar: true, savepoints: true, returning: true}, db, wconn), nil
+	st.wconn = wconn
+	return nil
 }
 
 func startStore(d dialect, db *sql.DB, wconn *sql.Conn) *store {
@@ -413,8 +447,15 @@ func (st *store) commit(batch []*op) {
 		// failed statement aborts the whole transaction. So the batch goes first as one
 		// pipeline (one round trip, one implicit transaction) and, when a statement fails,
 		// once more a statement at a time with a savepoint around each operation.
-		if errs, err = st.runPipelined(batch); errors.Is(err, errReplay) {
-			errs, err = st.run(batch, true)
+		errs, err = st.runPG(batch)
+		if err != nil && st.wconn.PingContext(context.Background()) != nil {
+			// The connection failed, not the batch: connect again and run it once more. (A
+			// commit whose answer was lost with the connection comes back as duplicates.)
+			if rerr := st.reconnect(); rerr != nil {
+				err = errors.Join(err, rerr)
+			} else {
+				errs, err = st.runPG(batch)
+			}
 		}
 	} else {
 		// SQLite: a failed statement undoes only itself, so one-statement operations need
@@ -428,6 +469,16 @@ func (st *store) commit(batch []*op) {
 			o.reply(errs[i])
 		}
 	}
+}
+
+// runPG runs a batch in PostgreSQL: pipelined, then, when a statement failed, replayed
+// with savepoints.
+func (st *store) runPG(batch []*op) ([]error, error) {
+	errs, err := st.runPipelined(batch)
+	if errors.Is(err, errReplay) {
+		errs, err = st.run(batch, true)
+	}
+	return errs, err
 }
 
 // runPipelined sends a PostgreSQL batch in one round trip: the operations' statements in

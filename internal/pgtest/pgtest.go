@@ -26,6 +26,8 @@ import (
 type Server struct {
 	Port  int
 	dir   string
+	bin   string
+	cred  *syscall.Credential
 	cmd   *exec.Cmd
 	admin *sql.DB
 	n     atomic.Int64
@@ -87,41 +89,60 @@ func Start(t testing.TB) *Server {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	port := freePort(t)
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
+	s := &Server{Port: freePort(t), dir: dir, bin: bin, cred: cred}
+	t.Cleanup(s.stop)
+	s.start(t)
+	if s.admin, err = sql.Open("pgx", s.url("postgres")); err != nil {
+		t.Fatal(err)
+	}
+	s.waitReady(t)
+	return s
+}
+
+// start starts the server process on the cluster in s.dir.
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.Port), "-k", s.dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=32MB", "-c", "max_connections=200")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
-	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start postgres: %v", err)
 	}
-	s := &Server{Port: port, dir: dir, cmd: cmd}
-	t.Cleanup(s.stop)
-	s.admin, err = sql.Open("pgx", s.url("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.cmd = cmd
+}
+
+func (s *Server) waitReady(t testing.TB) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err = s.admin.PingContext(ctx)
+		err := s.admin.PingContext(ctx)
 		cancel()
 		if err == nil {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			t.Fatalf("postgres on port %d not ready after 30s: %v\n%s", port, err, log)
+			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			t.Fatalf("postgres on port %d not ready after 30s: %v\n%s", s.Port, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s
+}
+
+// Restart stops the server (ending every connection) and starts it again on the same
+// port and data: what clients see when their database restarts.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.halt()
+	s.start(t)
+	s.waitReady(t)
 }
 
 func freePort(t testing.TB) int {
@@ -147,10 +168,10 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	return s.url(name)
 }
 
-// stop ends the server: a fast shutdown, then SIGKILL after 5 seconds.
-func (s *Server) stop() {
-	if s.admin != nil {
-		s.admin.Close()
+// halt ends the server process: a fast shutdown, then SIGKILL after 5 seconds.
+func (s *Server) halt() {
+	if s.cmd == nil {
+		return
 	}
 	s.cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan struct{})
@@ -161,4 +182,12 @@ func (s *Server) stop() {
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
+	s.cmd = nil
+}
+
+func (s *Server) stop() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	s.halt()
 }
