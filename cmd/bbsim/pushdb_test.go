@@ -1,0 +1,65 @@
+package main
+
+import (
+	"database/sql"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bbsim/bbsim/internal/pgtest"
+)
+
+// TestServerPushDB: `bbsim server --push-db postgres://…` keeps what curl pushes in that
+// PostgreSQL database, and a second server on it is refused with the reason.
+func TestServerPushDB(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Start(t).NewDatabase(t)
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := exec.Command(bbsimBin, "server", "--data", t.TempDir(), "--push-db", db, "--push", addr,
+		"--imap", "", "--pop3", "", "--smtp", "", "--webmail", "", "--dns", "")
+	var stderr strings.Builder
+	srv.Stderr = &stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	waitFor(t, 30*time.Second, "the push server listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	out, err := exec.Command("curl", "-s", "-X", "POST", "-H", "X-RIM-Push-ID: from-curl", "-H", "Content-Type: text/plain",
+		"--data", "hello postgres", "http://"+addr+"/push?DESTINATION=2100000A&PORT=7874").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "accepted") {
+		t.Fatalf("curl push: %v %s", err, out)
+	}
+	conn, err := sql.Open("pgx", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var state, body string
+	err = conn.QueryRow(`SELECT r.state, convert_from(p.body, 'UTF8') FROM pushes p JOIN recipients r ON r.pid = p.id WHERE p.push_id = 'from-curl'`).Scan(&state, &body)
+	if err != nil || state != "queued" || body != "hello postgres" {
+		t.Fatalf("row in PostgreSQL: %q %q %v, want queued (the handset is away) and the body", state, body, err)
+	}
+	ln2 := listen(t)
+	addr2 := ln2.Addr().String()
+	ln2.Close()
+	_, errOut, code := runBBSim(t, t.Context(), "server", "--data", t.TempDir(), "--push-db", db, "--push", addr2,
+		"--imap", "", "--pop3", "", "--smtp", "", "--webmail", "", "--dns", "")
+	if code == 0 || !strings.Contains(errOut, "in use by another bbsim gateway") {
+		t.Fatalf("second server on the database: exit %d, stderr %q", code, errOut)
+	}
+	srv.Process.Signal(syscall.SIGTERM)
+	if err := srv.Wait(); err != nil {
+		t.Fatalf("server after SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
