@@ -96,18 +96,19 @@ CREATE TABLE IF NOT EXISTS devices(
 // open: one gateway per database, since each delivers the queued pushes it loads.
 const pgLockKey = 0x62627369 // "bbsi"
 
-// dialect is what differs between the SQLite and the PostgreSQL push store.
+// dialect is what differs between the SQLite and the PostgreSQL push store. In PostgreSQL
+// placeholders are $1, $2… (the queries are written with ?), new keys come from INSERT …
+// RETURNING, and a failed statement aborts the whole transaction, so a group commit runs
+// as a pipeline and is replayed with savepoints when a statement fails (commit).
 type dialect struct {
-	where      string // the store's location for messages (a path, or the URL without password)
-	dollar     bool   // placeholders are $1, $2… (queries are written with ?)
-	savepoints bool   // a savepoint around every operation: a failed statement aborts a PostgreSQL transaction
-	returning  bool   // new keys come from INSERT … RETURNING (no LastInsertId)
+	where string // the store's location for messages (a path, or the URL without password)
+	pg    bool   // PostgreSQL; otherwise SQLite
 }
 
 // bind rewrites a query's ? placeholders for the dialect. The store's queries have no ?
 // inside string literals.
 func (d *dialect) bind(query string) string {
-	if !d.dollar || !strings.Contains(query, "?") {
+	if !d.pg || !strings.Contains(query, "?") {
 		return query
 	}
 	var b strings.Builder
@@ -206,7 +207,7 @@ func (w *wtx) queryRow(query string, args ...any) *sql.Row {
 // insert runs an INSERT (… ON CONFLICT DO NOTHING) and returns the new row's key column;
 // ok is false when a conflict left the table as it was.
 func (w *wtx) insert(query, key string, args ...any) (id int64, ok bool, err error) {
-	if w.st.d.returning {
+	if w.st.d.pg {
 		err = w.queryRow(query+" RETURNING "+key, args...).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, false, nil
@@ -280,7 +281,7 @@ func openPostgres(pushDB string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create push store schema %s: %w", where, err)
 	}
-	return startStore(dialect{where: where, dollar: true, savepoints: true, returning: true}, db, wconn), nil
+	return startStore(dialect{where: where, pg: true}, db, wconn), nil
 }
 
 // pgWriterConn takes a live connection from db and the gateway's lock on the database
@@ -442,7 +443,7 @@ func (st *store) commit(batch []*op) {
 	st.nOps.Add(int64(len(batch)))
 	var errs []error
 	var err error
-	if st.d.savepoints {
+	if st.d.pg {
 		// PostgreSQL: a round trip per statement would cost far more than the work, and a
 		// failed statement aborts the whole transaction. So the batch goes first as one
 		// pipeline (one round trip, one implicit transaction) and, when a statement fails,
@@ -460,7 +461,7 @@ func (st *store) commit(batch []*op) {
 	} else {
 		// SQLite: a failed statement undoes only itself, so one-statement operations need
 		// no savepoint.
-		errs, err = st.run(batch, true)
+		errs, err = st.run(batch)
 	}
 	for i, o := range batch {
 		if err != nil {
@@ -476,7 +477,7 @@ func (st *store) commit(batch []*op) {
 func (st *store) runPG(batch []*op) ([]error, error) {
 	errs, err := st.runPipelined(batch)
 	if errors.Is(err, errReplay) {
-		errs, err = st.run(batch, true)
+		errs, err = st.run(batch)
 	}
 	return errs, err
 }
@@ -487,7 +488,7 @@ func (st *store) runPG(batch []*op) ([]error, error) {
 func (st *store) runPipelined(batch []*op) ([]error, error) {
 	for _, o := range batch {
 		if o.pipe == nil {
-			return st.run(batch, false)
+			return nil, errReplay // an operation without a pipelined form: a statement at a time
 		}
 	}
 	errs := make([]error, len(batch))
@@ -508,13 +509,13 @@ func (st *store) runPipelined(batch []*op) ([]error, error) {
 	return errs, nil
 }
 
-// errReplay: an operation failed in a batch run without savepoints.
+// errReplay: the batch is to run again, a statement at a time with savepoints.
 var errReplay = errors.New("push store: replay the batch with savepoints")
 
-// run runs a batch in one transaction and commits it. guarded puts each operation (but a
-// single statement in SQLite) in its own savepoint, so one failing operation leaves the
-// others; unguarded, the first failure rolls the batch back with errReplay.
-func (st *store) run(batch []*op, guarded bool) ([]error, error) {
+// run runs a batch in one transaction and commits it, each operation (but a single
+// statement in SQLite, where a failed statement undoes only itself) in its own savepoint,
+// so one failing operation leaves the others.
+func (st *store) run(batch []*op) ([]error, error) {
 	errs := make([]error, len(batch))
 	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
@@ -522,11 +523,8 @@ func (st *store) run(batch []*op, guarded bool) ([]error, error) {
 	}
 	w := &wtx{tx: tx, st: st, bound: make(map[string]*sql.Stmt, 8)}
 	for i, o := range batch {
-		if !guarded || (o.single && !st.d.savepoints) {
-			if errs[i] = o.fn(w); errs[i] != nil && !guarded {
-				tx.Rollback()
-				return nil, errReplay
-			}
+		if o.single && !st.d.pg {
+			errs[i] = o.fn(w)
 			continue
 		}
 		if _, err := w.exec("SAVEPOINT op"); err != nil {
@@ -673,7 +671,7 @@ func stateOp(r *recip, state string, code int, transportAt, at time.Time) *op {
 	}
 }
 
-var pgSetState = (&dialect{dollar: true}).bind(setStateSQL)
+var pgSetState = (&dialect{pg: true}).bind(setStateSQL)
 
 // pushStatus reads the latest push with this id (over all sources) and its recipients.
 func (st *store) pushStatus(ctx context.Context, pushID string) (PushStatus, error) {
@@ -781,7 +779,7 @@ func (st *store) loadDevices() (map[string]string, error) {
 
 const saveDeviceSQL = "INSERT INTO devices(pin,email) VALUES(?,?) ON CONFLICT(pin) DO UPDATE SET email=excluded.email"
 
-var pgSaveDevice = (&dialect{dollar: true}).bind(saveDeviceSQL)
+var pgSaveDevice = (&dialect{pg: true}).bind(saveDeviceSQL)
 
 func (st *store) saveDevice(ctx context.Context, pin, email string) error {
 	return st.do(ctx, &op{
