@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/bbsim/bbsim/internal/pgtest"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbsim/bbsim/internal/pgtest"
 	"github.com/valyala/fasthttp"
 )
 
@@ -73,34 +74,115 @@ func newFleet(b *testing.B, record bool) *fleet {
 }
 
 func newFleetOf(b *testing.B, kind string, record bool) *fleet {
+	fl, stop, err := startFleet(kind, record)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(stop)
+	return fl
+}
+
+// startFleet starts the receivers of a fleet on a loopback port. GET /_count answers how
+// many pushes arrived and the CPU time this process has used ("count cpu-µs").
+func startFleet(kind string, record bool) (*fleet, func(), error) {
 	fl := &fleet{done: make(chan struct{}, 1), record: record}
+	countAnswer := func() string {
+		return fmt.Sprintf("%d %d", fl.count.Load(), cpuTime().Microseconds())
+	}
 	if kind == receiversStd {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/_count" {
+				io.WriteString(w, countAnswer())
+				return
+			}
 			io.Copy(io.Discard, r.Body)
 			fl.packet(r.Header.Get("X-Bbsim-Packet"), r.Header.Get("X-RIM-Push-ID"))
 			w.WriteHeader(http.StatusOK)
 		}))
 		srv.Config.MaxHeaderBytes = 1 << 16
 		srv.Start()
-		b.Cleanup(srv.Close)
 		fl.url = srv.URL
-		return fl
+		return fl, srv.Close, nil
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		return nil, nil, err
 	}
 	srv := &fasthttp.Server{
 		Handler: func(c *fasthttp.RequestCtx) {
+			if string(c.Path()) == "/_count" {
+				c.WriteString(countAnswer())
+				return
+			}
 			fl.packet(string(c.Request.Header.Peek("X-Bbsim-Packet")), string(c.Request.Header.Peek("X-RIM-Push-ID")))
 			c.SetStatusCode(fasthttp.StatusOK)
 		},
 		ReadBufferSize: 16 << 10,
 	}
 	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Shutdown() })
 	fl.url = "http://" + ln.Addr().String()
-	return fl
+	return fl, func() { srv.Shutdown() }, nil
+}
+
+// runFleetChild serves a fleet's receivers as a process of their own (see fleetProcess)
+// until stdin closes.
+func runFleetChild(kind string) int {
+	fl, stop, err := startFleet(kind, false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stop()
+	fmt.Printf("ADDR %s\n", fl.url)
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// fleetProcess is a fleet's receivers in a child process, as handsets are apart from the
+// gateway: their CPU is counted apart from the gateway's.
+type fleetProcess struct {
+	url   string
+	cmd   *exec.Cmd
+	stdin io.Closer
+}
+
+func startFleetProcess(b *testing.B, kind string) *fleetProcess {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childFleetEnv+"="+kind)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	fp := &fleetProcess{cmd: cmd, stdin: in}
+	b.Cleanup(func() { in.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if !strings.HasPrefix(line, "ADDR ") {
+		b.Fatalf("receivers process: %q, %v", line, err)
+	}
+	fp.url = strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	return fp
+}
+
+// counts returns the pushes the process's receivers completed and the CPU it has used.
+func (fp *fleetProcess) counts(b *testing.B) (int64, time.Duration) {
+	resp, err := http.Get(fp.url + "/_count")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var n, us int64
+	if _, err := fmt.Fscan(resp.Body, &n, &us); err != nil {
+		b.Fatalf("receivers process count: %v", err)
+	}
+	return n, time.Duration(us) * time.Microsecond
 }
 
 // packet counts a packet with its X-Bbsim-Packet "i/n"; the last one completes a push.
@@ -142,9 +224,9 @@ func benchDevices(n int) []Device {
 	return ds
 }
 
-func attachFleet(b *testing.B, base string, fl *fleet, devs []Device) {
+func attachFleet(b *testing.B, base, fleetURL string, devs []Device) {
 	for _, d := range devs {
-		body := fmt.Sprintf(`{"pin":%q,"email":%q,"receiver_url":"%s/d/%s/"}`, d.PIN, d.Email, fl.url, d.PIN)
+		body := fmt.Sprintf(`{"pin":%q,"email":%q,"receiver_url":"%s/d/%s/"}`, d.PIN, d.Email, fleetURL, d.PIN)
 		resp, err := http.Post(base+"/device/attach", "application/json", strings.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
@@ -194,7 +276,7 @@ func BenchmarkRIMEndToEnd(b *testing.B) {
 	fl := newFleet(b, false)
 	devs := benchDevices(1000)
 	s, base := startServer(b, Options{Devices: devs})
-	attachFleet(b, base, fl, devs)
+	attachFleet(b, base, fl.url, devs)
 	initiators := benchInitiators()
 	c := benchClient(initiators)
 	fl.target.Store(int64(b.N))
@@ -247,7 +329,7 @@ func BenchmarkRIMLatency1000PerSec(b *testing.B) {
 	fl := newFleet(b, true)
 	devs := benchDevices(1000)
 	_, base := startServer(b, Options{Devices: devs})
-	attachFleet(b, base, fl, devs)
+	attachFleet(b, base, fl.url, devs)
 	c := benchClient(256)
 	fl.target.Store(int64(b.N))
 	sent := make([]time.Time, b.N)

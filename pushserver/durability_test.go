@@ -17,11 +17,15 @@ const (
 	childEnv          = "BBSIM_PUSHSERVER_TEST_CHILD_DATA"
 	childMaxActiveEnv = "BBSIM_PUSHSERVER_TEST_CHILD_MAX_ACTIVE"
 	childPushDBEnv    = "BBSIM_PUSHSERVER_TEST_CHILD_PUSH_DB"
+	childFleetEnv     = "BBSIM_PUSHSERVER_TEST_CHILD_FLEET" // a benchmark's receivers
 )
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		os.Exit(runChild(dir))
+	}
+	if kind := os.Getenv(childFleetEnv); kind != "" {
+		os.Exit(runFleetChild(kind))
 	}
 	os.Exit(m.Run())
 }
