@@ -57,6 +57,7 @@ type Push struct {
 	MaxBodyBytes       int64
 	ReadHeaderTimeout  time.Duration
 	DB                 string   // postgres://… for a PostgreSQL push store; empty: SQLite in Data
+	Instance           string   // this gateway's name among those sharing DB; empty: "default"
 	Auth               []string // NAME:PASSWORD[:PIN,$group...]
 	Apps               []string // APPID:PASSWORD:PORT[:CPURL]
 }
@@ -327,6 +328,9 @@ func (c Config) Validate() error {
 	}
 	if db := c.Push.DB; db != "" && !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") {
 		add(fmt.Errorf("--push-db %q: want a postgres:// or postgresql:// URL, or nothing for SQLite in --data", redactURL(db)))
+	}
+	if c.Push.Instance != "" && c.Push.DB == "" {
+		add(fmt.Errorf("--push-instance %q: names a gateway among those sharing a --push-db database; there is none", c.Push.Instance))
 	}
 	for _, g := range c.Push.Groups {
 		_, _, err := ParseGroup(g)

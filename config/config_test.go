@@ -103,6 +103,17 @@ func TestBadEnvIsReported(t *testing.T) {
 	}
 }
 
+func TestPushInstanceNeedsPushDB(t *testing.T) {
+	groups := GroupData | GroupMail | GroupPush | GroupDNS | GroupHandset
+	if _, err := load(t, groups, []string{"--push-instance", "east"}, nil); err == nil || !strings.Contains(err.Error(), "--push-instance") {
+		t.Fatalf("Load with --push-instance alone = %v, want an error naming the flag", err)
+	}
+	c, err := load(t, groups, []string{"--push-instance", "east"}, map[string]string{"BBSIM_PUSH_DB": "postgres://db/push"})
+	if err != nil || c.Push.Instance != "east" {
+		t.Fatalf("Load with --push-instance and BBSIM_PUSH_DB = %+v, %v", c.Push, err)
+	}
+}
+
 func TestBadPushDBIsReportedWithoutPassword(t *testing.T) {
 	_, err := load(t, GroupData|GroupMail|GroupPush|GroupDNS|GroupHandset, []string{"--push-db", "mysql://bbsim:s3cret@db/push"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--push-db") || strings.Contains(err.Error(), "s3cret") {

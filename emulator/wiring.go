@@ -97,7 +97,7 @@ func (e *Emulator) buildPush() error {
 	var svc *bis.Service
 	bisHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { svc.Handler().ServeHTTP(w, r) })
 	ps, err := pushserver.New(pushserver.Options{
-		DataDir: filepath.Join(c.Data, "push"), PushDB: c.Push.DB, Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
+		DataDir: filepath.Join(c.Data, "push"), PushDB: c.Push.DB, PushInstance: c.Push.Instance, Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
 		FlowControlTimeout: c.Push.FlowControlTimeout, MaxActive: c.Push.MaxActive,
 		MaxHeaderBytes: c.Push.MaxHeaderBytes, MaxBodyBytes: c.Push.MaxBodyBytes,
 		ReadHeaderTimeout: c.Push.ReadHeaderTimeout, PushAuth: inits,

@@ -492,7 +492,7 @@ func BenchmarkStore(b *testing.B) {
 }
 
 func benchStore(b *testing.B, pushDB string) {
-	st, err := openStore(b.TempDir(), pushDB)
+	st, err := openStore(b.TempDir(), pushDB, "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -513,7 +513,7 @@ func benchStore(b *testing.B, pushDB string) {
 				}
 				p := &push{id: fmt.Sprintf("st-%d", i), headers: http.Header{}, body: []byte("<p>bench</p>"), reliability: "transport", acceptedAt: time.Now()}
 				r := &recip{p: p, pin: "2100000A", port: 7874, state: "queued"}
-				if err := st.do(context.Background(), pushOp(p, hdr, []*recip{r})); err != nil {
+				if err := st.do(context.Background(), st.pushOp(p, hdr, []*recip{r})); err != nil {
 					b.Error(err)
 					return
 				}

@@ -80,6 +80,45 @@ func TestPostgresStore(t *testing.T) {
 		}
 		t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	})
+	t.Run("gateways sharing a database", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		rc := newReceiver(t)
+		_, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
+		sb, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
+		code, text, _ := rimPush(t, a, "DESTINATION="+pinB+"&PORT=7874", map[string]string{"X-RIM-Push-ID": "shared-1", "Content-Type": "text/plain"}, []byte("via a"))
+		if code != 200 {
+			t.Fatalf("push through a = %d %s", code, text)
+		}
+		// Status from the other gateway, from the database.
+		var ps PushStatus
+		if code := getJSON(t, b+"/api/v1/pushes/shared-1", &ps); code != 200 || len(ps.Recipients) != 1 || ps.Recipients[0].State != "queued" {
+			t.Fatalf("status of a's push through b = %d %+v", code, ps)
+		}
+		// Push ids are unique over the database.
+		if code, text, _ := rimPush(t, b, "DESTINATION="+pinB, map[string]string{"X-RIM-Push-ID": "shared-1"}, []byte("via b")); code != 400 {
+			t.Fatalf("the same id through b = %d %s, want 400", code, text)
+		}
+		// b cannot cancel what a holds.
+		cancel := `<?xml version="1.0"?>` + "\r\n" + papDoctype20 + "\r\n" + `<pap><cancel-message push-id="shared-1"/></pap>`
+		if code, ans := rawPOST(t, b, "/pap", "application/xml", cancel); decodeAnswer(t, ans).Cancel == nil || decodeAnswer(t, ans).Cancel.Result.Code != 2008 {
+			t.Fatalf("cancel through b = %d %s, want 2008", code, ans)
+		}
+		// Each gateway delivers what it accepted, also after a restart.
+		attach(t, b, rc, pinB)
+		rc.none(t, 200*time.Millisecond)
+		sb.Close()
+		_, b = startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
+		attach(t, b, rc, pinB)
+		rc.none(t, 200*time.Millisecond)
+		attach(t, a, rc, pinB)
+		if d := rc.wait(t, 1)[0]; d.PushID != "shared-1" || string(d.Body) != "via a" {
+			t.Fatalf("delivered %s %q, want a's push", d.PushID, d.Body)
+		}
+		if _, err := New(Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
+			t.Fatalf("a second gateway named a: %v, want refused", err)
+		}
+	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
 		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
@@ -97,14 +136,14 @@ func TestStoreBatchWithFailingOp(t *testing.T) {
 	pg := pgtest.Start(t)
 	for _, tc := range []struct{ name, pushDB string }{{"sqlite", ""}, {"postgres", pg.NewDatabase(t)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := openStore(t.TempDir(), tc.pushDB)
+			st, err := openStore(t.TempDir(), tc.pushDB, "")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer st.close()
 			insert := func(id string) *op {
 				p := &push{id: id, headers: http.Header{}, body: []byte(id), reliability: "transport", acceptedAt: time.Now()}
-				o := pushOp(p, []byte(`{}`), []*recip{{p: p, pin: pinA, port: 7874, state: "queued"}, {p: p, pin: pinB, port: 7874, state: "queued"}})
+				o := st.pushOp(p, []byte(`{}`), []*recip{{p: p, pin: pinA, port: 7874, state: "queued"}, {p: p, pin: pinB, port: 7874, state: "queued"}})
 				o.err = make(chan error, 1)
 				return o
 			}

@@ -42,6 +42,7 @@ type Initiator struct {
 type Options struct {
 	DataDir            string              // required: directory of the SQLite store push.db
 	PushDB             string              // postgres://… keeps pushes in PostgreSQL instead; default "" (SQLite)
+	PushInstance       string              // this gateway's name among those sharing PushDB; default "default"
 	Devices            []Device            // PIN<->email directory seed; default none
 	Groups             map[string][]string // group name (without "$") -> PINs; default none
 	PacketSize         int                 // bytes of body per packet; default 8192
@@ -185,7 +186,7 @@ func New(opts Options) (*Server, error) {
 			},
 		}
 	}
-	st, err := openStore(opts.DataDir, opts.PushDB)
+	st, err := openStore(opts.DataDir, opts.PushDB, opts.PushInstance)
 	if err != nil {
 		return nil, err
 	}

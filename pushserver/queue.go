@@ -241,7 +241,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
 	}
-	err = s.st.do(ctx, pushOp(p, hdr, rs))
+	err = s.st.do(ctx, s.st.pushOp(p, hdr, rs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {

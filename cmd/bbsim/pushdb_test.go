@@ -13,7 +13,8 @@ import (
 )
 
 // TestServerPushDB: `bbsim server --push-db postgres://…` keeps what curl pushes in that
-// PostgreSQL database, and a second server on it is refused with the reason.
+// PostgreSQL database; a second server on it under the same name is refused with the
+// reason, and one under another name (--push-instance) shares it.
 func TestServerPushDB(t *testing.T) {
 	t.Parallel()
 	db := pgtest.Start(t).NewDatabase(t)
@@ -58,6 +59,20 @@ func TestServerPushDB(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "in use by another bbsim gateway") {
 		t.Fatalf("second server on the database: exit %d, stderr %q", code, errOut)
 	}
+	// Under a name of its own, a second server shares the database: it answers for the
+	// first one's push.
+	east := exec.Command(bbsimBin, "server", "--data", t.TempDir(), "--push-db", db, "--push-instance", "east", "--push", addr2,
+		"--imap", "", "--pop3", "", "--smtp", "", "--webmail", "", "--dns", "")
+	if err := east.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { east.Process.Kill(); east.Wait() })
+	var status string
+	waitFor(t, 30*time.Second, "the second server answering", func() bool {
+		out, err := exec.Command("curl", "-s", "http://"+addr2+"/api/v1/pushes/from-curl").Output()
+		status = string(out)
+		return err == nil && strings.Contains(status, `"state":"queued"`)
+	})
 	srv.Process.Signal(syscall.SIGTERM)
 	if err := srv.Wait(); err != nil {
 		t.Fatalf("server after SIGTERM: %v\n%s", err, stderr.String())
