@@ -18,7 +18,8 @@ import (
 // TestPostgresStore: with PushDB naming a PostgreSQL database (a real server, started
 // here), pushes are stored there, not in the data directory, and the gateway behaves as
 // with SQLite: delivery, duplicate ids, PAP status/cancel/replace, and queued pushes
-// delivered exactly once after a SIGKILL.
+// delivered exactly once after a SIGKILL. Gateways share a database under names of their
+// own.
 func TestPostgresStore(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.Start(t)
@@ -66,7 +67,7 @@ func TestPostgresStore(t *testing.T) {
 		t.Parallel()
 		durabilityAcrossSIGKILL(t, childPushDBEnv+"="+pg.NewDatabase(t))
 	})
-	t.Run("one gateway per database", func(t *testing.T) {
+	t.Run("one gateway per name", func(t *testing.T) {
 		t.Parallel()
 		db := strings.Replace(pg.NewDatabase(t), "bbsim@", "bbsim:s3cret@", 1) // trust: any password
 		startServer(t, Options{PushDB: db})
