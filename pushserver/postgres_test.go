@@ -212,3 +212,40 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatalf("second gateway after the restart: %v, want refused (the first holds the lock again)", err)
 	}
 }
+
+// TestStoreAdoptsLostCommit: a push whose commit answer was lost with its connection comes
+// back as a duplicate when the batch runs again; the store recognises its own row (same
+// gateway, acceptance time and body) and takes its keys, and leaves a true duplicate one.
+func TestStoreAdoptsLostCommit(t *testing.T) {
+	t.Parallel()
+	st, err := openStore(t.TempDir(), pgtest.Start(t).NewDatabase(t), "east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	at := time.Now()
+	mk := func(body string) (*push, *recip, *op) {
+		p := &push{id: "lost", headers: http.Header{}, body: []byte(body), reliability: "transport", acceptedAt: at}
+		r := &recip{p: p, pin: pinA, port: 7874, state: "queued"}
+		return p, r, st.pushOp(p, []byte(`{}`), []*recip{r})
+	}
+	p1, r1, o1 := mk("once")
+	if err := st.do(t.Context(), o1); err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	p2, r2, o2 := mk("once") // the same push, run again after its answer was lost
+	if err := st.do(t.Context(), o2); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the same push again = %v, want ErrDuplicate from the database", err)
+	}
+	errs := []error{ErrDuplicate}
+	st.adoptLost([]*op{o2}, errs)
+	if errs[0] != nil || p2.key != p1.key || r2.seq != r1.seq {
+		t.Fatalf("adopted: err %v, key %d seq %d; want nil, %d, %d", errs[0], p2.key, r2.seq, p1.key, r1.seq)
+	}
+	_, _, o3 := mk("another body")
+	errs = []error{ErrDuplicate}
+	st.adoptLost([]*op{o3}, errs)
+	if !errors.Is(errs[0], ErrDuplicate) {
+		t.Fatalf("a different push with the same id adopted: %v", errs[0])
+	}
+}

@@ -154,6 +154,7 @@ type store struct {
 type op struct {
 	fn     func(*wtx) error
 	pipe   func(b *pgx.Batch, res *error) // fn as one pipelined PostgreSQL statement, setting the outcome in res
+	adopt  func(st *store) bool           // after a lost commit answer: is the duplicate this operation's own row?
 	err    chan error                     // receives the outcome, or
 	then   func(err error)                // is called with it by the writer (it must not block)
 	single bool                           // one statement: atomic by itself, needs no savepoint
@@ -470,12 +471,13 @@ func (st *store) commit(batch []*op) {
 		// once more a statement at a time with a savepoint around each operation.
 		errs, err = st.runPG(batch)
 		if err != nil && st.wconn.PingContext(context.Background()) != nil {
-			// The connection failed, not the batch: connect again and run it once more. (A
-			// commit whose answer was lost with the connection comes back as duplicates.)
+			// The connection failed, not the batch: connect again and run it once more. A
+			// commit whose answer was lost with the connection comes back as duplicates,
+			// which adoptLost recognises.
 			if rerr := st.reconnect(); rerr != nil {
 				err = errors.Join(err, rerr)
-			} else {
-				errs, err = st.runPG(batch)
+			} else if errs, err = st.runPG(batch); err == nil {
+				st.adoptLost(batch, errs)
 			}
 		}
 	} else {
@@ -488,6 +490,16 @@ func (st *store) commit(batch []*op) {
 			o.reply(err)
 		} else {
 			o.reply(errs[i])
+		}
+	}
+}
+
+// adoptLost clears the duplicate errors of a batch run again after its connection failed
+// when the rows found are the operations' own, committed before the answer was lost.
+func (st *store) adoptLost(batch []*op, errs []error) {
+	for i, o := range batch {
+		if errors.Is(errs[i], ErrDuplicate) && o.adopt != nil && o.adopt(st) {
+			errs[i] = nil
 		}
 	}
 }
@@ -594,12 +606,50 @@ func fromMs(ms int64) time.Time {
 // pushOp stores a push and its recipients; it fills p.key and the recipients' seq.
 func (st *store) pushOp(p *push, hdr []byte, rs []*recip) *op {
 	return &op{
-		fn:   func(tx *wtx) error { return insertPush(tx, p, hdr, rs) },
-		pipe: func(b *pgx.Batch, res *error) { pipeInsertPush(b, res, st.d.instance, p, hdr, rs) },
+		fn:    func(tx *wtx) error { return insertPush(tx, p, hdr, rs) },
+		pipe:  func(b *pgx.Batch, res *error) { pipeInsertPush(b, res, st.d.instance, p, hdr, rs) },
+		adopt: func(st *store) bool { return st.adoptPush(p, rs) },
 		// Nothing to undo when the only statement that can fail on input (the push row, on a
 		// duplicate id) does nothing.
 		single: len(rs) == 1,
 	}
+}
+
+// adoptPush reports whether the stored push with p's id and source is p itself (same
+// gateway, acceptance time and body), and then takes its keys.
+func (st *store) adoptPush(p *push, rs []*recip) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var key int64
+	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id FROM pushes WHERE push_id=? AND source=? AND accepted_at=? AND body=? AND gateway=?"),
+		p.id, p.source, unixMs(p.acceptedAt), p.body, st.d.instance).Scan(&key)
+	if err != nil {
+		return false
+	}
+	rows, err := st.db.QueryContext(ctx, st.d.bind("SELECT seq, pin FROM recipients WHERE pid=?"), key)
+	if err != nil {
+		return false
+	}
+	defer rows.Close()
+	seqs := map[string]int64{}
+	for rows.Next() {
+		var seq int64
+		var pin string
+		if rows.Scan(&seq, &pin) != nil {
+			return false
+		}
+		seqs[pin] = seq
+	}
+	if rows.Err() != nil || len(seqs) != len(rs) {
+		return false
+	}
+	for _, r := range rs {
+		if r.seq = seqs[r.pin]; r.seq == 0 {
+			return false
+		}
+	}
+	p.key = key
+	return true
 }
 
 // pgInsertPush stores a push and its recipients in one PostgreSQL statement; no row
