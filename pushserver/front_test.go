@@ -163,17 +163,7 @@ func TestFrontRequests(t *testing.T) {
 // ErrServerClosed, and a later Serve does too.
 func TestCloseDropsConnections(t *testing.T) {
 	t.Parallel()
-	s, err := New(Options{DataDir: t.TempDir(), Devices: seedDevices()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	base := "http://" + ln.Addr().String()
+	s, base, served := startServing(t, Options{Devices: seedDevices()})
 	idle := dialRaw(t, base)
 	if code, _, _ := idle.ask("GET /api/v1/devices HTTP/1.1\r\nHost: gw\r\n\r\n"); code != 200 {
 		t.Fatalf("devices = %d", code)
@@ -204,16 +194,8 @@ func TestCloseDropsConnections(t *testing.T) {
 // it gets its answer (with Connection: close) and Shutdown returns once it has.
 func TestShutdownFinishesInFlight(t *testing.T) {
 	t.Parallel()
-	s, err := New(Options{DataDir: t.TempDir(), Devices: seedDevices()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	cv := dialRaw(t, "http://"+ln.Addr().String())
+	s, base, _ := startServing(t, Options{Devices: seedDevices()})
+	cv := dialRaw(t, base)
 	io.WriteString(cv.c, "POST /push?DESTINATION="+pinA+" HTTP/1.1\r\nHost: gw\r\nX-RIM-Push-ID: late\r\nContent-Length: 10\r\n\r\nhalf")
 	time.Sleep(100 * time.Millisecond)
 	shut := make(chan error, 1)

@@ -170,6 +170,15 @@ func (n *notifications) wait(t testing.TB, k int) []notice {
 // startServer runs a Server on a loopback listener and returns it and its base URL.
 func startServer(t testing.TB, opts Options) (*Server, string) {
 	t.Helper()
+	s, base, _ := startServing(t, opts)
+	t.Cleanup(func() { s.Close() })
+	return s, base
+}
+
+// startServing starts a server on a loopback port and leaves ending it to the test (for
+// tests of Close and Shutdown); served receives what Serve returned.
+func startServing(t testing.TB, opts Options) (s *Server, base string, served <-chan error) {
+	t.Helper()
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
@@ -181,9 +190,9 @@ func startServer(t testing.TB, opts Options) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	return s, "http://" + ln.Addr().String()
+	ch := make(chan error, 1)
+	go func() { ch <- s.Serve(ln) }()
+	return s, "http://" + ln.Addr().String(), ch
 }
 
 func postJSON(t testing.TB, url string, v any) (int, map[string]any) {

@@ -637,17 +637,8 @@ func TestRIMPushRawSample(t *testing.T) {
 
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	s, err := New(Options{DataDir: t.TempDir(), Devices: seedDevices()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	if code, text, _ := rimPush(t, "http://"+ln.Addr().String(), "DESTINATION=2100000A", nil, []byte("x")); code != 200 {
+	s, base, served := startServing(t, Options{Devices: seedDevices()})
+	if code, text, _ := rimPush(t, base, "DESTINATION=2100000A", nil, []byte("x")); code != 200 {
 		t.Fatalf("push = %d %s", code, text)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

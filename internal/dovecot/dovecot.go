@@ -17,6 +17,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/bbsim/bbsim/internal/childproc"
 	"github.com/emersion/go-smtp"
 )
 
@@ -230,20 +231,7 @@ func up(addr string) bool {
 	return true
 }
 
-func (s *Server) stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		s.cmd.Process.Kill()
-		<-done
-	}
-}
+func (s *Server) stop() { childproc.Stop(s.cmd, syscall.SIGTERM, 5*time.Second) }
 
 // Deliver puts a message in a user's INBOX over LMTP.
 func (s *Server) Deliver(t testing.TB, to string, msg []byte) {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbsim/bbsim/internal/childproc"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 )
 
@@ -170,18 +171,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 
 // halt ends the server process: a fast shutdown, then SIGKILL after 5 seconds.
 func (s *Server) halt() {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	childproc.Stop(s.cmd, syscall.SIGINT, 5*time.Second)
 	s.cmd = nil
 }
 
