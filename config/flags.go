@@ -129,7 +129,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.Int64Var(&p.MaxBodyBytes, "max-body-bytes", p.MaxBodyBytes, "push request body limit (then 413)")
 		fs.DurationVar(&p.ReadHeaderTimeout, "read-header-timeout", p.ReadHeaderTimeout, "time a push initiator has to send its headers")
 		fs.Var(secretURL{&p.DB}, "push-db", "push store `URL`: postgres://… keeps pushes in PostgreSQL, which several gateways may share (empty: SQLite in --data)")
-		fs.StringVar(&p.Instance, "push-instance", p.Instance, "this gateway's `name` among those sharing --push-db; each delivers the pushes it accepted (empty: default)")
+		fs.StringVar(&p.Instance, "push-instance", p.Instance, "this gateway's `name` among those sharing --push-db, which hand pushes to the gateway a handset attaches to (empty: default)")
 		fs.Var(&listValue{p: &p.Auth, inherited: true}, "push-auth", "push initiator `NAME:PASSWORD[:PIN,$group...]` (repeatable; turns push authentication on)")
 		fs.Var(&listValue{p: &p.Apps, inherited: true}, "push-app", "BIS push application `APPID:PASSWORD:PORT[:CPURL]` (repeatable)")
 	}

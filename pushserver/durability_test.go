@@ -17,6 +17,7 @@ const (
 	childEnv          = "BBSIM_PUSHSERVER_TEST_CHILD_DATA"
 	childMaxActiveEnv = "BBSIM_PUSHSERVER_TEST_CHILD_MAX_ACTIVE"
 	childPushDBEnv    = "BBSIM_PUSHSERVER_TEST_CHILD_PUSH_DB"
+	childInstanceEnv  = "BBSIM_PUSHSERVER_TEST_CHILD_PUSH_INSTANCE"
 	childFleetEnv     = "BBSIM_PUSHSERVER_TEST_CHILD_FLEET" // a benchmark's receivers
 )
 
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 
 // runChild runs a push server as a separate process for the durability test.
 func runChild(dir string) int {
-	opts := Options{DataDir: dir, Devices: seedDevices(), PacketSize: 1024, PushDB: os.Getenv(childPushDBEnv)}
+	opts := Options{DataDir: dir, Devices: seedDevices(), PacketSize: 1024, PushDB: os.Getenv(childPushDBEnv), PushInstance: os.Getenv(childInstanceEnv)}
 	if n, err := strconv.Atoi(os.Getenv(childMaxActiveEnv)); err == nil {
 		opts.MaxActive = n
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -83,42 +84,35 @@ func TestPostgresStore(t *testing.T) {
 	})
 	t.Run("gateways sharing a database", func(t *testing.T) {
 		t.Parallel()
+		gatewaysSharing(t, pg.NewDatabase(t))
+	})
+	t.Run("a crashed gateway's pushes", func(t *testing.T) {
+		t.Parallel()
 		db := pg.NewDatabase(t)
 		rc := newReceiver(t)
-		_, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
-		sb, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
-		code, text, _ := rimPush(t, a, "DESTINATION="+pinB+"&PORT=7874", map[string]string{"X-RIM-Push-ID": "shared-1", "Content-Type": "text/plain"}, []byte("via a"))
-		if code != 200 {
-			t.Fatalf("push through a = %d %s", code, text)
+		// Gateway a in a process of its own holds pushes for a device attached nowhere,
+		// and is killed.
+		c := startChild(t, t.TempDir(), childPushDBEnv+"="+db, childInstanceEnv+"=a")
+		for i := range 3 {
+			id := fmt.Sprintf("crashed-%d", i)
+			if code, text, _ := rimPush(t, c.base, "DESTINATION="+pinA+"&PORT=7874", map[string]string{"X-RIM-Push-ID": id}, []byte(id)); code != 200 {
+				t.Fatalf("push %s through a = %d %s", id, code, text)
+			}
 		}
-		// Status from the other gateway, from the database.
-		var ps PushStatus
-		if code := getJSON(t, b+"/api/v1/pushes/shared-1", &ps); code != 200 || len(ps.Recipients) != 1 || ps.Recipients[0].State != "queued" {
-			t.Fatalf("status of a's push through b = %d %+v", code, ps)
+		c.kill(t)
+		// The device attaches at b: b takes the pushes once the database has let go of
+		// a's lock (at once, or at b's next sweep), and delivers them in order, once.
+		_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices(), sweepEvery: 100 * time.Millisecond})
+		attach(t, b, rc, pinA)
+		for i, d := range rc.wait(t, 3) {
+			if want := fmt.Sprintf("crashed-%d", i); d.PushID != want {
+				t.Fatalf("delivery %d = %s, want %s", i, d.PushID, want)
+			}
 		}
-		// Push ids are unique over the database.
-		if code, text, _ := rimPush(t, b, "DESTINATION="+pinB, map[string]string{"X-RIM-Push-ID": "shared-1"}, []byte("via b")); code != 400 {
-			t.Fatalf("the same id through b = %d %s, want 400", code, text)
-		}
-		// b cannot cancel what a holds.
-		cancel := `<?xml version="1.0"?>` + "\r\n" + papDoctype20 + "\r\n" + `<pap><cancel-message push-id="shared-1"/></pap>`
-		if code, ans := rawPOST(t, b, "/pap", "application/xml", cancel); decodeAnswer(t, ans).Cancel == nil || decodeAnswer(t, ans).Cancel.Result.Code != 2008 {
-			t.Fatalf("cancel through b = %d %s, want 2008", code, ans)
-		}
-		// Each gateway delivers what it accepted, also after a restart.
-		attach(t, b, rc, pinB)
-		rc.none(t, 200*time.Millisecond)
-		sb.Close()
-		_, b = startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
-		attach(t, b, rc, pinB)
-		rc.none(t, 200*time.Millisecond)
-		attach(t, a, rc, pinB)
-		if d := rc.wait(t, 1)[0]; d.PushID != "shared-1" || string(d.Body) != "via a" {
-			t.Fatalf("delivered %s %q, want a's push", d.PushID, d.Body)
-		}
-		if _, err := New(Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
-			t.Fatalf("a second gateway named a: %v, want refused", err)
-		}
+		// a comes back and delivers nothing twice.
+		c = startChild(t, t.TempDir(), childPushDBEnv+"="+db, childInstanceEnv+"=a")
+		attach(t, c.base, rc, pinA)
+		rc.none(t, 300*time.Millisecond)
 	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
@@ -247,5 +241,93 @@ func TestStoreAdoptsLostCommit(t *testing.T) {
 	st.adoptLost([]*op{o3}, errs)
 	if !errors.Is(errs[0], ErrDuplicate) {
 		t.Fatalf("a different push with the same id adopted: %v", errs[0])
+	}
+}
+
+// gatewaysSharing: two gateways, a and b, on one PostgreSQL database. The database is the
+// central record: push ids are unique over it and either gateway answers for any push. A
+// push reaches its device wherever the device attaches: the gateway holding it hands it
+// over (and one that is not running has it taken), and it is delivered once.
+func gatewaysSharing(t *testing.T, db string) {
+	rc := newReceiver(t)
+	sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
+	_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
+	rim := func(base, id, dest, body string) {
+		t.Helper()
+		code, text, _ := rimPush(t, base, "DESTINATION="+dest+"&PORT=7874", map[string]string{"X-RIM-Push-ID": id, "Content-Type": "text/plain"}, []byte(body))
+		if code != 200 {
+			t.Fatalf("push %s through %s = %d %s", id, base, code, text)
+		}
+	}
+	got := func(id, body string) {
+		t.Helper()
+		if d := rc.wait(t, 1)[0]; d.PushID != id || string(d.Body) != body {
+			t.Fatalf("delivered %s %q, want %s %q", d.PushID, d.Body, id, body)
+		}
+	}
+	holder := func(id string) string {
+		t.Helper()
+		conn, err := sql.Open("pgx", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var gw, state string
+		if err := conn.QueryRow(`SELECT r.gateway, r.state FROM recipients r JOIN pushes p ON p.id = r.pid WHERE p.push_id = $1`, id).Scan(&gw, &state); err != nil {
+			t.Fatalf("recipient of %s: %v", id, err)
+		}
+		return gw + " " + state
+	}
+
+	// a holds a push for a device attached nowhere; b answers for it from the database.
+	rim(a, "shared-1", pinB, "via a")
+	var ps PushStatus
+	if code := getJSON(t, b+"/api/v1/pushes/shared-1", &ps); code != 200 || len(ps.Recipients) != 1 || ps.Recipients[0].State != "queued" {
+		t.Fatalf("status of a's push through b = %d %+v", code, ps)
+	}
+	if code, text, _ := rimPush(t, b, "DESTINATION="+pinB, map[string]string{"X-RIM-Push-ID": "shared-1"}, []byte("via b")); code != 400 {
+		t.Fatalf("the same id through b = %d %s, want 400", code, text)
+	}
+	cancel := `<?xml version="1.0"?>` + "\r\n" + papDoctype20 + "\r\n" + `<pap><cancel-message push-id="shared-1"/></pap>`
+	if code, ans := rawPOST(t, b, "/pap", "application/xml", cancel); decodeAnswer(t, ans).Cancel == nil || decodeAnswer(t, ans).Cancel.Result.Code != 2008 {
+		t.Fatalf("cancel through b of what a holds = %d %s, want 2008", code, ans)
+	}
+
+	// The device attaches at b: a hands its push over, b delivers it once.
+	attach(t, b, rc, pinB)
+	got("shared-1", "via a")
+	waitState(t, sa, "shared-1", pinB, "delivered")
+	if h := holder("shared-1"); h != "b delivered" {
+		t.Fatalf("shared-1 held by %q, want b delivered", h)
+	}
+
+	// A push through a for the device attached at b, by the e-mail it attached with (not
+	// the one a was given): a learnt it from b.
+	rim(a, "shared-2", strings.ToLower(pinB)+"@bbsim.test", "by e-mail via a")
+	got("shared-2", "by e-mail via a")
+
+	// The device moves to a: b lets it go, and b's pushes follow it.
+	attach(t, a, rc, pinB)
+	rim(b, "shared-3", pinB, "via b")
+	got("shared-3", "via b")
+	if h := holder("shared-3"); h != "a delivered" {
+		t.Fatalf("shared-3 held by %q, want a delivered", h)
+	}
+
+	// a holds a push for the device, now out of coverage, and stops; the device attaches
+	// at b, which takes the push from the stopped gateway.
+	detach(t, a, pinB)
+	rim(a, "shared-4", pinB, "from a stopped gateway")
+	sa.Close()
+	attach(t, b, rc, pinB)
+	got("shared-4", "from a stopped gateway")
+	// a comes back: nothing of it is delivered twice.
+	startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
+	rc.none(t, 300*time.Millisecond)
+	if h := holder("shared-4"); h != "b delivered" {
+		t.Fatalf("shared-4 held by %q, want b delivered", h)
+	}
+	if _, err := New(Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
+		t.Fatalf("a second gateway named a: %v, want refused", err)
 	}
 }

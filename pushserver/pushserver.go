@@ -59,6 +59,8 @@ type Options struct {
 	Client   *http.Client     // deliveries and notifications; default a tuned transport
 	Logger   *slog.Logger     // default discard
 	Now      func() time.Time // clock; default time.Now
+
+	sweepEvery time.Duration // shared store: how often to take pushes from stopped gateways; default 5 s
 }
 
 // Result is the final outcome of a push for one recipient.
@@ -132,6 +134,11 @@ type Server struct {
 	byID    map[string]*push  // latest active push per push id
 	pending map[string]*recip // transport-delivered, awaiting app ack; key push id + "/" + PIN
 	closed  bool
+	// A shared (PostgreSQL) push store's hand-over (handover.go):
+	route     map[string]string // PIN -> the gateway the device attached at last
+	announced map[string]int    // PIN -> own attachment notices not heard back yet
+	moving    map[string]bool   // PINs with a hand-over running -> run it once more
+	storing   map[int64]bool    // recipients final here whose state is not stored yet
 
 	notifySem     chan struct{}
 	notifyWaiting atomic.Int64
@@ -197,6 +204,10 @@ func New(opts Options) (*Server, error) {
 		tokens:    map[string]string{},
 		byID:      map[string]*push{},
 		pending:   map[string]*recip{},
+		route:     map[string]string{},
+		announced: map[string]int{},
+		moving:    map[string]bool{},
+		storing:   map[int64]bool{},
 		notifySem: make(chan struct{}, 64),
 	}
 	s.m.init()
@@ -228,6 +239,17 @@ func New(opts Options) (*Server, error) {
 	s.front = s.newFront()
 	s.wg.Add(1)
 	go s.reaper()
+	if s.sharing() {
+		ready := make(chan struct{})
+		s.wg.Add(2)
+		go s.listen(ready)
+		go s.sweeper()
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			s.log.Warn("not yet listening to other gateways' hand-over notices; going on")
+		}
+	}
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -74,6 +75,8 @@ type device struct {
 	// for the previous loop's request to end instead of sending the same push twice.
 	sending sync.Mutex
 	link    *link // the connection to the receiver; used with sending held
+	// handing is held while open recipients move between gateways (handover.go).
+	handing sync.Mutex
 }
 
 func (s *Server) device(pin string) *device {
@@ -125,31 +128,18 @@ func (s *Server) restore() error {
 	if err != nil {
 		return err
 	}
-	for pin, email := range devs {
+	for pin, dev := range devs {
 		d := s.device(pin)
-		if d.email == "" && email != "" {
-			d.email = email
-			s.emails[lower(email)] = pin
+		if d.email == "" && dev.email != "" {
+			d.email = dev.email
+			s.emails[lower(dev.email)] = pin
 		}
 	}
 	open, err := s.st.loadOpen()
 	if err != nil {
 		return err
 	}
-	for _, so := range open {
-		p := so.p
-		p.open = len(so.rs)
-		s.active++
-		s.byID[p.id] = p
-		for _, r := range so.rs {
-			if r.state == "pending" {
-				s.pending[p.id+"/"+r.pin] = r
-				continue
-			}
-			d := s.device(r.pin)
-			d.queue = append(d.queue, r)
-		}
-	}
+	s.hold(open)
 	if len(open) > 0 {
 		s.log.Info("restored queued pushes", "pushes", len(open))
 	}
@@ -258,6 +248,9 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 		}
 		d.queue = slices.Insert(d.queue, i, r)
 		d.poke()
+		if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
+			s.handOverSoon(r.pin) // the device attached at another gateway sharing the store
+		}
 	}
 	s.m.accepted.Add(1)
 	s.m.recipients.Add(int64(len(rs)))
@@ -266,6 +259,15 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 
 // attach marks a device in coverage and starts delivering its queue.
 func (s *Server) attach(pin, email, url string) (token string, queued int, err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", 0, ErrServerClosed
+	}
+	s.mu.Unlock()
+	if s.sharing() {
+		s.announce(pin, email) // records the attachment and takes over what others held
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -295,7 +297,7 @@ func (s *Server) attach(pin, email, url string) (token string, queued int, err e
 	s.wg.Add(1)
 	go s.runDevice(ctx, d, url)
 	s.mu.Unlock()
-	if emailChanged {
+	if emailChanged && !s.sharing() { // a shared store recorded it with the attachment
 		if err := s.st.saveDevice(s.ctx, pin, email); err != nil {
 			s.log.Warn("save device", "pin", pin, "err", err)
 		}
@@ -307,10 +309,13 @@ func (s *Server) attach(pin, email, url string) (token string, queued int, err e
 func (s *Server) detach(pin string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.devices[pin]
-	if d == nil {
-		return
+	if d := s.devices[pin]; d != nil {
+		s.detachLocked(d)
 	}
+}
+
+// detachLocked ends a device's attachment. Called with s.mu held.
+func (s *Server) detachLocked(d *device) {
 	if d.detach != nil {
 		d.detach()
 		d.detach = nil
@@ -320,7 +325,7 @@ func (s *Server) detach(pin string) {
 		d.token = ""
 	}
 	d.attached = false
-	s.log.Info("device detached", "pin", pin, "queued", len(d.queue))
+	s.log.Info("device detached", "pin", d.pin, "queued", len(d.queue))
 }
 
 // LinkedPIN resolves the device identified by a link token issued at /device/attach.
@@ -618,9 +623,20 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 		}
 	}
 	transportAt := r.transportAt
+	if s.sharing() {
+		s.storing[r.seq] = true
+	}
 	s.mu.Unlock()
 	// The device loop goes on at once; the result is reported once the state is stored.
-	s.st.later(stateOp(r, state, code, transportAt, at), func(err error) {
+	s.st.later(s.st.stateOp(r, state, code, transportAt, at), func(err error) {
+		if s.sharing() {
+			s.mu.Lock()
+			delete(s.storing, r.seq)
+			s.mu.Unlock()
+		}
+		if errors.Is(err, errMoved) {
+			return // another gateway holds it now, and reports it
+		}
 		if err != nil {
 			s.log.Warn("store final state", "push_id", r.p.id, "pin", r.pin, "state", state, "err", err)
 		}

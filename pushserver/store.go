@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib" // also the "pgx" database/sql driver
 	_ "modernc.org/sqlite"           // the "sqlite" database/sql driver
 )
@@ -87,16 +88,24 @@ CREATE TABLE IF NOT EXISTS recipients(
 	updated_at BIGINT NOT NULL,
 	UNIQUE(pid, pin)
 );
-CREATE INDEX IF NOT EXISTS recipients_open ON recipients(state) WHERE state IN ('queued','pending');
+-- gateway: the gateway that holds an open recipient (queues it, delivers it).
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS gateway TEXT NOT NULL DEFAULT '';
+UPDATE recipients r SET gateway = p.gateway FROM pushes p
+	WHERE p.id = r.pid AND r.gateway = '' AND r.state IN ('queued','pending');
+CREATE INDEX IF NOT EXISTS recipients_open_pin ON recipients(pin) WHERE state IN ('queued','pending');
+DROP INDEX IF EXISTS recipients_open;
 CREATE TABLE IF NOT EXISTS devices(
 	pin TEXT PRIMARY KEY,
 	email TEXT NOT NULL DEFAULT ''
 );
+-- gateway: where the device attached last.
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS gateway TEXT NOT NULL DEFAULT '';
 `
 
 // pgLockClass and the instance name make the PostgreSQL advisory lock a gateway holds while
 // its store is open: several gateways share a database, each under its own name, because
-// each delivers (and after a restart reloads) the pushes it accepted.
+// each holds (delivers, and after a restart reloads) the open recipients that name it; the
+// lock also tells the others whether it is running (handover.go).
 const pgLockClass = 0x62627369 // "bbsi"
 
 // dialect is what differs between the SQLite and the PostgreSQL push store. In PostgreSQL
@@ -139,6 +148,7 @@ func isPostgresURL(s string) bool {
 // operation does not undo the others.
 type store struct {
 	d     dialect
+	url   string // PostgreSQL: the database URL, for the hand-over listener
 	db    *sql.DB
 	wconn *sql.Conn            // the writer's own connection, so prepared statements stay valid
 	stmts map[string]*sql.Stmt // writer-only cache of prepared statements
@@ -301,7 +311,9 @@ func openPostgres(pushDB, instance string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create push store schema %s: %w", where, err)
 	}
-	return startStore(d, db, wconn), nil
+	st := startStore(d, db, wconn)
+	st.url = pushDB
+	return st, nil
 }
 
 // pgWriterConn takes a live connection from db and the gateway's lock with it; the writer
@@ -585,7 +597,14 @@ func (st *store) close() error {
 	for _, ps := range st.stmts {
 		ps.Close()
 	}
-	st.wconn.Close() // and with it a PostgreSQL store's lock
+	if st.d.pg {
+		// Let go of the gateway's lock now, not when the server notices the closed
+		// connection: another gateway may take this one's pushes as soon as it is free.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st.wconn.ExecContext(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", pgLockClass, st.d.instance)
+		cancel()
+	}
+	st.wconn.Close()
 	return st.db.Close()
 }
 
@@ -658,8 +677,8 @@ const pgInsertPush = `WITH p AS (
 	INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at,gateway)
 	VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$15) ON CONFLICT(push_id,source) DO NOTHING RETURNING id
 )
-INSERT INTO recipients(pid,pin,port,state,updated_at)
-SELECT p.id, x.pin, x.port, 'queued', $12 FROM p, unnest($13::text[], $14::int[]) WITH ORDINALITY AS x(pin, port, ord) ORDER BY x.ord
+INSERT INTO recipients(pid,pin,port,state,updated_at,gateway)
+SELECT p.id, x.pin, x.port, 'queued', $12, $15 FROM p, unnest($13::text[], $14::int[]) WITH ORDINALITY AS x(pin, port, ord) ORDER BY x.ord
 RETURNING pid, seq, pin`
 
 func pipeInsertPush(b *pgx.Batch, res *error, instance string, p *push, hdr []byte, rs []*recip) {
@@ -722,7 +741,12 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 		return ErrDuplicate // the source used this push id before
 	}
 	for _, r := range rs {
-		if r.seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", "seq", p.key, r.pin, r.port, unixMs(p.acceptedAt)); err != nil {
+		if tx.st.d.pg {
+			r.seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at,gateway) VALUES(?,?,?,'queued',?,?)", "seq", p.key, r.pin, r.port, unixMs(p.acceptedAt), tx.st.d.instance)
+		} else {
+			r.seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", "seq", p.key, r.pin, r.port, unixMs(p.acceptedAt))
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -730,25 +754,53 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 }
 
 func (st *store) setState(ctx context.Context, r *recip, state string, code int, transportAt, at time.Time) error {
-	return st.do(ctx, stateOp(r, state, code, transportAt, at))
+	return st.do(ctx, st.stateOp(r, state, code, transportAt, at))
 }
 
 const setStateSQL = "UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?"
 
+// pgSetState also names the gateway: a recipient handed over to another gateway meanwhile
+// is that gateway's to record.
+const pgSetState = "UPDATE recipients SET state=$1, code=$2, transport_at=$3, updated_at=$4 WHERE seq=$5 AND gateway=$6"
+
+// errMoved: the recipient is held by another gateway now (handover.go); its outcome is
+// that gateway's to record and report.
+var errMoved = errors.New("push store: recipient handed over to another gateway")
+
 // stateOp records a recipient's state.
-func stateOp(r *recip, state string, code int, transportAt, at time.Time) *op {
+func (st *store) stateOp(r *recip, state string, code int, transportAt, at time.Time) *op {
 	args := []any{state, code, unixMs(transportAt), unixMs(at), r.seq}
+	if !st.d.pg {
+		return &op{
+			fn: func(tx *wtx) error {
+				_, err := tx.exec(setStateSQL, args...)
+				return err
+			},
+			single: true,
+		}
+	}
+	args = append(args, st.d.instance)
 	return &op{
 		fn: func(tx *wtx) error {
-			_, err := tx.exec(setStateSQL, args...)
+			res, err := tx.tx.Exec(pgSetState, args...)
+			if err == nil {
+				if n, _ := res.RowsAffected(); n == 0 {
+					err = errMoved
+				}
+			}
 			return err
 		},
-		pipe:   func(b *pgx.Batch, _ *error) { b.Queue(pgSetState, args...) },
+		pipe: func(b *pgx.Batch, res *error) {
+			b.Queue(pgSetState, args...).Exec(func(ct pgconn.CommandTag) error {
+				if ct.RowsAffected() == 0 {
+					*res = errMoved
+				}
+				return nil
+			})
+		},
 		single: true,
 	}
 }
-
-var pgSetState = (&dialect{pg: true}).bind(setStateSQL)
 
 // pushStatus reads the latest push with this id (over all sources) and its recipients.
 func (st *store) pushStatus(ctx context.Context, pushID string) (PushStatus, error) {
@@ -789,18 +841,22 @@ type storedOpen struct {
 	rs []*recip
 }
 
-// loadOpen reads every push of this gateway that still has queued or pending recipients.
+// loadOpen reads every push that still has queued or pending recipients held by this
+// gateway (in SQLite, all of them).
 func (st *store) loadOpen() ([]storedOpen, error) {
+	if st.d.pg {
+		return st.loadHeld(context.Background(), " AND r.gateway = $1", st.d.instance)
+	}
+	return st.loadHeld(context.Background(), "")
+}
+
+// loadHeld reads the open recipients that the condition (cond, on recipients r) selects,
+// with their pushes, in seq order.
+func (st *store) loadHeld(ctx context.Context, cond string, args ...any) ([]storedOpen, error) {
 	q := `SELECT r.seq, r.pin, r.port, r.state, r.transport_at, p.id, p.push_id, p.source, p.headers, p.body,
 		p.request_uri, p.reliability, p.deliver_before, p.deliver_after, p.notify_url, p.notify_pap, p.pap_version, p.accepted_at
-		FROM recipients r JOIN pushes p ON p.id = r.pid WHERE r.state IN ('queued','pending')`
-	var args []any
-	if st.d.pg {
-		// The pushes this gateway accepted: the others are their own gateways' to deliver.
-		q += " AND p.gateway = $1"
-		args = append(args, st.d.instance)
-	}
-	rows, err := st.db.Query(q+" ORDER BY r.seq", args...)
+		FROM recipients r JOIN pushes p ON p.id = r.pid WHERE r.state IN ('queued','pending')` + cond
+	rows, err := st.db.QueryContext(ctx, q+" ORDER BY r.seq", args...)
 	if err != nil {
 		return nil, fmt.Errorf("load queued pushes: %w", err)
 	}
@@ -844,19 +900,28 @@ func (st *store) loadOpen() ([]storedOpen, error) {
 	return res, nil
 }
 
-func (st *store) loadDevices() (map[string]string, error) {
-	rows, err := st.db.Query("SELECT pin, email FROM devices")
+// storedDevice is a device directory entry: its e-mail and, with a shared store, the
+// gateway it attached at last.
+type storedDevice struct{ email, gateway string }
+
+func (st *store) loadDevices() (map[string]storedDevice, error) {
+	q := "SELECT pin, email, '' FROM devices"
+	if st.d.pg {
+		q = "SELECT pin, email, gateway FROM devices"
+	}
+	rows, err := st.db.Query(q)
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
 	}
 	defer rows.Close()
-	m := map[string]string{}
+	m := map[string]storedDevice{}
 	for rows.Next() {
-		var pin, email string
-		if err := rows.Scan(&pin, &email); err != nil {
+		var pin string
+		var dev storedDevice
+		if err := rows.Scan(&pin, &dev.email, &dev.gateway); err != nil {
 			return nil, err
 		}
-		m[pin] = email
+		m[pin] = dev
 	}
 	return m, rows.Err()
 }

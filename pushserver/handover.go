@@ -1,0 +1,520 @@
+package pushserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Hand-over between gateways that share a PostgreSQL push store (--push-db, each under its
+// own --push-instance name). A push may be accepted by any gateway, and a handset attaches
+// to one of them; the push store is the central record of which gateway holds each open
+// recipient (recipients.gateway) and where each device attached last (devices.gateway).
+//
+//   - A gateway a device attaches to records it, takes the device's open recipients from
+//     gateways that are not running (their lock is free), and announces the attachment.
+//   - The other gateways hear it (LISTEN/NOTIFY on pgChannel): one that had the device
+//     attached lets it go, and one that holds open recipients for it hands them over, after
+//     any send in flight has ended, in one UPDATE, and tells the new holder.
+//   - A push accepted for a device attached elsewhere is handed over once it is stored.
+//   - A state is written only by the recipient's holder (pgSetState names it), so a hand-over
+//     racing an expiry leaves one outcome, reported once.
+//
+// A gateway that was not listening (starting, or its connection to the database dropped)
+// catches up from the tables when it listens again.
+
+const pgChannel = "bbsim_push"
+
+// pgNotice is what gateways tell each other on pgChannel.
+type pgNotice struct {
+	Event string `json:"event"` // attached | handover
+	PIN   string `json:"pin"`
+	Email string `json:"email,omitempty"`
+	// Gateway: attached, where the device attached; handover, the new holder.
+	Gateway string `json:"gateway"`
+	From    string `json:"from,omitempty"` // handover: the gateway that let them go
+}
+
+func (n pgNotice) payload() string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// sharing reports whether this gateway shares its push store with others.
+func (s *Server) sharing() bool { return s.st.d.pg }
+
+// listen follows the other gateways' notices for the server's life, reconnecting after
+// the database connection fails.
+func (s *Server) listen(ready chan<- struct{}) {
+	defer s.wg.Done()
+	var once sync.Once
+	listening := func() { once.Do(func() { close(ready) }) }
+	backoff := 100 * time.Millisecond
+	for {
+		listened, err := s.listenOnce(listening)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if listened {
+			backoff = 100 * time.Millisecond
+		}
+		s.log.Warn("listening to the push store's hand-over notices", "err", err, "retry_in", backoff)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Server) listenOnce(listening func()) (listened bool, err error) {
+	conn, err := pgx.Connect(s.ctx, s.st.url)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(s.ctx, "LISTEN "+pgChannel); err != nil {
+		return false, err
+	}
+	// What happened while nobody here listened is in the tables.
+	if err := s.catchUp(); err != nil {
+		return true, err
+	}
+	listening()
+	for {
+		n, err := conn.WaitForNotification(s.ctx)
+		if err != nil {
+			return true, err
+		}
+		var ev pgNotice
+		if err := json.Unmarshal([]byte(n.Payload), &ev); err != nil {
+			s.log.Warn("unreadable hand-over notice", "payload", n.Payload, "err", err)
+			continue
+		}
+		s.onNotice(ev)
+	}
+}
+
+func (s *Server) onNotice(ev pgNotice) {
+	pin, ok := normPIN(ev.PIN)
+	if !ok {
+		return
+	}
+	me := s.st.d.instance
+	switch ev.Event {
+	case "attached":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ev.Gateway == me {
+			if s.announced[pin] > 0 {
+				s.announced[pin]--
+			}
+			return
+		}
+		if s.announced[pin] > 0 {
+			// This gateway's own announcement is still on its way: the device attached
+			// here after it attached there.
+			return
+		}
+		s.moved(pin, ev.Gateway, ev.Email)
+	case "handover":
+		if ev.Gateway == me {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if err := s.takeOver(pin); err != nil && s.ctx.Err() == nil {
+					s.log.Warn("take over handed-over pushes", "pin", pin, "from", ev.From, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+// moved records that a device attached at another gateway: it is no longer attached here,
+// and what this gateway holds for it goes there. Called with s.mu held.
+func (s *Server) moved(pin, gateway, email string) {
+	s.route[pin] = gateway
+	d := s.device(pin)
+	if email != "" && d.email != email {
+		d.email = email
+		s.emails[lower(email)] = pin
+	}
+	if d.attached {
+		s.detachLocked(d)
+		s.log.Info("device attached at another gateway", "pin", pin, "gateway", gateway)
+	}
+	if s.holds(d) {
+		s.handOverSoon(pin)
+	}
+}
+
+// holds reports whether this gateway holds open recipients for d. Called with s.mu held.
+func (s *Server) holds(d *device) bool {
+	if len(d.queue) > 0 {
+		return true
+	}
+	for _, r := range s.pending {
+		if r.pin == d.pin {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUp reads where every device attached last and the open recipients this gateway
+// holds, as after a time without notices.
+func (s *Server) catchUp() error {
+	devs, err := s.st.loadDevices()
+	if err != nil {
+		return err
+	}
+	open, err := s.st.loadOpen()
+	if err != nil {
+		return err
+	}
+	s.hold(open)
+	me := s.st.d.instance
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.announced)
+	for pin, dev := range devs {
+		if dev.gateway != "" && dev.gateway != me {
+			s.moved(pin, dev.gateway, dev.email)
+		} else if dev.gateway == me {
+			s.route[pin] = me
+		}
+	}
+	return nil
+}
+
+// sweeper takes, now and then, the open recipients for devices that attached here last
+// which are held by a gateway that is not running: one that crashed (its lock is freed when
+// the database notices) or stopped and did not come back.
+func (s *Server) sweeper() {
+	defer s.wg.Done()
+	every := s.opts.sweepEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+		pins, err := s.st.claimStranded(ctx)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Warn("take pushes from stopped gateways", "err", err)
+			}
+			continue
+		}
+		for _, pin := range pins {
+			if err := s.takeOver(pin); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("take over pushes from a stopped gateway", "pin", pin, "err", err)
+			}
+		}
+	}
+}
+
+// announce records in the shared store that a device attaches here, takes its open
+// recipients from gateways that are not running, tells the others, and holds what is now
+// this gateway's.
+func (s *Server) announce(pin, email string) {
+	me := s.st.d.instance
+	s.mu.Lock()
+	s.route[pin] = me
+	s.announced[pin]++
+	s.mu.Unlock()
+	note := pgNotice{Event: "attached", PIN: pin, Email: email, Gateway: me}
+	if err := s.st.attachedHere(s.ctx, pin, email, note.payload()); err != nil {
+		s.mu.Lock()
+		s.announced[pin]--
+		s.mu.Unlock()
+		s.log.Warn("record attachment in the push store", "pin", pin, "err", err)
+		return
+	}
+	if err := s.takeOver(pin); err != nil {
+		s.log.Warn("take over pushes for an attaching device", "pin", pin, "err", err)
+	}
+}
+
+// takeOver holds the open recipients for pin that the store says are this gateway's.
+func (s *Server) takeOver(pin string) error {
+	s.mu.Lock()
+	d := s.device(pin)
+	s.mu.Unlock()
+	d.handing.Lock()
+	defer d.handing.Unlock()
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	defer cancel()
+	open, err := s.st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = $2", s.st.d.instance, pin)
+	if err != nil {
+		return err
+	}
+	if n := s.hold(open); n > 0 {
+		s.log.Info("took over queued pushes", "pin", pin, "recipients", n)
+	}
+	return nil
+}
+
+// hold queues the loaded open recipients that this gateway does not hold yet; it returns
+// how many it added.
+func (s *Server) hold(open []storedOpen) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := map[int64]bool{}
+	for _, so := range open {
+		for _, r := range so.rs {
+			if d := s.devices[r.pin]; d != nil {
+				for _, q := range d.queue {
+					held[q.seq] = true
+				}
+			}
+		}
+	}
+	for _, r := range s.pending {
+		held[r.seq] = true
+	}
+	for seq := range s.storing {
+		held[seq] = true // final here; the store learns it in a moment
+	}
+	n := 0
+	for _, so := range open {
+		p := so.p
+		if cur := s.byID[p.id]; cur != nil && cur.key == p.key {
+			p = cur // the same push, held here for other recipients
+		}
+		added := 0
+		for _, r := range so.rs {
+			if held[r.seq] {
+				continue
+			}
+			held[r.seq] = true
+			r.p = p
+			added++
+			if r.state == "pending" {
+				s.pending[p.id+"/"+r.pin] = r
+				continue
+			}
+			d := s.device(r.pin)
+			i := len(d.queue)
+			for i > 0 && d.queue[i-1].seq > r.seq {
+				i--
+			}
+			d.queue = slices.Insert(d.queue, i, r)
+			d.poke()
+		}
+		if added == 0 {
+			continue
+		}
+		if p == so.p {
+			p.recipients = len(so.rs)
+			s.active++
+			if cur := s.byID[p.id]; cur == nil || cur.key < p.key {
+				s.byID[p.id] = p // the latest push with this id
+			}
+		}
+		p.open += added
+		n += added
+	}
+	return n
+}
+
+// handOverSoon hands what this gateway holds for pin to the gateway the device attached
+// at, in the background; a request while one runs makes it run once more. Called with
+// s.mu held.
+func (s *Server) handOverSoon(pin string) {
+	if _, running := s.moving[pin]; running {
+		s.moving[pin] = true
+		return
+	}
+	s.moving[pin] = false
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			s.handOver(pin)
+			s.mu.Lock()
+			if again := s.moving[pin]; again && s.ctx.Err() == nil {
+				s.moving[pin] = false
+				s.mu.Unlock()
+				continue
+			}
+			delete(s.moving, pin)
+			s.mu.Unlock()
+			return
+		}
+	}()
+}
+
+func (s *Server) handOver(pin string) {
+	me := s.st.d.instance
+	s.mu.Lock()
+	d := s.devices[pin]
+	s.mu.Unlock()
+	if d == nil {
+		return
+	}
+	d.handing.Lock()
+	defer d.handing.Unlock()
+	d.sending.Lock() // a send in flight ends first
+	defer d.sending.Unlock()
+	s.mu.Lock()
+	to := s.route[pin]
+	if to == "" || to == me || d.attached {
+		s.mu.Unlock()
+		return
+	}
+	rs := slices.Clone(d.queue)
+	for _, r := range s.pending {
+		if r.pin == pin {
+			rs = append(rs, r)
+		}
+	}
+	s.mu.Unlock()
+	if len(rs) == 0 {
+		return
+	}
+	seqs := make([]int64, len(rs))
+	for i, r := range rs {
+		seqs[i] = r.seq
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	defer cancel()
+	note := pgNotice{Event: "handover", PIN: pin, Gateway: to, From: me}
+	moved, err := s.st.handOver(ctx, seqs, to, note.payload())
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Warn("hand over queued pushes", "pin", pin, "to", to, "err", err)
+		}
+		return
+	}
+	n := 0
+	s.mu.Lock()
+	for _, r := range rs {
+		if moved[r.seq] && !r.final {
+			s.release(r)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.log.Info("handed over queued pushes", "pin", pin, "to", to, "recipients", n)
+	}
+}
+
+// release drops a recipient handed over to another gateway. Called with s.mu held.
+func (s *Server) release(r *recip) {
+	if r.state == "pending" {
+		delete(s.pending, r.p.id+"/"+r.pin)
+	} else {
+		s.dequeue(r)
+	}
+	r.final = true
+	r.state = "moved"
+	r.p.open--
+	if r.p.open == 0 {
+		s.active--
+		if s.byID[r.p.id] == r.p {
+			delete(s.byID, r.p.id)
+		}
+	}
+}
+
+// attachedHere records that a device attached at this gateway, takes its open recipients
+// from gateways that are not running (a running gateway holds its lock, so the try fails
+// for its rows; a stopped one cannot start until this transaction ends), and announces it.
+func (st *store) attachedHere(ctx context.Context, pin, email, notice string) error {
+	tx, err := st.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email,gateway) VALUES($1,$2,$3)
+		ON CONFLICT(pin) DO UPDATE SET gateway=excluded.gateway,
+		email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, pin, email, st.d.instance); err != nil {
+		return fmt.Errorf("record attachment: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE recipients SET gateway=$1
+		WHERE pin=$2 AND state IN ('queued','pending') AND gateway <> $1
+		AND pg_try_advisory_xact_lock($3, hashtext(gateway))`, st.d.instance, pin, pgLockClass); err != nil {
+		return fmt.Errorf("take pushes from stopped gateways: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, notice); err != nil {
+		return fmt.Errorf("announce attachment: %w", err)
+	}
+	return tx.Commit()
+}
+
+// handOver gives the open recipients seqs that this gateway holds to gateway to, tells it,
+// and returns those it gave (one that became final meanwhile stays).
+func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) (map[int64]bool, error) {
+	tx, err := st.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `UPDATE recipients SET gateway=$1
+		WHERE seq = ANY($2) AND gateway=$3 AND state IN ('queued','pending') RETURNING seq`, to, seqs, st.d.instance)
+	if err != nil {
+		return nil, err
+	}
+	moved := map[int64]bool{}
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		moved[seq] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(moved) == 0 {
+		return moved, nil
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, notice); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, errors.Join(errors.New("commit hand-over"), err)
+	}
+	return moved, nil
+}
+
+// claimStranded makes this gateway the holder of the open recipients for devices that
+// attached here last and that gateways which are not running hold; it returns their PINs.
+func (st *store) claimStranded(ctx context.Context) ([]string, error) {
+	rows, err := st.db.QueryContext(ctx, `UPDATE recipients r SET gateway=$1 FROM devices d
+		WHERE d.pin = r.pin AND d.gateway = $1 AND r.state IN ('queued','pending') AND r.gateway <> $1
+		AND pg_try_advisory_xact_lock($2, hashtext(r.gateway)) RETURNING r.pin`, st.d.instance, pgLockClass)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var pins []string
+	for rows.Next() {
+		var pin string
+		if err := rows.Scan(&pin); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(pins, pin) {
+			pins = append(pins, pin)
+		}
+	}
+	return pins, rows.Err()
+}
