@@ -483,9 +483,9 @@ func benchInitiators() int {
 }
 
 // BenchmarkStore: the store's work for one delivered single-recipient push (insert, then
-// final state), 32 pushes submitted concurrently like handlers do, so group commits form.
-// BenchmarkStore: a push's insert and final state, 32 at once, in SQLite (the default) and
-// in a PostgreSQL started here (its server's CPU is not in cpu-us/push).
+// final state), 32 pushes submitted concurrently like handlers do, so group commits form;
+// in SQLite (the default) and in a PostgreSQL started here (its server's CPU is not in
+// cpu-us/push).
 func BenchmarkStore(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { benchStore(b, "") })
 	b.Run("postgres", func(b *testing.B) { benchStore(b, pgtest.Start(b).NewDatabase(b)) })

@@ -14,7 +14,8 @@ import (
 
 // TestServerPushDB: `bbsim server --push-db postgres://…` keeps what curl pushes in that
 // PostgreSQL database; a second server on it under the same name is refused with the
-// reason, and one under another name (--push-instance) shares it.
+// reason, and one under another name (--push-instance) shares it: a handset attaching to
+// that one gets the push the first one held.
 func TestServerPushDB(t *testing.T) {
 	t.Parallel()
 	db := pgtest.Start(t).NewDatabase(t)
@@ -37,6 +38,7 @@ func TestServerPushDB(t *testing.T) {
 		return err == nil
 	})
 	out, err := exec.Command("curl", "-s", "-X", "POST", "-H", "X-RIM-Push-ID: from-curl", "-H", "Content-Type: text/plain",
+		"-H", "X-RIM-Push-Type: Browser-Message", "-H", "X-RIM-Push-Title: Held by the first gateway",
 		"--data", "hello postgres", "http://"+addr+"/push?DESTINATION=2100000A&PORT=7874").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "accepted") {
 		t.Fatalf("curl push: %v %s", err, out)
@@ -72,6 +74,27 @@ func TestServerPushDB(t *testing.T) {
 		out, err := exec.Command("curl", "-s", "http://"+addr2+"/api/v1/pushes/from-curl").Output()
 		status = string(out)
 		return err == nil && strings.Contains(status, `"state":"queued"`)
+	})
+	// The handset attaches to the second server, which takes the push over from the first.
+	api := listen(t)
+	apiAddr := api.Addr().String()
+	api.Close()
+	recv := listen(t)
+	recvAddr := recv.Addr().String()
+	recv.Close()
+	hs := exec.Command(bbsimBin, "handset", "--headless", "--data", t.TempDir(), "--pin", "2100000A",
+		"--gateway", "http://"+addr2, "--listen", recvAddr, "--api", apiAddr, "--mail-server", "127.0.0.1:1")
+	if err := hs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Process.Kill(); hs.Wait() })
+	waitFor(t, 30*time.Second, "the held push on the handset", func() bool {
+		out, err := exec.Command("curl", "-s", "http://"+apiAddr+"/api/v1/messages").Output()
+		return err == nil && strings.Contains(string(out), `"subject": "Held by the first gateway"`)
+	})
+	waitFor(t, 30*time.Second, "the push delivered", func() bool {
+		out, err := exec.Command("curl", "-s", "http://"+addr+"/api/v1/pushes/from-curl").Output()
+		return err == nil && strings.Contains(string(out), `"state":"delivered"`)
 	})
 	srv.Process.Signal(syscall.SIGTERM)
 	if err := srv.Wait(); err != nil {
