@@ -2,6 +2,7 @@ package pushserver
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,12 +34,13 @@ const pgChannel = "bbsim_push"
 
 // pgNotice is what gateways tell each other on pgChannel.
 type pgNotice struct {
-	Event string `json:"event"` // attached | handover
+	Event string `json:"event"` // attached | handover | cancel
 	PIN   string `json:"pin"`
 	Email string `json:"email,omitempty"`
 	// Gateway: attached, where the device attached; handover, the new holder.
 	Gateway string `json:"gateway"`
 	From    string `json:"from,omitempty"` // handover: the gateway that let them go
+	Push    int64  `json:"push,omitempty"` // cancel: the push (pushes.id) whose queued recipients to cancel
 }
 
 func (n pgNotice) payload() string {
@@ -103,11 +105,21 @@ func (s *Server) listenOnce(listening func()) (listened bool, err error) {
 }
 
 func (s *Server) onNotice(ev pgNotice) {
+	me := s.st.d.instance
+	if ev.Event == "cancel" {
+		if ev.Gateway == me {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.cancelHeld(func(p *push) bool { return p.key == ev.Push })
+			}()
+		}
+		return
+	}
 	pin, ok := normPIN(ev.PIN)
 	if !ok {
 		return
 	}
-	me := s.st.d.instance
 	switch ev.Event {
 	case "attached":
 		s.mu.Lock()
@@ -517,4 +529,141 @@ func (st *store) claimStranded(ctx context.Context) ([]string, error) {
 		}
 	}
 	return pins, rows.Err()
+}
+
+// cancelShared cancels the queued recipients of the latest push with this id wherever they
+// are held: here; by a gateway that is not running (they are taken over and cancelled
+// here); by a running one (it is asked, and its answer awaited up to 5 s). It returns how
+// many it cancelled.
+func (s *Server) cancelShared(pushID string) (int, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	key, err := s.st.latestPush(ctx, pushID)
+	if err != nil {
+		return 0, err
+	}
+	this := func(p *push) bool { return p.key == key }
+	n := s.cancelHeld(this)
+	pins, err := s.st.claimPush(ctx, key)
+	if err != nil {
+		return n, err
+	}
+	for _, pin := range pins {
+		if err := s.takeOver(pin); err != nil {
+			return n, err
+		}
+	}
+	if len(pins) > 0 {
+		n += s.cancelHeld(this)
+	}
+	held, err := s.st.queuedElsewhere(ctx, key)
+	if err != nil || len(held) == 0 {
+		return n, err
+	}
+	asked := map[string]bool{}
+	seqs := make([]int64, 0, len(held))
+	for seq, gw := range held {
+		seqs = append(seqs, seq)
+		if !asked[gw] {
+			asked[gw] = true
+			if err := s.st.notify(ctx, pgNotice{Event: "cancel", Gateway: gw, Push: key}.payload()); err != nil {
+				return n, err
+			}
+		}
+	}
+	var states map[int64]string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if states, err = s.st.states(ctx, seqs); err != nil {
+			return n, err
+		}
+		open := false
+		for _, st := range states {
+			open = open || st == "queued"
+		}
+		if !open || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, st := range states {
+		if st == "cancelled" {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// latestPush returns the key of the latest push with this id, or ErrNotFound.
+func (st *store) latestPush(ctx context.Context, pushID string) (int64, error) {
+	var key int64
+	err := st.db.QueryRowContext(ctx, "SELECT id FROM pushes WHERE push_id=$1 ORDER BY id DESC LIMIT 1", pushID).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return key, err
+}
+
+// claimPush makes this gateway the holder of the push's queued recipients that gateways
+// which are not running hold; it returns their PINs.
+func (st *store) claimPush(ctx context.Context, key int64) ([]string, error) {
+	rows, err := st.db.QueryContext(ctx, `UPDATE recipients SET gateway=$1
+		WHERE pid=$2 AND state='queued' AND gateway <> $1
+		AND pg_try_advisory_xact_lock($3, hashtext(gateway)) RETURNING pin`, st.d.instance, key, pgLockClass)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var pins []string
+	for rows.Next() {
+		var pin string
+		if err := rows.Scan(&pin); err != nil {
+			return nil, err
+		}
+		pins = append(pins, pin)
+	}
+	return pins, rows.Err()
+}
+
+// queuedElsewhere returns the push's queued recipients that other gateways hold, and who.
+func (st *store) queuedElsewhere(ctx context.Context, key int64) (map[int64]string, error) {
+	rows, err := st.db.QueryContext(ctx, "SELECT seq, gateway FROM recipients WHERE pid=$1 AND state='queued' AND gateway <> $2", key, st.d.instance)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	held := map[int64]string{}
+	for rows.Next() {
+		var seq int64
+		var gw string
+		if err := rows.Scan(&seq, &gw); err != nil {
+			return nil, err
+		}
+		held[seq] = gw
+	}
+	return held, rows.Err()
+}
+
+// states returns the stored states of these recipients.
+func (st *store) states(ctx context.Context, seqs []int64) (map[int64]string, error) {
+	rows, err := st.db.QueryContext(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[int64]string{}
+	for rows.Next() {
+		var seq int64
+		var state string
+		if err := rows.Scan(&seq, &state); err != nil {
+			return nil, err
+		}
+		m[seq] = state
+	}
+	return m, rows.Err()
+}
+
+// notify tells the gateways sharing the store.
+func (st *store) notify(ctx context.Context, payload string) error {
+	_, err := st.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload)
+	return err
 }

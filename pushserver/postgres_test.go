@@ -245,9 +245,9 @@ func TestStoreAdoptsLostCommit(t *testing.T) {
 }
 
 // gatewaysSharing: two gateways, a and b, on one PostgreSQL database. The database is the
-// central record: push ids are unique over it and either gateway answers for any push. A
-// push reaches its device wherever the device attaches: the gateway holding it hands it
-// over (and one that is not running has it taken), and it is delivered once.
+// central record: push ids are unique over it and either gateway answers for any push and
+// cancels it. A push reaches its device wherever the device attaches: the gateway holding
+// it hands it over (and one that is not running has it taken), and it is delivered once.
 func gatewaysSharing(t *testing.T, db string) {
 	rc := newReceiver(t)
 	sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
@@ -288,10 +288,21 @@ func gatewaysSharing(t *testing.T, db string) {
 	if code, text, _ := rimPush(t, b, "DESTINATION="+pinB, map[string]string{"X-RIM-Push-ID": "shared-1"}, []byte("via b")); code != 400 {
 		t.Fatalf("the same id through b = %d %s, want 400", code, text)
 	}
-	cancel := `<?xml version="1.0"?>` + "\r\n" + papDoctype20 + "\r\n" + `<pap><cancel-message push-id="shared-1"/></pap>`
-	if code, ans := rawPOST(t, b, "/pap", "application/xml", cancel); decodeAnswer(t, ans).Cancel == nil || decodeAnswer(t, ans).Cancel.Result.Code != 2008 {
-		t.Fatalf("cancel through b of what a holds = %d %s, want 2008", code, ans)
+	// A PAP cancel through b cancels what a holds.
+	cancel := func(base, id string, want int) {
+		t.Helper()
+		doc := `<?xml version="1.0"?>` + "\r\n" + papDoctype20 + "\r\n" + `<pap><cancel-message push-id="` + id + `"/></pap>`
+		code, ans := rawPOST(t, base, "/pap", "application/xml", doc)
+		if a := decodeAnswer(t, ans); a.Cancel == nil || a.Cancel.Result.Code != want {
+			t.Fatalf("cancel %s through %s = %d %s, want %d", id, base, code, ans, want)
+		}
 	}
+	rim(a, "shared-0", pinB, "cancelled through b")
+	cancel(b, "shared-0", 1000)
+	if h := holder("shared-0"); h != "a cancelled" {
+		t.Fatalf("shared-0 = %q, want held by a, cancelled", h)
+	}
+	cancel(b, "shared-0", 2008)
 
 	// The device attaches at b: a hands its push over, b delivers it once.
 	attach(t, b, rc, pinB)
@@ -318,7 +329,9 @@ func gatewaysSharing(t *testing.T, db string) {
 	// at b, which takes the push from the stopped gateway.
 	detach(t, a, pinB)
 	rim(a, "shared-4", pinB, "from a stopped gateway")
+	rim(a, "shared-5", pinB, "cancelled after a stopped")
 	sa.Close()
+	cancel(b, "shared-5", 1000)
 	attach(t, b, rc, pinB)
 	got("shared-4", "from a stopped gateway")
 	// a comes back: nothing of it is delivered twice.

@@ -718,18 +718,11 @@ func (s *Server) Cancel(pushID string) error {
 }
 
 func (s *Server) cancel1(pushID string) (int, error) {
+	if s.sharing() {
+		return s.cancelShared(pushID)
+	}
 	s.mu.Lock()
 	p := s.byID[pushID]
-	var rs []*recip
-	if p != nil {
-		for _, d := range s.devices {
-			for _, r := range d.queue {
-				if r.p == p {
-					rs = append(rs, r)
-				}
-			}
-		}
-	}
 	s.mu.Unlock()
 	if p == nil {
 		ok, err := s.st.pushExists(s.ctx, pushID)
@@ -741,6 +734,21 @@ func (s *Server) cancel1(pushID string) (int, error) {
 		}
 		return 0, nil
 	}
+	return s.cancelHeld(func(q *push) bool { return q == p }), nil
+}
+
+// cancelHeld cancels the queued recipients held here of the pushes that match.
+func (s *Server) cancelHeld(match func(*push) bool) int {
+	var rs []*recip
+	s.mu.Lock()
+	for _, d := range s.devices {
+		for _, r := range d.queue {
+			if match(r.p) {
+				rs = append(rs, r)
+			}
+		}
+	}
+	s.mu.Unlock()
 	n := 0
 	now := s.now().UTC()
 	for _, r := range rs {
@@ -748,7 +756,7 @@ func (s *Server) cancel1(pushID string) (int, error) {
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // PushState returns the per-recipient states of the latest push with this id.
