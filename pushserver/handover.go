@@ -511,24 +511,11 @@ func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) 
 // claimStranded makes this gateway the holder of the open recipients for devices that
 // attached here last and that gateways which are not running hold; it returns their PINs.
 func (st *store) claimStranded(ctx context.Context) ([]string, error) {
-	rows, err := st.db.QueryContext(ctx, `UPDATE recipients r SET gateway=$1 FROM devices d
+	pins, err := st.texts(ctx, `UPDATE recipients r SET gateway=$1 FROM devices d
 		WHERE d.pin = r.pin AND d.gateway = $1 AND r.state IN ('queued','pending') AND r.gateway <> $1
 		AND pg_try_advisory_xact_lock($2, hashtext(r.gateway)) RETURNING r.pin`, st.d.instance, pgLockClass)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var pins []string
-	for rows.Next() {
-		var pin string
-		if err := rows.Scan(&pin); err != nil {
-			return nil, err
-		}
-		if !slices.Contains(pins, pin) {
-			pins = append(pins, pin)
-		}
-	}
-	return pins, rows.Err()
+	slices.Sort(pins)
+	return slices.Compact(pins), err
 }
 
 // cancelShared cancels the queued recipients of the latest push with this id wherever they
@@ -606,46 +593,48 @@ func (st *store) latestPush(ctx context.Context, pushID string) (int64, error) {
 // claimPush makes this gateway the holder of the push's queued recipients that gateways
 // which are not running hold; it returns their PINs.
 func (st *store) claimPush(ctx context.Context, key int64) ([]string, error) {
-	rows, err := st.db.QueryContext(ctx, `UPDATE recipients SET gateway=$1
+	return st.texts(ctx, `UPDATE recipients SET gateway=$1
 		WHERE pid=$2 AND state='queued' AND gateway <> $1
 		AND pg_try_advisory_xact_lock($3, hashtext(gateway)) RETURNING pin`, st.d.instance, key, pgLockClass)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var pins []string
-	for rows.Next() {
-		var pin string
-		if err := rows.Scan(&pin); err != nil {
-			return nil, err
-		}
-		pins = append(pins, pin)
-	}
-	return pins, rows.Err()
 }
 
 // queuedElsewhere returns the push's queued recipients that other gateways hold, and who.
 func (st *store) queuedElsewhere(ctx context.Context, key int64) (map[int64]string, error) {
-	rows, err := st.db.QueryContext(ctx, "SELECT seq, gateway FROM recipients WHERE pid=$1 AND state='queued' AND gateway <> $2", key, st.d.instance)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	held := map[int64]string{}
-	for rows.Next() {
-		var seq int64
-		var gw string
-		if err := rows.Scan(&seq, &gw); err != nil {
-			return nil, err
-		}
-		held[seq] = gw
-	}
-	return held, rows.Err()
+	return st.bySeq(ctx, "SELECT seq, gateway FROM recipients WHERE pid=$1 AND state='queued' AND gateway <> $2", key, st.d.instance)
 }
 
 // states returns the stored states of these recipients.
 func (st *store) states(ctx context.Context, seqs []int64) (map[int64]string, error) {
-	rows, err := st.db.QueryContext(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
+	return st.bySeq(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
+}
+
+// notify tells the gateways sharing the store.
+func (st *store) notify(ctx context.Context, payload string) error {
+	_, err := st.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload)
+	return err
+}
+
+// texts runs a statement whose rows are one text column.
+func (st *store) texts(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := st.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// bySeq runs a statement whose rows are a recipient's seq and a text.
+func (st *store) bySeq(ctx context.Context, query string, args ...any) (map[int64]string, error) {
+	rows, err := st.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -653,17 +642,11 @@ func (st *store) states(ctx context.Context, seqs []int64) (map[int64]string, er
 	m := map[int64]string{}
 	for rows.Next() {
 		var seq int64
-		var state string
-		if err := rows.Scan(&seq, &state); err != nil {
+		var v string
+		if err := rows.Scan(&seq, &v); err != nil {
 			return nil, err
 		}
-		m[seq] = state
+		m[seq] = v
 	}
 	return m, rows.Err()
-}
-
-// notify tells the gateways sharing the store.
-func (st *store) notify(ctx context.Context, payload string) error {
-	_, err := st.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload)
-	return err
 }

@@ -100,10 +100,30 @@ func TestPostgresStore(t *testing.T) {
 			}
 		}
 		c.kill(t)
-		// The device attaches at b: b takes the pushes once the database has let go of
-		// a's lock (at once, or at b's next sweep), and delivers them in order, once.
+		// The database has not noticed yet that a is gone: a's lock stays held (here by
+		// the test, once the server let go of it) while the device attaches at b.
+		pool, err := sql.Open("pgx", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		lock, err := pool.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Close()
+		for held := false; !held; time.Sleep(10 * time.Millisecond) {
+			if err := lock.QueryRowContext(t.Context(), "SELECT pg_try_advisory_lock($1, hashtext('a'))", pgLockClass).Scan(&held); err != nil {
+				t.Fatal(err)
+			}
+		}
 		_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices(), sweepEvery: 100 * time.Millisecond})
 		attach(t, b, rc, pinA)
+		rc.none(t, 300*time.Millisecond) // a looks alive: its pushes stay
+		// Once a's lock is free, b's sweep takes the pushes and delivers them in order, once.
+		if _, err := lock.ExecContext(t.Context(), "SELECT pg_advisory_unlock($1, hashtext('a'))", pgLockClass); err != nil {
+			t.Fatal(err)
+		}
 		for i, d := range rc.wait(t, 3) {
 			if want := fmt.Sprintf("crashed-%d", i); d.PushID != want {
 				t.Fatalf("delivery %d = %s, want %s", i, d.PushID, want)
