@@ -287,12 +287,16 @@ func (s *Server) hold(open []storedOpen) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held := map[int64]bool{}
+	pins := map[string]bool{}
 	for _, so := range open {
 		for _, r := range so.rs {
-			if d := s.devices[r.pin]; d != nil {
-				for _, q := range d.queue {
-					held[q.seq] = true
-				}
+			pins[r.pin] = true
+		}
+	}
+	for pin := range pins {
+		if d := s.devices[pin]; d != nil {
+			for _, q := range d.queue {
+				held[q.seq] = true
 			}
 		}
 	}
@@ -348,6 +352,9 @@ func (s *Server) hold(open []storedOpen) int {
 // at, in the background; a request while one runs makes it run once more. Called with
 // s.mu held.
 func (s *Server) handOverSoon(pin string) {
+	if s.closed {
+		return // the next start hands it over
+	}
 	if _, running := s.moving[pin]; running {
 		s.moving[pin] = true
 		return
