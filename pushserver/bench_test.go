@@ -549,3 +549,67 @@ func diskWritten() int64 {
 	}
 	return -1
 }
+
+// BenchmarkHandover: two gateways sharing a PostgreSQL store (started here; its server's
+// CPU is not in cpu-us/push); RIM pushes go in through gateway a for 1,000 receivers
+// attached at gateway b, so every push is stored by a, handed over and delivered by b.
+func BenchmarkHandover(b *testing.B) {
+	raiseNoFile(b)
+	db := pgtest.Start(b).NewDatabase(b)
+	fl := newFleet(b, false)
+	devs := benchDevices(1000)
+	sa, a := startServer(b, Options{PushDB: db, PushInstance: "a", Devices: devs})
+	_, gb := startServer(b, Options{PushDB: db, PushInstance: "b", Devices: devs})
+	attachFleet(b, gb, fl.url, devs)
+	// a hears of every attachment before the first push, so none waits for a sweep.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		sa.mu.Lock()
+		n := 0
+		for _, d := range devs {
+			if sa.route[d.PIN] == "b" {
+				n++
+			}
+		}
+		sa.mu.Unlock()
+		if n == len(devs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("gateway a knows where %d of %d devices attached", n, len(devs))
+		}
+	}
+	initiators := benchInitiators()
+	c := benchClient(initiators)
+	fl.target.Store(int64(b.N))
+	var next atomic.Int64
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range initiators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				if _, err := sendPush(c, a, devs[i%1000].PIN, fmt.Sprintf("ho-%d", i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-fl.done:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("delivered %d of %d", fl.count.Load(), b.N)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "pushes/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/push")
+}

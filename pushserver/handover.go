@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -34,9 +35,10 @@ const pgChannel = "bbsim_push"
 
 // pgNotice is what gateways tell each other on pgChannel.
 type pgNotice struct {
-	Event string `json:"event"` // attached | handover | cancel
-	PIN   string `json:"pin"`
-	Email string `json:"email,omitempty"`
+	Event string   `json:"event"`          // attached | handover | cancel
+	PIN   string   `json:"pin,omitempty"`  // attached: the device
+	PINs  []string `json:"pins,omitempty"` // handover: the devices whose recipients moved
+	Email string   `json:"email,omitempty"`
 	// Gateway: attached, where the device attached; handover, the new holder.
 	Gateway string `json:"gateway"`
 	From    string `json:"from,omitempty"` // handover: the gateway that let them go
@@ -116,6 +118,20 @@ func (s *Server) onNotice(ev pgNotice) {
 		}
 		return
 	}
+	if ev.Event == "handover" {
+		if ev.Gateway == me {
+			var pins []string
+			for _, p := range ev.PINs {
+				if pin, ok := normPIN(p); ok {
+					pins = append(pins, pin)
+				}
+			}
+			s.mu.Lock()
+			s.takeSoon(pins)
+			s.mu.Unlock()
+		}
+		return
+	}
 	pin, ok := normPIN(ev.PIN)
 	if !ok {
 		return
@@ -136,17 +152,41 @@ func (s *Server) onNotice(ev pgNotice) {
 			return
 		}
 		s.moved(pin, ev.Gateway, ev.Email)
-	case "handover":
-		if ev.Gateway == me {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				if err := s.takeOver(pin); err != nil && s.ctx.Err() == nil {
-					s.log.Warn("take over handed-over pushes", "pin", pin, "from", ev.From, "err", err)
-				}
-			}()
-		}
 	}
+}
+
+// takeSoon takes over, in the background, what the store says this gateway holds for these
+// devices; notices that arrive meanwhile are taken in the next round, together. Called with
+// s.mu held.
+func (s *Server) takeSoon(pins []string) {
+	if s.closed || len(pins) == 0 {
+		return
+	}
+	for _, pin := range pins {
+		s.taking[pin] = true
+	}
+	if s.takerBusy {
+		return
+	}
+	s.takerBusy = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			s.mu.Lock()
+			pins := slices.Sorted(maps.Keys(s.taking))
+			clear(s.taking)
+			if len(pins) == 0 || s.ctx.Err() != nil {
+				s.takerBusy = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			if err := s.takeOver(pins...); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("take over handed-over pushes", "devices", len(pins), "err", err)
+			}
+		}
+	}()
 }
 
 // moved records that a device attached at another gateway: it is no longer attached here,
@@ -262,23 +302,50 @@ func (s *Server) announce(pin, email string) {
 	}
 }
 
-// takeOver holds the open recipients for pin that the store says are this gateway's.
-func (s *Server) takeOver(pin string) error {
+// takeOver holds the open recipients for these devices that the store says are this
+// gateway's.
+func (s *Server) takeOver(pins ...string) error {
+	pins = slices.Sorted(slices.Values(pins)) // locked in one order
+	pins = slices.Compact(pins)
 	s.mu.Lock()
-	d := s.device(pin)
+	ds := make([]*device, len(pins))
+	for i, pin := range pins {
+		ds[i] = s.device(pin)
+	}
 	s.mu.Unlock()
-	d.handing.Lock()
-	defer d.handing.Unlock()
+	for _, d := range ds {
+		d.handing.Lock()
+		defer d.handing.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 	defer cancel()
-	open, err := s.st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = $2", s.st.d.instance, pin)
+	open, err := s.st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = ANY($2)", s.st.d.instance, pins)
 	if err != nil {
 		return err
 	}
 	if n := s.hold(open); n > 0 {
-		s.log.Info("took over queued pushes", "pin", pin, "recipients", n)
+		s.log.Debug("took over queued pushes", "devices", len(pins), "recipients", n)
 	}
 	return nil
+}
+
+// handoverNotices are the notices that tell other gateways of the recipients of a push
+// they hold from the start (the push came in here for devices attached there).
+func handoverNotices(from string, rs []*recip) []string {
+	var out []string
+	for i, r := range rs {
+		if r.holder == "" || slices.ContainsFunc(rs[:i], func(q *recip) bool { return q.holder == r.holder }) {
+			continue
+		}
+		n := pgNotice{Event: "handover", Gateway: r.holder, From: from}
+		for _, q := range rs[i:] {
+			if q.holder == r.holder {
+				n.PINs = append(n.PINs, q.pin)
+			}
+		}
+		out = append(out, n.payload())
+	}
+	return out
 }
 
 // hold queues the loaded open recipients that this gateway does not hold yet; it returns
@@ -331,6 +398,9 @@ func (s *Server) hold(open []storedOpen) int {
 			}
 			d.queue = slices.Insert(d.queue, i, r)
 			d.poke()
+			if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
+				s.handOverSoon(r.pin) // it attached at another gateway meanwhile
+			}
 		}
 		if added == 0 {
 			continue
@@ -412,7 +482,7 @@ func (s *Server) handOver(pin string) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 	defer cancel()
-	note := pgNotice{Event: "handover", PIN: pin, Gateway: to, From: me}
+	note := pgNotice{Event: "handover", PINs: []string{pin}, Gateway: to, From: me}
 	moved, err := s.st.handOver(ctx, seqs, to, note.payload())
 	if err != nil {
 		if s.ctx.Err() == nil {

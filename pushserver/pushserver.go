@@ -139,6 +139,8 @@ type Server struct {
 	announced map[string]int    // PIN -> own attachment notices not heard back yet
 	moving    map[string]bool   // PINs with a hand-over running -> run it once more
 	storing   map[int64]bool    // recipients final here whose state is not stored yet
+	taking    map[string]bool   // PINs whose handed-over recipients are to be taken over
+	takerBusy bool              // a goroutine takes them over
 
 	notifySem     chan struct{}
 	notifyWaiting atomic.Int64
@@ -208,6 +210,7 @@ func New(opts Options) (*Server, error) {
 		announced: map[string]int{},
 		moving:    map[string]bool{},
 		storing:   map[int64]bool{},
+		taking:    map[string]bool{},
 		notifySem: make(chan struct{}, 64),
 	}
 	s.m.init()

@@ -44,6 +44,7 @@ type recip struct {
 	state       string // queued|pending|final states
 	final       bool
 	transportAt time.Time
+	holder      string // shared store: the other gateway that holds it from the start; "" here
 }
 
 func (r *recip) deadline(fct time.Duration) time.Time {
@@ -225,21 +226,37 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 		return nil, ErrBusy
 	}
 	s.active++
+	if s.sharing() {
+		// A device attached at another gateway sharing the store: that gateway holds its
+		// recipient from the start.
+		for _, r := range rs {
+			if to := s.route[r.pin]; to != "" && to != s.st.d.instance {
+				if d := s.devices[r.pin]; d == nil || !d.attached {
+					r.holder = to
+				}
+			}
+		}
+	}
 	s.mu.Unlock()
 
 	hdr, err := json.Marshal(p.headers)
 	if err != nil {
-		return nil, fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
+		err = fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
+	} else {
+		err = s.st.do(ctx, s.st.pushOp(p, hdr, rs))
 	}
-	err = s.st.do(ctx, s.st.pushOp(p, hdr, rs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		s.active--
 		return nil, err
 	}
-	s.byID[p.id] = p
+	p.open = 0
 	for _, r := range rs {
+		if r.holder != "" {
+			continue // another gateway's
+		}
+		p.open++
 		d := s.device(r.pin)
 		// Concurrent commits may append out of seq order: insert in place.
 		i := len(d.queue)
@@ -249,8 +266,13 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 		d.queue = slices.Insert(d.queue, i, r)
 		d.poke()
 		if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
-			s.handOverSoon(r.pin) // the device attached at another gateway sharing the store
+			s.handOverSoon(r.pin) // the device attached at another gateway meanwhile
 		}
+	}
+	if p.open > 0 {
+		s.byID[p.id] = p
+	} else {
+		s.active-- // nothing of it is held here
 	}
 	s.m.accepted.Add(1)
 	s.m.recipients.Add(int64(len(rs)))

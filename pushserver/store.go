@@ -1,6 +1,7 @@
 package pushserver
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -678,15 +679,16 @@ const pgInsertPush = `WITH p AS (
 	VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$15) ON CONFLICT(push_id,source) DO NOTHING RETURNING id
 )
 INSERT INTO recipients(pid,pin,port,state,updated_at,gateway)
-SELECT p.id, x.pin, x.port, 'queued', $12, $15 FROM p, unnest($13::text[], $14::int[]) WITH ORDINALITY AS x(pin, port, ord) ORDER BY x.ord
+SELECT p.id, x.pin, x.port, 'queued', $12, x.holder FROM p, unnest($13::text[], $14::int[], $16::text[]) WITH ORDINALITY AS x(pin, port, holder, ord) ORDER BY x.ord
 RETURNING pid, seq, pin`
 
 func pipeInsertPush(b *pgx.Batch, res *error, instance string, p *push, hdr []byte, rs []*recip) {
 	pins := make([]string, len(rs))
 	ports := make([]int32, len(rs))
+	holders := make([]string, len(rs))
 	byPIN := make(map[string]*recip, len(rs))
 	for i, r := range rs {
-		pins[i], ports[i], byPIN[r.pin] = r.pin, int32(r.port), r
+		pins[i], ports[i], holders[i], byPIN[r.pin] = r.pin, int32(r.port), cmp.Or(r.holder, instance), r
 	}
 	notifyPAP := 0
 	if p.notifyPAP {
@@ -694,7 +696,7 @@ func pipeInsertPush(b *pgx.Batch, res *error, instance string, p *push, hdr []by
 	}
 	b.Queue(pgInsertPush, p.id, p.source, string(hdr), p.body, p.requestURI, p.reliability,
 		unixMs(p.deliverBefore), unixMs(p.deliverAfter), p.notifyURL, notifyPAP, p.papVersion, unixMs(p.acceptedAt),
-		pins, ports, instance).Query(func(rows pgx.Rows) error {
+		pins, ports, instance, holders).Query(func(rows pgx.Rows) error {
 		n := 0
 		for rows.Next() {
 			var pid, seq int64
@@ -714,6 +716,9 @@ func pipeInsertPush(b *pgx.Batch, res *error, instance string, p *push, hdr []by
 		}
 		return rows.Err()
 	})
+	for _, n := range handoverNotices(instance, rs) {
+		b.Queue("SELECT pg_notify($1, $2)", pgChannel, n)
+	}
 }
 
 // insertPush stores a push and its recipients; it fills p.key and the recipients' seq.
@@ -742,11 +747,16 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 	}
 	for _, r := range rs {
 		if tx.st.d.pg {
-			r.seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at,gateway) VALUES(?,?,?,'queued',?,?)", "seq", p.key, r.pin, r.port, unixMs(p.acceptedAt), tx.st.d.instance)
+			r.seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at,gateway) VALUES(?,?,?,'queued',?,?)", "seq", p.key, r.pin, r.port, unixMs(p.acceptedAt), cmp.Or(r.holder, tx.st.d.instance))
 		} else {
 			r.seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", "seq", p.key, r.pin, r.port, unixMs(p.acceptedAt))
 		}
 		if err != nil {
+			return err
+		}
+	}
+	for _, n := range handoverNotices(tx.st.d.instance, rs) {
+		if _, err := tx.exec("SELECT pg_notify(?, ?)", pgChannel, n); err != nil {
 			return err
 		}
 	}
