@@ -24,7 +24,8 @@ import (
 //   - The other gateways hear it (LISTEN/NOTIFY on pgChannel): one that had the device
 //     attached lets it go, and one that holds open recipients for it hands them over, after
 //     any send in flight has ended, in one UPDATE, and tells the new holder.
-//   - A push accepted for a device attached elsewhere is handed over once it is stored.
+//   - A push accepted for a device attached elsewhere is stored as that gateway's, and the
+//     notice goes in the same commit.
 //   - A state is written only by the recipient's holder (pgSetState names it), so a hand-over
 //     racing an expiry leaves one outcome, reported once.
 //
