@@ -218,13 +218,15 @@ type deviceInfo struct {
 	ReceiverURL string `json:"receiver_url,omitempty"`
 	Queued      int    `json:"queued"`
 	Delivered   int    `json:"delivered"`
+	// Gateway: with a shared push store, the gateway the device attached at last.
+	Gateway string `json:"gateway,omitempty"`
 }
 
 func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	out := make([]deviceInfo, 0, len(s.devices))
 	for _, d := range s.devices {
-		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered}
+		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered, Gateway: s.route[d.pin]}
 		if d.attached {
 			di.ReceiverURL = d.url
 		}

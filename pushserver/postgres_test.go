@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -336,6 +337,21 @@ func gatewaysSharing(t *testing.T, db string) {
 	// the one a was given): a learnt it from b.
 	rim(a, "shared-2", strings.ToLower(pinB)+"@bbsim.test", "by e-mail via a")
 	got("shared-2", "by e-mail via a")
+
+	// Either gateway tells where the device is.
+	type deviceRow struct {
+		PIN      string `json:"pin"`
+		Attached bool   `json:"attached"`
+		Gateway  string `json:"gateway"`
+	}
+	for _, base := range []string{a, b} {
+		var devs []deviceRow
+		getJSON(t, base+"/api/v1/devices", &devs)
+		i := slices.IndexFunc(devs, func(d deviceRow) bool { return d.PIN == pinB })
+		if i < 0 || devs[i].Gateway != "b" || devs[i].Attached != (base == b) {
+			t.Fatalf("devices at %s: %+v, want %s attached at b", base, devs, pinB)
+		}
+	}
 
 	// The device moves to a: b lets it go, and b's pushes follow it.
 	attach(t, a, rc, pinB)
