@@ -247,9 +247,10 @@ func (s *Server) catchUp() error {
 	return nil
 }
 
-// sweeper takes, now and then, the open recipients for devices that attached here last
-// which are held by a gateway that is not running: one that crashed (its lock is freed when
-// the database notices) or stopped and did not come back.
+// sweeper takes, now and then, the open recipients held by gateways that are not running:
+// one that crashed (its lock is freed when the database notices) or stopped and did not
+// come back. This gateway then delivers them, hands them over to where their device is, or
+// expires them in time.
 func (s *Server) sweeper() {
 	defer s.wg.Done()
 	every := s.opts.sweepEvery
@@ -485,6 +486,16 @@ func (s *Server) handOver(pin string) {
 	defer cancel()
 	note := pgNotice{Event: "handover", PINs: []string{pin}, Gateway: to, From: me}
 	moved, err := s.st.handOver(ctx, seqs, to, note.payload())
+	if errors.Is(err, errGatewayDown) {
+		// Keep them; where the device attaches next, they go.
+		s.mu.Lock()
+		if s.route[pin] == to {
+			delete(s.route, pin)
+		}
+		s.mu.Unlock()
+		s.log.Info("not handing pushes over to a gateway that is not running", "pin", pin, "gateway", to)
+		return
+	}
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.log.Warn("hand over queued pushes", "pin", pin, "to", to, "err", err)
@@ -556,6 +567,15 @@ func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) 
 		return nil, err
 	}
 	defer tx.Rollback()
+	// A gateway that is not running cannot take them; the lock, free then, is held until
+	// this transaction ends, so it cannot start meanwhile either.
+	var down bool
+	if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", pgLockClass, to).Scan(&down); err != nil {
+		return nil, err
+	}
+	if down {
+		return nil, errGatewayDown
+	}
 	rows, err := tx.QueryContext(ctx, `UPDATE recipients SET gateway=$1
 		WHERE seq = ANY($2) AND gateway=$3 AND state IN ('queued','pending') RETURNING seq`, to, seqs, st.d.instance)
 	if err != nil {
@@ -586,12 +606,15 @@ func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) 
 	return moved, nil
 }
 
-// claimStranded makes this gateway the holder of the open recipients for devices that
-// attached here last and that gateways which are not running hold; it returns their PINs.
+// errGatewayDown: the gateway to hand over to is not running.
+var errGatewayDown = errors.New("push store: that gateway is not running")
+
+// claimStranded makes this gateway the holder of the open recipients that gateways which
+// are not running hold; it returns their PINs.
 func (st *store) claimStranded(ctx context.Context) ([]string, error) {
-	pins, err := st.texts(ctx, `UPDATE recipients r SET gateway=$1 FROM devices d
-		WHERE d.pin = r.pin AND d.gateway = $1 AND r.state IN ('queued','pending') AND r.gateway <> $1
-		AND pg_try_advisory_xact_lock($2, hashtext(r.gateway)) RETURNING r.pin`, st.d.instance, pgLockClass)
+	pins, err := st.texts(ctx, `UPDATE recipients SET gateway=$1
+		WHERE state IN ('queued','pending') AND gateway <> $1
+		AND pg_try_advisory_xact_lock($2, hashtext(gateway)) RETURNING pin`, st.d.instance, pgLockClass)
 	slices.Sort(pins)
 	return slices.Compact(pins), err
 }

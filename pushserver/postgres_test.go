@@ -135,6 +135,52 @@ func TestPostgresStore(t *testing.T) {
 		attach(t, c.base, rc, pinA)
 		rc.none(t, 300*time.Millisecond)
 	})
+	t.Run("a stopped gateway's pushes expire elsewhere", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		nt := newNotifications(t)
+		sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
+		if code, text, _ := rimPush(t, a, "DESTINATION="+pinC, map[string]string{"X-RIM-Push-ID": "orphan", "X-RIM-Push-NotifyURL": nt.srv.URL}, []byte("x")); code != 200 {
+			t.Fatalf("push through a = %d %s", code, text)
+		}
+		sa.Close() // and a does not come back; the device never attaches
+		sb, _ := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices(), FlowControlTimeout: 500 * time.Millisecond, sweepEvery: 50 * time.Millisecond})
+		if n := nt.wait(t, 1)[0]; n.PushID != "orphan" || n.Status != "4500" || n.Dest != pinC {
+			t.Fatalf("notification = %+v, want orphan 4500 %s", n, pinC)
+		}
+		if st := waitState(t, sb, "orphan", pinC, "expired"); st.Code != 4500 {
+			t.Fatalf("state = %+v", st)
+		}
+	})
+	t.Run("a push for a device last attached at a stopped gateway", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		rc := newReceiver(t)
+		sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices(), sweepEvery: 50 * time.Millisecond})
+		sb, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
+		attach(t, b, rc, pinA)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			sa.mu.Lock()
+			gw := sa.route[pinA]
+			sa.mu.Unlock()
+			if gw == "b" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a does not know the device attached at b")
+			}
+		}
+		sb.Close()
+		if code, text, _ := rimPush(t, a, "DESTINATION="+pinA, map[string]string{"X-RIM-Push-ID": "to-stopped"}, []byte("kept")); code != 200 {
+			t.Fatalf("push through a = %d %s", code, text)
+		}
+		time.Sleep(200 * time.Millisecond) // a few of a's sweeps
+		attach(t, a, rc, pinA)
+		if d := rc.wait(t, 1)[0]; d.PushID != "to-stopped" || string(d.Body) != "kept" {
+			t.Fatalf("delivered %s %q", d.PushID, d.Body)
+		}
+		rc.none(t, 200*time.Millisecond)
+	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
 		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
