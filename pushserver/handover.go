@@ -26,6 +26,8 @@ import (
 //     any send in flight has ended, in one UPDATE, and tells the new holder.
 //   - A push accepted for a device attached elsewhere is stored as that gateway's, and the
 //     notice goes in the same commit.
+//   - Every gateway takes, every 5 s, the open recipients of gateways that are not running,
+//     and hands nothing to one: they are delivered, handed on or expired by a running one.
 //   - A state is written only by the recipient's holder (pgSetState names it), so a hand-over
 //     racing an expiry leaves one outcome, reported once.
 //
