@@ -614,9 +614,14 @@ var errGatewayDown = errors.New("push store: that gateway is not running")
 // claimStranded makes this gateway the holder of the open recipients that gateways which
 // are not running hold; it returns their PINs.
 func (st *store) claimStranded(ctx context.Context) ([]string, error) {
-	pins, err := st.texts(ctx, `UPDATE recipients SET gateway=$1
-		WHERE state IN ('queued','pending') AND gateway <> $1
-		AND pg_try_advisory_xact_lock($2, hashtext(gateway)) RETURNING pin`, st.d.instance, pgLockClass)
+	// The lock is tried once per gateway, not once per recipient (a volatile function keeps
+	// the CTE from being folded into the UPDATE).
+	pins, err := st.texts(ctx, `WITH down AS (
+			SELECT g FROM (SELECT DISTINCT gateway AS g FROM recipients
+				WHERE state IN ('queued','pending') AND gateway <> $1) held
+			WHERE pg_try_advisory_xact_lock($2, hashtext(g)))
+		UPDATE recipients r SET gateway=$1 FROM down
+		WHERE r.gateway = down.g AND r.state IN ('queued','pending') RETURNING r.pin`, st.d.instance, pgLockClass)
 	slices.Sort(pins)
 	return slices.Compact(pins), err
 }
