@@ -30,6 +30,8 @@ import (
 //     and hands nothing to one: they are delivered, handed on or expired by a running one.
 //   - A state is written only by the recipient's holder (pgSetState names it), so a hand-over
 //     racing an expiry leaves one outcome, reported once.
+//   - A cancel through any gateway cancels what it holds, takes and cancels what stopped
+//     gateways hold, and asks the running holders (cancelShared).
 //
 // A gateway that was not listening (starting, or its connection to the database dropped)
 // catches up from the tables when it listens again.
