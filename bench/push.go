@@ -102,7 +102,12 @@ func rimPush(ctx context.Context, gateway, pin, title string) error {
 	if err != nil {
 		return err
 	}
-	// Read to the end, so the connection goes back to the pool instead of being closed.
+	return answered(resp)
+}
+
+// answered reads an answer to the end, so its connection serves the next request, and
+// reports anything but 200.
+func answered(resp *http.Response) error {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -150,12 +155,7 @@ func (s *sender) push(pin, title string) error {
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("push: HTTP %s", resp.Status)
-	}
-	return nil
+	return answered(resp)
 }
 
 // pushEndToEnd measures RIM pushes accepted and delivered end to end to a fleet of
@@ -309,9 +309,7 @@ func receiverRate(ctx context.Context, o Options) []Figure {
 					failed.Add(1)
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
+				if answered(resp) != nil {
 					failed.Add(1)
 				}
 			}

@@ -397,16 +397,7 @@ func (s *Server) hold(open []storedOpen) int {
 				s.pending[p.id+"/"+r.pin] = r
 				continue
 			}
-			d := s.device(r.pin)
-			i := len(d.queue)
-			for i > 0 && d.queue[i-1].seq > r.seq {
-				i--
-			}
-			d.queue = slices.Insert(d.queue, i, r)
-			d.poke()
-			if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
-				s.handOverSoon(r.pin) // it attached at another gateway meanwhile
-			}
+			s.queue(r)
 		}
 		if added == 0 {
 			continue

@@ -257,17 +257,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 			continue // another gateway's
 		}
 		p.open++
-		d := s.device(r.pin)
-		// Concurrent commits may append out of seq order: insert in place.
-		i := len(d.queue)
-		for i > 0 && d.queue[i-1].seq > r.seq {
-			i--
-		}
-		d.queue = slices.Insert(d.queue, i, r)
-		d.poke()
-		if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
-			s.handOverSoon(r.pin) // the device attached at another gateway meanwhile
-		}
+		s.queue(r)
 	}
 	if p.open > 0 {
 		s.byID[p.id] = p
@@ -277,6 +267,22 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	s.m.accepted.Add(1)
 	s.m.recipients.Add(int64(len(rs)))
 	return p, nil
+}
+
+// queue adds a queued recipient to its device's queue, in seq order (concurrent commits
+// may come back out of order), and wakes the device's delivery. With a shared store, one
+// whose device attached at another gateway meanwhile goes there. Called with s.mu held.
+func (s *Server) queue(r *recip) {
+	d := s.device(r.pin)
+	i := len(d.queue)
+	for i > 0 && d.queue[i-1].seq > r.seq {
+		i--
+	}
+	d.queue = slices.Insert(d.queue, i, r)
+	d.poke()
+	if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
+		s.handOverSoon(r.pin)
+	}
 }
 
 // attach marks a device in coverage and starts delivering its queue.
