@@ -272,6 +272,18 @@ func TestPostgresRestart(t *testing.T) {
 	if _, err := New(Options{DataDir: t.TempDir(), PushDB: db}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second gateway after the restart: %v, want refused (the first holds the lock again)", err)
 	}
+	// The gateways listen again after the restart: a push through a second gateway, whose
+	// device is attached at the first, arrives.
+	_, other := startServer(t, Options{PushDB: db, PushInstance: "other", Devices: seedDevices()})
+	pg.Restart(t)
+	attach(t, base, rc, pinA) // announced once both listen again, or read from the tables
+	code, text, _ := rimPush(t, other, "DESTINATION="+pinA, map[string]string{"X-RIM-Push-ID": "via-other"}, []byte("via other"))
+	if code != 200 {
+		t.Fatalf("push through the other gateway = %d %s", code, text)
+	}
+	if d := rc.wait(t, 1)[0]; d.PushID != "via-other" {
+		t.Fatalf("delivered %s, want via-other", d.PushID)
+	}
 }
 
 // TestStoreAdoptsLostCommit: a push whose commit answer was lost with its connection comes
