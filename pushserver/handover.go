@@ -269,6 +269,7 @@ func (s *Server) sweeper() {
 			return
 		case <-t.C:
 		}
+		s.forgetFinal(time.Now().Add(-finalKept))
 		ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 		pins, err := s.st.claimStranded(ctx)
 		cancel()
@@ -282,6 +283,21 @@ func (s *Server) sweeper() {
 			if err := s.takeOver(pin); err != nil && s.ctx.Err() == nil {
 				s.log.Warn("take over pushes from a stopped gateway", "pin", pin, "err", err)
 			}
+		}
+	}
+}
+
+// finalKept is how long a recipient made final here is remembered after its state was
+// stored: longer than any read of the store that a takeover then makes use of (20 s).
+const finalKept = 30 * time.Second
+
+// forgetFinal forgets the recipients whose final state was stored before then.
+func (s *Server) forgetFinal(then time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for seq, at := range s.final {
+		if !at.IsZero() && at.Before(then) {
+			delete(s.final, seq)
 		}
 	}
 }
@@ -373,12 +389,6 @@ func (s *Server) hold(open []storedOpen) int {
 			}
 		}
 	}
-	for _, r := range s.pending {
-		held[r.seq] = true
-	}
-	for seq := range s.storing {
-		held[seq] = true // final here; the store learns it in a moment
-	}
 	n := 0
 	for _, so := range open {
 		p := so.p
@@ -389,6 +399,15 @@ func (s *Server) hold(open []storedOpen) int {
 		for _, r := range so.rs {
 			if held[r.seq] {
 				continue
+			}
+			if q := s.pending[p.id+"/"+r.pin]; q != nil && q.seq == r.seq {
+				continue
+			}
+			if _, ok := s.final[r.seq]; ok {
+				continue // final here: the store learns it in a moment, or did after it was read
+			}
+			if s.accepting[acceptKey(p.id, p.source, r.pin)] > 0 {
+				continue // being accepted here: queued by enqueue once committed
 			}
 			held[r.seq] = true
 			r.p = p

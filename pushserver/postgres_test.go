@@ -181,6 +181,10 @@ func TestPostgresStore(t *testing.T) {
 		}
 		rc.none(t, 200*time.Millisecond)
 	})
+	t.Run("handsets moving while pushes arrive", func(t *testing.T) {
+		t.Parallel()
+		handsetsMoving(t, pg.NewDatabase(t))
+	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
 		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
@@ -436,5 +440,65 @@ func gatewaysSharing(t *testing.T, db string) {
 	}
 	if _, err := New(Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
 		t.Fatalf("a second gateway named a: %v, want refused", err)
+	}
+}
+
+// handsetsMoving: pushes go in through both gateways while handsets move between them;
+// once they settle, every push has arrived exactly once.
+func handsetsMoving(t *testing.T, db string) {
+	const devices, pushes = 12, 300
+	rc := newReceiver(t)
+	var devs []Device
+	for i := range devices {
+		devs = append(devs, Device{PIN: fmt.Sprintf("2B0000%02X", i)})
+	}
+	_, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: devs})
+	_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: devs})
+	gateways := []string{a, b}
+	for i, d := range devs {
+		attach(t, gateways[i%2], rc, d.PIN)
+	}
+	stop := make(chan struct{})
+	moved := make(chan int)
+	go func() {
+		n := 0
+		defer func() { moved <- n }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			attach(t, gateways[(i/7)%2], rc, devs[(i*5)%devices].PIN) // moves and re-attachments
+			n++
+		}
+	}()
+	for i := range pushes {
+		id := fmt.Sprintf("m-%d", i)
+		if code, text, _ := rimPush(t, gateways[i%2], "DESTINATION="+devs[i%devices].PIN, map[string]string{"X-RIM-Push-ID": id}, []byte(id)); code != 200 {
+			t.Fatalf("push %s = %d %s", id, code, text)
+		}
+	}
+	close(stop)
+	t.Logf("%d moves while %d pushes went in", <-moved, pushes)
+	for _, d := range devs {
+		attach(t, b, rc, d.PIN) // settle at b
+	}
+	got := map[string]int{}
+	for _, d := range rc.wait(t, pushes) {
+		got[d.PIN+"/"+d.PushID]++
+	}
+	for quiet := time.After(500 * time.Millisecond); quiet != nil; {
+		select {
+		case d := <-rc.got:
+			got[d.PIN+"/"+d.PushID]++ // one too many: reported below
+		case <-quiet:
+			quiet = nil
+		}
+	}
+	for i := range pushes {
+		if k := fmt.Sprintf("%s/m-%d", devs[i%devices].PIN, i); got[k] != 1 {
+			t.Errorf("%s delivered %d times", k, got[k])
+		}
 	}
 }

@@ -138,9 +138,12 @@ type Server struct {
 	route     map[string]string // PIN -> the gateway the device attached at last
 	announced map[string]int    // PIN -> own attachment notices not heard back yet
 	moving    map[string]bool   // PINs with a hand-over running -> run it once more
-	storing   map[int64]bool    // recipients final here whose state is not stored yet
-	taking    map[string]bool   // PINs whose handed-over recipients are to be taken over
-	takerBusy bool              // a goroutine takes them over
+	// final: recipients made final here, with when their state was stored (zero: not
+	// yet); kept a while, so a takeover that read the store before then skips them.
+	final     map[int64]time.Time
+	accepting map[string]int  // recipients (acceptKey) of pushes being accepted here
+	taking    map[string]bool // PINs whose handed-over recipients are to be taken over
+	takerBusy bool            // a goroutine takes them over
 
 	notifySem     chan struct{}
 	notifyWaiting atomic.Int64
@@ -209,7 +212,8 @@ func New(opts Options) (*Server, error) {
 		route:     map[string]string{},
 		announced: map[string]int{},
 		moving:    map[string]bool{},
-		storing:   map[int64]bool{},
+		final:     map[int64]time.Time{},
+		accepting: map[string]int{},
 		taking:    map[string]bool{},
 		notifySem: make(chan struct{}, 64),
 	}

@@ -233,9 +233,24 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 			if to := s.route[r.pin]; to != "" && to != s.st.d.instance {
 				if d := s.devices[r.pin]; d == nil || !d.attached {
 					r.holder = to
+					continue
 				}
 			}
+			// A takeover that reads the store between the commit and the queueing below
+			// leaves this one to be queued here.
+			s.accepting[acceptKey(p.id, p.source, r.pin)]++
 		}
+		defer func() {
+			s.mu.Lock()
+			for _, r := range rs {
+				if k := acceptKey(p.id, p.source, r.pin); r.holder == "" {
+					if s.accepting[k]--; s.accepting[k] <= 0 {
+						delete(s.accepting, k)
+					}
+				}
+			}
+			s.mu.Unlock()
+		}()
 	}
 	s.mu.Unlock()
 
@@ -268,6 +283,9 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	s.m.recipients.Add(int64(len(rs)))
 	return p, nil
 }
+
+// acceptKey names a recipient of a push being accepted.
+func acceptKey(id, source, pin string) string { return id + "\x00" + source + "\x00" + pin }
 
 // queue adds a queued recipient to its device's queue, in seq order (concurrent commits
 // may come back out of order), and wakes the device's delivery. With a shared store, one
@@ -652,14 +670,14 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 	}
 	transportAt := r.transportAt
 	if s.sharing() {
-		s.storing[r.seq] = true
+		s.final[r.seq] = time.Time{}
 	}
 	s.mu.Unlock()
 	// The device loop goes on at once; the result is reported once the state is stored.
 	s.st.later(s.st.stateOp(r, state, code, transportAt, at), func(err error) {
 		if s.sharing() {
 			s.mu.Lock()
-			delete(s.storing, r.seq)
+			s.final[r.seq] = time.Now()
 			s.mu.Unlock()
 		}
 		if errors.Is(err, errMoved) {
