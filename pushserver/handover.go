@@ -295,11 +295,28 @@ const finalKept = 30 * time.Second
 func (s *Server) forgetFinal(then time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for seq, at := range s.final {
-		if !at.IsZero() && at.Before(then) {
-			delete(s.final, seq)
+	n := 0
+	for _, f := range s.finalOrder {
+		if !f.at.Before(then) {
+			break
 		}
+		delete(s.final, f.seq)
+		n++
 	}
+	s.finalOrder = s.finalOrder[n:]
+}
+
+// finalEntry is a recipient made final here and when its state was stored.
+type finalEntry struct {
+	seq int64
+	at  time.Time
+}
+
+// stored records that the final state of recipient seq was stored at at. Called with s.mu
+// held.
+func (s *Server) stored(seq int64, at time.Time) {
+	s.final[seq] = at
+	s.finalOrder = append(s.finalOrder, finalEntry{seq, at})
 }
 
 // announce records in the shared store that a device attaches here, takes its open

@@ -140,10 +140,11 @@ type Server struct {
 	moving    map[string]bool   // PINs with a hand-over running -> run it once more
 	// final: recipients made final here, with when their state was stored (zero: not
 	// yet); kept a while, so a takeover that read the store before then skips them.
-	final     map[int64]time.Time
-	accepting map[string]int  // recipients (acceptKey) of pushes being accepted here
-	taking    map[string]bool // PINs whose handed-over recipients are to be taken over
-	takerBusy bool            // a goroutine takes them over
+	final      map[int64]time.Time
+	finalOrder []finalEntry    // final's stored entries, oldest first
+	accepting  map[string]int  // recipients (acceptKey) of pushes being accepted here
+	taking     map[string]bool // PINs whose handed-over recipients are to be taken over
+	takerBusy  bool            // a goroutine takes them over
 
 	notifySem     chan struct{}
 	notifyWaiting atomic.Int64

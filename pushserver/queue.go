@@ -677,7 +677,7 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 	s.st.later(s.st.stateOp(r, state, code, transportAt, at), func(err error) {
 		if s.sharing() {
 			s.mu.Lock()
-			s.final[r.seq] = time.Now()
+			s.stored(r.seq, time.Now())
 			s.mu.Unlock()
 		}
 		if errors.Is(err, errMoved) {
