@@ -31,7 +31,8 @@ import (
 //   - A state is written only by the recipient's holder (pgSetState names it), so a hand-over
 //     racing an expiry leaves one outcome, reported once.
 //   - A cancel through any gateway cancels what it holds, takes and cancels what stopped
-//     gateways hold, and asks the running holders (cancelShared).
+//     gateways hold, and asks the running holders (cancelShared); an application
+//     acknowledgement that reaches another gateway is passed on (ackShared).
 //
 // A gateway that was not listening (starting, or its connection to the database dropped)
 // catches up from the tables when it listens again.
@@ -40,14 +41,16 @@ const pgChannel = "bbsim_push"
 
 // pgNotice is what gateways tell each other on pgChannel.
 type pgNotice struct {
-	Event string   `json:"event"`          // attached | handover | cancel
-	PIN   string   `json:"pin,omitempty"`  // attached: the device
+	Event string   `json:"event"`          // attached | handover | cancel | ack
+	PIN   string   `json:"pin,omitempty"`  // attached, ack: the device
 	PINs  []string `json:"pins,omitempty"` // handover: the devices whose recipients moved
 	Email string   `json:"email,omitempty"`
 	// Gateway: attached, where the device attached; handover, the new holder.
 	Gateway string `json:"gateway"`
-	From    string `json:"from,omitempty"` // handover: the gateway that let them go
-	Push    int64  `json:"push,omitempty"` // cancel: the push (pushes.id) whose queued recipients to cancel
+	From    string `json:"from,omitempty"`    // handover: the gateway that let them go
+	Push    int64  `json:"push,omitempty"`    // cancel: the push (pushes.id) whose queued recipients to cancel
+	PushID  string `json:"push_id,omitempty"` // ack: the push the device acknowledged
+	Code    int    `json:"code,omitempty"`    // ack: the device's code
 }
 
 func (n pgNotice) payload() string {
@@ -142,6 +145,16 @@ func (s *Server) onNotice(ev pgNotice) {
 		return
 	}
 	switch ev.Event {
+	case "ack":
+		if ev.Gateway == me {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if !s.ack(pin, ev.PushID, ev.Code) {
+					s.log.Info("acknowledgement passed on for a push not waiting here", "pin", pin, "push_id", ev.PushID)
+				}
+			}()
+		}
 	case "attached":
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -786,4 +799,27 @@ func (st *store) bySeq(ctx context.Context, query string, args ...any) (map[int6
 		m[seq] = v
 	}
 	return m, rows.Err()
+}
+
+// ackShared handles a device's application acknowledgement for a push this gateway does
+// not wait on: handed over to it meanwhile (it takes it over and acknowledges), or waited
+// on by another gateway (told with a notice). It reports whether a gateway waits on it.
+func (s *Server) ackShared(pin, pushID string, code int) bool {
+	if err := s.takeOver(pin); err == nil && s.ack(pin, pushID, code) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	var holder string
+	err := s.st.db.QueryRowContext(ctx, `SELECT r.gateway FROM recipients r JOIN pushes p ON p.id = r.pid
+		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = 'pending' ORDER BY p.id DESC LIMIT 1`, pushID, pin).Scan(&holder)
+	if err != nil || holder == s.st.d.instance {
+		return false
+	}
+	note := pgNotice{Event: "ack", PIN: pin, PushID: pushID, Code: code, Gateway: holder}
+	if err := s.st.notify(ctx, note.payload()); err != nil {
+		s.log.Warn("pass an acknowledgement on", "pin", pin, "push_id", pushID, "gateway", holder, "err", err)
+		return false
+	}
+	return true
 }

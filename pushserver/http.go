@@ -190,7 +190,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits), push_id and code")
 		return
 	}
-	if !s.ack(pin, req.PushID, req.Code) {
+	if !s.ack(pin, req.PushID, req.Code) && !(s.sharing() && s.ackShared(pin, req.PushID, req.Code)) {
 		jsonError(w, http.StatusNotFound, fmt.Sprintf("no push %q waiting for an acknowledgement from %s", req.PushID, pin))
 		return
 	}

@@ -185,6 +185,27 @@ func TestPostgresStore(t *testing.T) {
 		t.Parallel()
 		handsetsMoving(t, pg.NewDatabase(t))
 	})
+	t.Run("an acknowledgement through another gateway", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		rc := newReceiver(t)
+		sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
+		_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
+		attach(t, a, rc, pinA)
+		rimPush(t, a, "DESTINATION="+pinA+"&PORT=100", map[string]string{"X-RIM-Push-ID": "app-b", "X-RIM-Push-Reliability-Mode": "application"}, []byte("x"))
+		rc.wait(t, 1)
+		waitState(t, sa, "app-b", pinA, "pending")
+		// The device's acknowledgement reaches b, which passes it on to a, which waits on it.
+		if code, m := postJSON(t, b+"/device/ack", map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000}); code != 200 {
+			t.Fatalf("ack through b = %d %v", code, m)
+		}
+		if st := waitState(t, sa, "app-b", pinA, "delivered"); st.Code != 1000 {
+			t.Fatalf("state = %+v", st)
+		}
+		if code, _ := postJSON(t, b+"/device/ack", map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000}); code != 404 {
+			t.Fatalf("second ack through b = %d, want 404", code)
+		}
+	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
 		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
