@@ -245,7 +245,10 @@ func (s *Server) catchUp() error {
 	if err != nil {
 		return err
 	}
-	open, err := s.st.loadOpen()
+	// Bounded like every read whose rows a takeover uses (finalKept).
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	defer cancel()
+	open, err := s.st.loadOpen(ctx)
 	if err != nil {
 		return err
 	}

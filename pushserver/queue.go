@@ -136,7 +136,7 @@ func (s *Server) restore() error {
 			s.emails[lower(dev.email)] = pin
 		}
 	}
-	open, err := s.st.loadOpen()
+	open, err := s.st.loadOpen(context.Background())
 	if err != nil {
 		return err
 	}

@@ -853,11 +853,11 @@ type storedOpen struct {
 
 // loadOpen reads every push that still has queued or pending recipients held by this
 // gateway (in SQLite, all of them).
-func (st *store) loadOpen() ([]storedOpen, error) {
+func (st *store) loadOpen(ctx context.Context) ([]storedOpen, error) {
 	if st.d.pg {
-		return st.loadHeld(context.Background(), " AND r.gateway = $1", st.d.instance)
+		return st.loadHeld(ctx, " AND r.gateway = $1", st.d.instance)
 	}
-	return st.loadHeld(context.Background(), "")
+	return st.loadHeld(ctx, "")
 }
 
 // loadHeld reads the open recipients that the condition (cond, on recipients r) selects,
