@@ -41,7 +41,7 @@ const pgChannel = "bbsim_push"
 
 // pgNotice is what gateways tell each other on pgChannel.
 type pgNotice struct {
-	Event string   `json:"event"`          // attached | handover | cancel | ack
+	Event string   `json:"event"`          // attached | handover | cancel | ack | directory
 	PIN   string   `json:"pin,omitempty"`  // attached, ack: the device
 	PINs  []string `json:"pins,omitempty"` // handover: the devices whose recipients moved
 	Email string   `json:"email,omitempty"`
@@ -122,6 +122,18 @@ func (s *Server) onNotice(ev pgNotice) {
 			go func() {
 				defer s.wg.Done()
 				s.cancelHeld(func(p *push) bool { return p.key == ev.Push })
+			}()
+		}
+		return
+	}
+	if ev.Event == "directory" {
+		if ev.Gateway != me {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if err := s.learnDirectory(); err != nil && s.ctx.Err() == nil {
+					s.log.Warn("read the shared device directory", "err", err)
+				}
 			}()
 		}
 		return
@@ -238,8 +250,62 @@ func (s *Server) holds(d *device) bool {
 	return false
 }
 
-// catchUp reads where every device attached last and the open recipients this gateway
-// holds, as after a time without notices.
+// shareDirectory adds this gateway's configured devices (PIN and e-mail) to the shared
+// device directory and tells the other gateways, so a push to any of them is accepted
+// through any gateway.
+func (s *Server) shareDirectory(devs []Device) error {
+	if len(devs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	defer cancel()
+	tx, err := s.st.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, d := range devs {
+		pin, _ := normPIN(d.PIN) // checked by New
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email) VALUES($1,$2) ON CONFLICT(pin) DO UPDATE
+			SET email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, pin, d.Email); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, pgNotice{Event: "directory", Gateway: s.st.d.instance}.payload()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// learnDirectory adds the shared directory's devices and e-mails to this gateway's.
+func (s *Server) learnDirectory() error {
+	devs, err := s.st.loadDevices()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.learn(devs)
+	return nil
+}
+
+// learn adds devices read from the store to the directory. Called with s.mu held.
+func (s *Server) learn(devs map[string]storedDevice) {
+	for pin, dev := range devs {
+		d := s.device(pin)
+		if dev.email != "" {
+			if d.email == "" {
+				d.email = dev.email
+			}
+			if _, taken := s.emails[lower(dev.email)]; !taken {
+				s.emails[lower(dev.email)] = pin // this gateway's own --user entries stay
+			}
+		}
+	}
+}
+
+// catchUp reads the directory, where every device attached last and the open recipients
+// this gateway holds, as after a time without notices.
 func (s *Server) catchUp() error {
 	devs, err := s.st.loadDevices()
 	if err != nil {
@@ -257,6 +323,7 @@ func (s *Server) catchUp() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.announced)
+	s.learn(devs)
 	for pin, dev := range devs {
 		if dev.gateway != "" && dev.gateway != me {
 			s.moved(pin, dev.gateway, dev.email)

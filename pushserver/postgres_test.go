@@ -206,6 +206,32 @@ func TestPostgresStore(t *testing.T) {
 			t.Fatalf("second ack through b = %d, want 404", code)
 		}
 	})
+	t.Run("one device directory", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		// b knows no device of its own; a, started before it, shares its list.
+		startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
+		_, b := startServer(t, Options{PushDB: db, PushInstance: "b"})
+		for _, dest := range []string{pinC, "alice%40bbsim.test"} {
+			if code, text, _ := rimPush(t, b, "DESTINATION="+dest, nil, []byte("x")); code != 200 {
+				t.Fatalf("push through b to %s = %d %s", dest, code, text)
+			}
+		}
+		// c starts after b and shares a device b hears of at once.
+		startServer(t, Options{PushDB: db, PushInstance: "c", Devices: []Device{{PIN: "2C00000D", Email: "dora@bbsim.test"}}})
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			code, text, _ := rimPush(t, b, "DESTINATION=dora%40bbsim.test", nil, []byte("x"))
+			if code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("push through b to c's device = %d %s", code, text)
+			}
+		}
+		if code, text, _ := rimPush(t, b, "DESTINATION=nobody%40bbsim.test", nil, []byte("x")); code != 403 {
+			t.Fatalf("push to a device no gateway knows = %d %s, want 403", code, text)
+		}
+	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
 		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})

@@ -257,6 +257,9 @@ func New(opts Options) (*Server, error) {
 		case <-time.After(10 * time.Second):
 			s.log.Warn("not yet listening to other gateways' hand-over notices; going on")
 		}
+		if err := s.shareDirectory(opts.Devices); err != nil {
+			s.log.Warn("share the device directory", "err", err)
+		}
 	}
 	return s, nil
 }
