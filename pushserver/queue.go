@@ -254,7 +254,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	}
 	s.mu.Unlock()
 
-	hdr, err := json.Marshal(p.headers)
+	hdr, err := headerJSON(p.headers)
 	if err != nil {
 		err = fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
 	} else {
@@ -282,6 +282,60 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	s.m.accepted.Add(1)
 	s.m.recipients.Add(int64(len(rs)))
 	return p, nil
+}
+
+// headerJSON is h as JSON (what the store keeps of a push's headers, read back with
+// json.Unmarshal), written directly when every name and value is printable ASCII without
+// quotes or backslashes, as push headers are, and by json.Marshal otherwise.
+func headerJSON(h http.Header) ([]byte, error) {
+	n := 2
+	for k, vs := range h {
+		if !plainJSON(k) {
+			return json.Marshal(h)
+		}
+		n += len(k) + 6
+		for _, v := range vs {
+			if !plainJSON(v) {
+				return json.Marshal(h)
+			}
+			n += len(v) + 3
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for k, vs := range h {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, `":`...)
+		if vs == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, '[')
+		for i, v := range vs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, v...)
+			b = append(b, '"')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}'), nil
+}
+
+// plainJSON reports whether s stands for itself inside a JSON string.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // acceptKey names a recipient of a push being accepted.
