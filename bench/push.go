@@ -210,7 +210,7 @@ func pushEndToEnd(ctx context.Context, o Options) []Figure {
 	elapsed := time.Since(start)
 	got := rig.delivered()
 	rateFig := Figure{Name: "RIM push accepted+delivered", N: got, Rate: float64(got) / elapsed.Seconds(),
-		Target: ">= 10,000/s", Note: fmt.Sprintf("%d receivers, 64 senders", handsets)}
+		Target: ">= 10,000/s", Note: fmt.Sprintf("%d full handsets, 64 senders", handsets)}
 	rateFig.Met = met(rateFig.Rate >= 10000 && got == total)
 	if f := failed.Load(); f > 0 {
 		rateFig.Note += fmt.Sprintf(", %d refused", f)
