@@ -116,58 +116,9 @@ func (s *Server) listenOnce(listening func()) (listened bool, err error) {
 
 func (s *Server) onNotice(ev pgNotice) {
 	me := s.st.d.instance
-	if ev.Event == "cancel" {
-		if ev.Gateway == me {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.cancelHeld(func(p *push) bool { return p.key == ev.Push })
-			}()
-		}
-		return
-	}
-	if ev.Event == "directory" {
-		if ev.Gateway != me {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				if err := s.learnDirectory(); err != nil && s.ctx.Err() == nil {
-					s.log.Warn("read the shared device directory", "err", err)
-				}
-			}()
-		}
-		return
-	}
-	if ev.Event == "handover" {
-		if ev.Gateway == me {
-			var pins []string
-			for _, p := range ev.PINs {
-				if pin, ok := normPIN(p); ok {
-					pins = append(pins, pin)
-				}
-			}
-			s.mu.Lock()
-			s.takeSoon(pins)
-			s.mu.Unlock()
-		}
-		return
-	}
-	pin, ok := normPIN(ev.PIN)
-	if !ok {
-		return
-	}
-	switch ev.Event {
-	case "ack":
-		if ev.Gateway == me {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				if !s.ack(pin, ev.PushID, ev.Code) {
-					s.log.Info("acknowledgement passed on for a push not waiting here", "pin", pin, "push_id", ev.PushID)
-				}
-			}()
-		}
-	case "attached":
+	pin, _ := normPIN(ev.PIN)
+	switch {
+	case ev.Event == "attached" && pin != "":
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if ev.Gateway == me {
@@ -182,7 +133,42 @@ func (s *Server) onNotice(ev pgNotice) {
 			return
 		}
 		s.moved(pin, ev.Gateway, ev.Email)
+	case ev.Event == "directory" && ev.Gateway != me:
+		s.background(func() {
+			if err := s.learnDirectory(); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("read the shared device directory", "err", err)
+			}
+		})
+	case ev.Gateway != me:
+		// The other notices are for one gateway.
+	case ev.Event == "handover":
+		var pins []string
+		for _, p := range ev.PINs {
+			if pin, ok := normPIN(p); ok {
+				pins = append(pins, pin)
+			}
+		}
+		s.mu.Lock()
+		s.takeSoon(pins)
+		s.mu.Unlock()
+	case ev.Event == "cancel":
+		s.background(func() { s.cancelHeld(func(p *push) bool { return p.key == ev.Push }) })
+	case ev.Event == "ack" && pin != "":
+		s.background(func() {
+			if !s.ack(pin, ev.PushID, ev.Code) {
+				s.log.Info("acknowledgement passed on for a push not waiting here", "pin", pin, "push_id", ev.PushID)
+			}
+		})
 	}
+}
+
+// background runs f on a goroutine of its own, which Close waits for.
+func (s *Server) background(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
 }
 
 // takeSoon takes over, in the background, what the store says this gateway holds for these
@@ -199,9 +185,7 @@ func (s *Server) takeSoon(pins []string) {
 		return
 	}
 	s.takerBusy = true
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.background(func() {
 		for {
 			s.mu.Lock()
 			pins := slices.Sorted(maps.Keys(s.taking))
@@ -216,7 +200,7 @@ func (s *Server) takeSoon(pins []string) {
 				s.log.Warn("take over handed-over pushes", "devices", len(pins), "err", err)
 			}
 		}
-	}()
+	})
 }
 
 // moved records that a device attached at another gateway: it is no longer attached here,
@@ -271,7 +255,7 @@ func (s *Server) shareDirectory(devs []Device) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, pgNotice{Event: "directory", Gateway: s.st.d.instance}.payload()); err != nil {
+	if err := pgNotify(ctx, tx, pgNotice{Event: "directory", Gateway: s.st.d.instance}.payload()); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -546,9 +530,7 @@ func (s *Server) handOverSoon(pin string) {
 		return
 	}
 	s.moving[pin] = false
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.background(func() {
 		for {
 			s.handOver(pin)
 			s.mu.Lock()
@@ -561,7 +543,7 @@ func (s *Server) handOverSoon(pin string) {
 			s.mu.Unlock()
 			return
 		}
-	}()
+	})
 }
 
 func (s *Server) handOver(pin string) {
@@ -667,7 +649,7 @@ func (st *store) attachedHere(ctx context.Context, pin, email, notice string) er
 		AND pg_try_advisory_xact_lock($3, hashtext(gateway))`, st.d.instance, pin, pgLockClass); err != nil {
 		return fmt.Errorf("take pushes from stopped gateways: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, notice); err != nil {
+	if err := pgNotify(ctx, tx, notice); err != nil {
 		return fmt.Errorf("announce attachment: %w", err)
 	}
 	return tx.Commit()
@@ -711,7 +693,7 @@ func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) 
 	if len(moved) == 0 {
 		return moved, nil
 	}
-	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, notice); err != nil {
+	if err := pgNotify(ctx, tx, notice); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -800,16 +782,6 @@ func (s *Server) cancelShared(pushID string) (int, error) {
 	return n, nil
 }
 
-// latestPush returns the key of the latest push with this id, or ErrNotFound.
-func (st *store) latestPush(ctx context.Context, pushID string) (int64, error) {
-	var key int64
-	err := st.db.QueryRowContext(ctx, "SELECT id FROM pushes WHERE push_id=$1 ORDER BY id DESC LIMIT 1", pushID).Scan(&key)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, ErrNotFound
-	}
-	return key, err
-}
-
 // claimPush makes this gateway the holder of the push's queued recipients that gateways
 // which are not running hold; it returns their PINs.
 func (st *store) claimPush(ctx context.Context, key int64) ([]string, error) {
@@ -830,7 +802,18 @@ func (st *store) states(ctx context.Context, seqs []int64) (map[int64]string, er
 
 // notify tells the gateways sharing the store.
 func (st *store) notify(ctx context.Context, payload string) error {
-	_, err := st.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload)
+	return pgNotify(ctx, st.db, payload)
+}
+
+// pgNotifySQL sends a notice to the gateways sharing the store, at the commit of the
+// transaction it runs in.
+const pgNotifySQL = "SELECT pg_notify($1, $2)"
+
+// pgNotify sends a notice on pgChannel through db or within a transaction.
+func pgNotify(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, payload string) error {
+	_, err := ex.ExecContext(ctx, pgNotifySQL, pgChannel, payload)
 	return err
 }
 

@@ -299,6 +299,6 @@ func pipeInsertPush(b *pgx.Batch, res *error, instance string, p *push, hdr []by
 		return rows.Err()
 	})
 	for _, n := range handoverNotices(instance, rs) {
-		b.Queue("SELECT pg_notify($1, $2)", pgChannel, n)
+		b.Queue(pgNotifySQL, pgChannel, n)
 	}
 }

@@ -78,7 +78,7 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 		}
 	}
 	for _, n := range handoverNotices(tx.st.d.instance, rs) {
-		if _, err := tx.exec("SELECT pg_notify(?, ?)", pgChannel, n); err != nil {
+		if _, err := tx.exec(pgNotifySQL, pgChannel, n); err != nil {
 			return err
 		}
 	}
@@ -275,10 +275,19 @@ func (st *store) saveDevice(ctx context.Context, pin, email string) error {
 
 // pushExists reports whether any push with this id was ever stored.
 func (st *store) pushExists(ctx context.Context, pushID string) (bool, error) {
-	var one int
-	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT 1 FROM pushes WHERE push_id=? LIMIT 1"), pushID).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
+	_, err := st.latestPush(ctx, pushID)
+	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// latestPush returns the key of the latest push with this id, or ErrNotFound.
+func (st *store) latestPush(ctx context.Context, pushID string) (int64, error) {
+	var key int64
+	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id FROM pushes WHERE push_id=? ORDER BY id DESC LIMIT 1"), pushID).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return key, err
 }
