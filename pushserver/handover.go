@@ -2,10 +2,8 @@ package pushserver
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -630,96 +628,6 @@ func (s *Server) release(r *recip) {
 	}
 }
 
-// attachedHere records that a device attached at this gateway, takes its open recipients
-// from gateways that are not running (a running gateway holds its lock, so the try fails
-// for its rows; a stopped one cannot start until this transaction ends), and announces it.
-func (st *store) attachedHere(ctx context.Context, pin, email, notice string) error {
-	tx, err := st.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email,gateway) VALUES($1,$2,$3)
-		ON CONFLICT(pin) DO UPDATE SET gateway=excluded.gateway,
-		email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, pin, email, st.d.instance); err != nil {
-		return fmt.Errorf("record attachment: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE recipients SET gateway=$1
-		WHERE pin=$2 AND state IN ('queued','pending') AND gateway <> $1
-		AND pg_try_advisory_xact_lock($3, hashtext(gateway))`, st.d.instance, pin, pgLockClass); err != nil {
-		return fmt.Errorf("take pushes from stopped gateways: %w", err)
-	}
-	if err := pgNotify(ctx, tx, notice); err != nil {
-		return fmt.Errorf("announce attachment: %w", err)
-	}
-	return tx.Commit()
-}
-
-// handOver gives the open recipients seqs that this gateway holds to gateway to, tells it,
-// and returns those it gave (one that became final meanwhile stays).
-func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) (map[int64]bool, error) {
-	tx, err := st.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	// A gateway that is not running cannot take them; the lock, free then, is held until
-	// this transaction ends, so it cannot start meanwhile either.
-	var down bool
-	if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", pgLockClass, to).Scan(&down); err != nil {
-		return nil, err
-	}
-	if down {
-		return nil, errGatewayDown
-	}
-	rows, err := tx.QueryContext(ctx, `UPDATE recipients SET gateway=$1
-		WHERE seq = ANY($2) AND gateway=$3 AND state IN ('queued','pending') RETURNING seq`, to, seqs, st.d.instance)
-	if err != nil {
-		return nil, err
-	}
-	moved := map[int64]bool{}
-	for rows.Next() {
-		var seq int64
-		if err := rows.Scan(&seq); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		moved[seq] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(moved) == 0 {
-		return moved, nil
-	}
-	if err := pgNotify(ctx, tx, notice); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, errors.Join(errors.New("commit hand-over"), err)
-	}
-	return moved, nil
-}
-
-// errGatewayDown: the gateway to hand over to is not running.
-var errGatewayDown = errors.New("push store: that gateway is not running")
-
-// claimStranded makes this gateway the holder of the open recipients that gateways which
-// are not running hold; it returns their PINs.
-func (st *store) claimStranded(ctx context.Context) ([]string, error) {
-	// The lock is tried once per gateway, not once per recipient (a volatile function keeps
-	// the CTE from being folded into the UPDATE).
-	pins, err := st.texts(ctx, `WITH down AS (
-			SELECT g FROM (SELECT DISTINCT gateway AS g FROM recipients
-				WHERE state IN ('queued','pending') AND gateway <> $1) held
-			WHERE pg_try_advisory_xact_lock($2, hashtext(g)))
-		UPDATE recipients r SET gateway=$1 FROM down
-		WHERE r.gateway = down.g AND r.state IN ('queued','pending') RETURNING r.pin`, st.d.instance, pgLockClass)
-	slices.Sort(pins)
-	return slices.Compact(pins), err
-}
-
 // cancelShared cancels the queued recipients of the latest push with this id wherever they
 // are held: here; by a gateway that is not running (they are taken over and cancelled
 // here); by a running one (it is asked, and its answer awaited up to 5 s). It returns how
@@ -780,78 +688,6 @@ func (s *Server) cancelShared(pushID string) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// claimPush makes this gateway the holder of the push's queued recipients that gateways
-// which are not running hold; it returns their PINs.
-func (st *store) claimPush(ctx context.Context, key int64) ([]string, error) {
-	return st.texts(ctx, `UPDATE recipients SET gateway=$1
-		WHERE pid=$2 AND state='queued' AND gateway <> $1
-		AND pg_try_advisory_xact_lock($3, hashtext(gateway)) RETURNING pin`, st.d.instance, key, pgLockClass)
-}
-
-// queuedElsewhere returns the push's queued recipients that other gateways hold, and who.
-func (st *store) queuedElsewhere(ctx context.Context, key int64) (map[int64]string, error) {
-	return st.bySeq(ctx, "SELECT seq, gateway FROM recipients WHERE pid=$1 AND state='queued' AND gateway <> $2", key, st.d.instance)
-}
-
-// states returns the stored states of these recipients.
-func (st *store) states(ctx context.Context, seqs []int64) (map[int64]string, error) {
-	return st.bySeq(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
-}
-
-// notify tells the gateways sharing the store.
-func (st *store) notify(ctx context.Context, payload string) error {
-	return pgNotify(ctx, st.db, payload)
-}
-
-// pgNotifySQL sends a notice to the gateways sharing the store, at the commit of the
-// transaction it runs in.
-const pgNotifySQL = "SELECT pg_notify($1, $2)"
-
-// pgNotify sends a notice on pgChannel through db or within a transaction.
-func pgNotify(ctx context.Context, ex interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, payload string) error {
-	_, err := ex.ExecContext(ctx, pgNotifySQL, pgChannel, payload)
-	return err
-}
-
-// texts runs a statement whose rows are one text column.
-func (st *store) texts(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := st.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// bySeq runs a statement whose rows are a recipient's seq and a text.
-func (st *store) bySeq(ctx context.Context, query string, args ...any) (map[int64]string, error) {
-	rows, err := st.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := map[int64]string{}
-	for rows.Next() {
-		var seq int64
-		var v string
-		if err := rows.Scan(&seq, &v); err != nil {
-			return nil, err
-		}
-		m[seq] = v
-	}
-	return m, rows.Err()
 }
 
 // ackShared handles a device's application acknowledgement for a push this gateway does
