@@ -1,5 +1,8 @@
 package pushserver
 
+// The push store's side of the hand-over between gateways (handover.go): claims, moves,
+// reads and notices, in PostgreSQL.
+
 import (
 	"context"
 	"database/sql"
@@ -7,9 +10,6 @@ import (
 	"fmt"
 	"slices"
 )
-
-// The push store's side of the hand-over between gateways (handover.go): claims, moves,
-// reads and notices, in PostgreSQL.
 
 // attachedHere records that a device attached at this gateway, takes its open recipients
 // from gateways that are not running (a running gateway holds its lock, so the try fails
