@@ -1,9 +1,17 @@
 # bbsim: `make run` builds and starts everything; `make test` runs every test.
 GO        ?= go
 BIN       := bin/bbsim
-# Debian packages the tests drive as real peers.
-TEST_DEBS := curl tmux python3 dovecot-imapd dovecot-pop3d dovecot-lmtpd postgresql
-TEST_CMDS := curl tmux python3 dovecot
+# Debian packages the tests drive as real peers, one line per area so that each
+# area's peers are listed once, where its tests are.
+TEST_DEBS := curl tmux python3 postgresql
+# mail: Dovecot as a real server
+TEST_DEBS += dovecot-imapd dovecot-pop3d dovecot-lmtpd
+# mail: the clients people sync, fetch and send with
+TEST_DEBS +=
+# push: real push initiators
+TEST_DEBS +=
+# protocol clients for every server (DNS)
+TEST_DEBS +=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME  ?= 30s
 
@@ -19,8 +27,9 @@ run: build
 
 # Installs the outside peers the tests use when any is missing (needs apt-get).
 test-deps:
-	@missing=""; for c in $(TEST_CMDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	@missing=""; for p in $(TEST_DEBS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test peers (missing:$$missing)"; \
 		$(SUDO) apt-get update -qq && \
