@@ -28,6 +28,13 @@ type rig struct {
 
 func startServer(t testing.TB, opts Options) *rig {
 	t.Helper()
+	return startServerWire(t, opts, nil)
+}
+
+// startServerWire is startServer with every byte the servers write also recorded, in the
+// order the writes returned, in w (when not nil).
+func startServerWire(t testing.TB, opts Options, w *wireLog) *rig {
+	t.Helper()
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
@@ -37,10 +44,13 @@ func startServer(t testing.TB, opts Options) *rig {
 	}
 	r := &rig{s: s}
 	var wg sync.WaitGroup
-	serve := func(f func(net.Listener) error) string {
+	serve := func(name string, f func(net.Listener) error) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if w != nil {
+			ln = &wireListener{Listener: ln, name: name, log: w}
 		}
 		wg.Add(1)
 		go func() {
@@ -51,10 +61,10 @@ func startServer(t testing.TB, opts Options) *rig {
 		}()
 		return ln.Addr().String()
 	}
-	r.imap = serve(s.ServeIMAP)
-	r.pop3 = serve(s.ServePOP3)
-	r.smtp = serve(s.ServeSMTP)
-	r.webmail = serve(s.ServeWebmail)
+	r.imap = serve("imap", s.ServeIMAP)
+	r.pop3 = serve("pop3", s.ServePOP3)
+	r.smtp = serve("smtp", s.ServeSMTP)
+	r.webmail = serve("webmail", s.ServeWebmail)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -201,7 +211,8 @@ func TestLockingPolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := startServer(t, tt.opts)
+			var wire wireLog
+			r := startServerWire(t, tt.opts, &wire)
 			sendSMTP(t, r.smtp, alice, "before")
 			raw := rawIdler(t, r.imap)
 			waitIdling(t, r.s, 1)
@@ -220,11 +231,79 @@ func TestLockingPolicies(t *testing.T) {
 			if tt.bye != strings.HasPrefix(line, "* BYE [UNAVAILABLE]") {
 				t.Fatalf("idler saw %q, bye wanted %v", line, tt.bye)
 			}
+			// The idler is told before POP3 is let in: the BYE reaches its socket before
+			// the +OK to PASS reaches POP3's.
+			if tt.bye {
+				bye, ok := wire.index("imap: * BYE [UNAVAILABLE]"), wire.index("pop3: +OK Logged in")
+				if bye < 0 || ok < 0 || bye > ok {
+					t.Fatalf("BYE at %d, POP3 +OK at %d, want BYE first; the servers wrote:\n%s", bye, ok, &wire)
+				}
+			}
 			if got := webmailLogin(t, r.webmail); got != tt.webLocks {
 				t.Errorf("webmail locked out: %v, want %v", got, tt.webLocks)
 			}
 		})
 	}
+}
+
+// wireLog is one ordered record of what several server connections wrote: a write is
+// recorded after it returned, so the order is the order in which the bytes reached the
+// sockets.
+type wireLog struct {
+	mu    sync.Mutex
+	lines []string // "imap: * BYE …", "pop3: +OK …"
+}
+
+func (w *wireLog) add(name string, p []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for l := range strings.Lines(string(p)) {
+		w.lines = append(w.lines, name+": "+strings.TrimRight(l, "\r\n"))
+	}
+}
+
+// index is the position of the first line with prefix, or -1.
+func (w *wireLog) index(prefix string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, l := range w.lines {
+		if strings.HasPrefix(l, prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *wireLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.lines, "\n")
+}
+
+type wireListener struct {
+	net.Listener
+	name string
+	log  *wireLog
+}
+
+func (l *wireListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &wireConn{Conn: c, name: l.name, log: l.log}, nil
+}
+
+type wireConn struct {
+	net.Conn
+	name string
+	log  *wireLog
+}
+
+func (c *wireConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.log.add(c.name, p[:n])
+	return n, err
 }
 
 // secondSelect logs in with a second client and selects INBOX: "OK" or the refusal.
