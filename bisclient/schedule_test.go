@@ -79,7 +79,11 @@ func TestJitterBounds(t *testing.T) {
 }
 
 // scriptedIMAP answers just enough IMAP to reach IDLE, then stays silent.
-func scriptedIMAP(conn net.Conn) {
+func scriptedIMAP(conn net.Conn) { scriptedIMAPWith(conn, "", nil) }
+
+// scriptedIMAPWith is scriptedIMAP that answers SELECT with refuse when it is not empty
+// ("NO [INUSE] …"), and runs idling, when not nil, once IDLE has been answered.
+func scriptedIMAPWith(conn net.Conn, refuse string, idling func()) {
 	defer conn.Close()
 	// Capabilities up front, as real servers send them: the client then never asks for
 	// them in the background while IDLE holds the connection.
@@ -96,9 +100,17 @@ func scriptedIMAP(conn net.Conn) {
 		case "CAPABILITY":
 			fmt.Fprintf(conn, "* CAPABILITY IMAP4rev1 IDLE\r\n%s OK done\r\n", tag)
 		case "SELECT":
+			if refuse != "" {
+				fmt.Fprintf(conn, "%s %s\r\n", tag, refuse)
+				continue
+			}
 			fmt.Fprintf(conn, "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 1] n\r\n%s OK [READ-WRITE] done\r\n", tag)
 		case "IDLE":
 			fmt.Fprintf(conn, "+ idling\r\n")
+			if idling != nil {
+				idling()
+				return
+			}
 			// Silence from here on: the connection is dead.
 		case "":
 		case "LOGIN":
@@ -183,4 +195,97 @@ func TestDiscovery(t *testing.T) {
 	if _, err := Discover(t.Context(), pc.LocalAddr().String(), "nowhere.test"); err == nil {
 		t.Fatal("discovery of an unknown domain succeeded")
 	}
+}
+
+// lockingIMAP is a server that disconnects the client politely once it idles, then refuses
+// SELECT with NO [INUSE] refusals more times, then lets it idle: a POP3 user holding the
+// store for a while, as on a server with polite disconnect and exclusive locking.
+type lockingIMAP struct {
+	mu      sync.Mutex
+	dials   []time.Duration
+	start   time.Time
+	refuse  int           // SELECT refusals after the BYE
+	byeWait time.Duration // from "+ idling" to the BYE
+}
+
+func (s *lockingIMAP) dial(ctx context.Context, n, a string) (net.Conn, error) {
+	s.mu.Lock()
+	i := len(s.dials)
+	s.dials = append(s.dials, time.Since(s.start))
+	s.mu.Unlock()
+	client, server := net.Pipe()
+	switch {
+	case i == 0:
+		go scriptedIMAPWith(server, "", func() {
+			time.Sleep(s.byeWait)
+			fmt.Fprintf(server, "* BYE [UNAVAILABLE] Disconnected for a POP3 session on this mailbox\r\n")
+			server.Close()
+		})
+	case i <= s.refuse:
+		go scriptedIMAPWith(server, "NO [INUSE] Mailbox is locked by a POP3 session", nil)
+	default:
+		go scriptedIMAP(server)
+	}
+	return client, nil
+}
+
+// TestBackoffAfterBye: a BYE [UNAVAILABLE] and the NO [INUSE] refusals that follow it are
+// waited out on the backoff schedule, the first retry after First, then doubling, never at
+// once; the handset shows it is locked out, with the server's words and the retry time.
+func TestBackoffAfterBye(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		srv := &lockingIMAP{start: time.Now(), refuse: 2, byeWait: time.Second}
+		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
+			Rand: func() float64 { return 0.5 }, // no jitter
+			Dial: srv.dial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+
+		// Just after the BYE (at 1 s): locked out, retrying First (250 ms) later.
+		time.Sleep(time.Second + 100*time.Millisecond)
+		synctest.Wait()
+		st := h.MailStatus()
+		if st.State != handset.MailLockedOut || st.LastDisconnect == nil ||
+			!strings.HasPrefix(st.LastDisconnect.Reason, "[UNAVAILABLE] Disconnected for a POP3 session") {
+			t.Fatalf("after the BYE: state %s, last disconnect %+v; want locked-out by the BYE", st.State, st.LastDisconnect)
+		}
+		if got := st.RetryAt.Sub(st.LastDisconnect.At); got != 250*time.Millisecond {
+			t.Fatalf("after the BYE: retry in %v, want 250ms", got)
+		}
+
+		// The second refusal (at 1.75 s) is waited out for 1 s.
+		time.Sleep(700 * time.Millisecond)
+		synctest.Wait()
+		st = h.MailStatus()
+		if st.State != handset.MailLockedOut || st.LastDisconnect == nil || st.LastDisconnect.Reason != "NO [INUSE] Mailbox is locked by a POP3 session" {
+			t.Fatalf("after NO [INUSE]: state %s, last disconnect %+v", st.State, st.LastDisconnect)
+		}
+		if got := st.RetryAt.Sub(st.LastDisconnect.At); got != time.Second {
+			t.Fatalf("after the second NO [INUSE]: retry in %v, want 1s", got)
+		}
+
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if st := h.MailStatus(); st.State != handset.MailIdling || st.Reconnects != 3 {
+			t.Fatalf("at the end: state %s, %d reconnects; want idling after 3", st.State, st.Reconnects)
+		}
+		cancel()
+		<-done
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		// BYE at 1 s; +250 ms; NO [INUSE]: +500 ms; NO [INUSE]: +1 s, then it idles.
+		want := []time.Duration{0, 1250 * time.Millisecond, 1750 * time.Millisecond, 2750 * time.Millisecond}
+		if fmt.Sprint(srv.dials) != fmt.Sprint(want) {
+			t.Fatalf("dials at %v, want %v", srv.dials, want)
+		}
+	})
 }
