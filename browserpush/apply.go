@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/htmltext"
 	"golang.org/x/net/html/charset"
 )
 
@@ -300,7 +301,7 @@ func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time) ha
 		if u, err := url.Parse(loc); err == nil && u.IsAbs() {
 			base = u
 		}
-		text, links, err := renderHTML(bytes.NewReader(body), ct, base, RenderWidth)
+		text, links, err := htmltext.Render(bytes.NewReader(body), &htmltext.Options{Width: RenderWidth, ContentType: ct, Base: base})
 		if err != nil {
 			r.log.Info("render html", "url", loc, "err", err)
 		}

@@ -27,7 +27,7 @@
 //   - Browser-Channel-Delete of an unknown channel is accepted (200).
 //   - Expires sets the cache lifetime (default 12 hours); an unparsable Expires means
 //     already expired (RFC 9111 §5.3).
-//   - Content is rendered for the screen: HTML with RenderHTML (72 columns, links resolved
+//   - Content is rendered for the screen: HTML with internal/htmltext (72 columns, links resolved
 //     against the page URL), text/* as is (decoded from its charset), anything else as
 //     "type, size". A body labelled application/x-www-form-urlencoded (what curl -d sends)
 //     or unlabelled is sniffed.

@@ -1,4 +1,4 @@
-package browserpush
+package htmltext
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"golang.org/x/net/html/charset"
 )
 
-func TestRenderHTML(t *testing.T) {
+func TestRender(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
@@ -54,29 +54,29 @@ func TestRenderHTML(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, links, err := RenderHTML(strings.NewReader(tc.in), tc.width)
+			got, links, err := Render(strings.NewReader(tc.in), &Options{Width: tc.width})
 			if err != nil {
-				t.Fatalf("RenderHTML(%q) error %v", tc.in, err)
+				t.Fatalf("Render(%q) error %v", tc.in, err)
 			}
 			if got != tc.want {
-				t.Errorf("RenderHTML(%q) =\n%s\nwant\n%s", tc.in, got, tc.want)
+				t.Errorf("Render(%q) =\n%s\nwant\n%s", tc.in, got, tc.want)
 			}
 			if strings.Join(links, " ") != strings.Join(tc.links, " ") {
-				t.Errorf("RenderHTML(%q) links = %q, want %q", tc.in, links, tc.links)
+				t.Errorf("Render(%q) links = %q, want %q", tc.in, links, tc.links)
 			}
 		})
 	}
 }
 
-func TestRenderHTMLContentTypeCharset(t *testing.T) {
+func TestRenderContentTypeCharset(t *testing.T) {
 	t.Parallel()
-	got, _, err := renderHTML(strings.NewReader("<p>\xe9t\xe9</p>"), "text/html; charset=iso-8859-1", nil, 0)
+	got, _, err := Render(strings.NewReader("<p>\xe9t\xe9</p>"), &Options{ContentType: "text/html; charset=iso-8859-1"})
 	if err != nil || got != "été" {
-		t.Fatalf("renderHTML latin-1 = %q, %v; want été", got, err)
+		t.Fatalf("Render latin-1 = %q, %v; want été", got, err)
 	}
 }
 
-func TestRenderHTMLRelativeLinks(t *testing.T) {
+func TestRenderRelativeLinks(t *testing.T) {
 	t.Parallel()
 	base, _ := url.Parse("http://news.example/sport/today.html")
 	tests := []struct {
@@ -89,14 +89,14 @@ func TestRenderHTMLRelativeLinks(t *testing.T) {
 		{`<a href="../a">a</a><a href="/sport/a">same</a>`, []string{"http://news.example/a", "http://news.example/sport/a"}},
 	}
 	for _, tc := range tests {
-		_, links, err := renderHTML(strings.NewReader(tc.in), "text/html", base, 0)
+		_, links, err := Render(strings.NewReader(tc.in), &Options{ContentType: "text/html", Base: base})
 		if err != nil || strings.Join(links, " ") != strings.Join(tc.links, " ") {
-			t.Errorf("renderHTML(%q) links = %q, %v; want %q", tc.in, links, err, tc.links)
+			t.Errorf("Render(%q) links = %q, %v; want %q", tc.in, links, err, tc.links)
 		}
 	}
 }
 
-func TestRenderHTMLHostile(t *testing.T) {
+func TestRenderHostile(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
@@ -116,18 +116,18 @@ func TestRenderHTMLHostile(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			got, _, err := RenderHTML(strings.NewReader(tc.in), 72)
+			got, _, err := Render(strings.NewReader(tc.in), &Options{Width: 72})
 			if err != nil {
-				t.Fatalf("RenderHTML error %v", err)
+				t.Fatalf("Render error %v", err)
 			}
 			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("RenderHTML took %v on %d bytes", d, len(tc.in))
+				t.Errorf("Render took %v on %d bytes", d, len(tc.in))
 			}
 			if !strings.Contains(got, tc.want) {
-				t.Errorf("RenderHTML output (%d bytes) lacks %q", len(got), tc.want)
+				t.Errorf("Render output (%d bytes) lacks %q", len(got), tc.want)
 			}
 			if !utf8.ValidString(got) {
-				t.Errorf("RenderHTML output is not UTF-8")
+				t.Errorf("Render output is not UTF-8")
 			}
 			for _, l := range strings.Split(got, "\n") {
 				if n := len(l) - len(strings.TrimLeft(l, " ")); n > maxIndent+4 {
@@ -138,20 +138,20 @@ func TestRenderHTMLHostile(t *testing.T) {
 	}
 }
 
-func TestRenderHTMLReadError(t *testing.T) {
+func TestRenderReadError(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("boom")
 	r := io.MultiReader(strings.NewReader("<p>partial text</p>"), iotest.ErrReader(boom))
-	got, _, err := RenderHTML(r, 0)
+	got, _, err := Render(r, nil)
 	if !errors.Is(err, boom) {
-		t.Fatalf("RenderHTML error = %v, want boom", err)
+		t.Fatalf("Render error = %v, want boom", err)
 	}
 	if got != "partial text" {
-		t.Fatalf("RenderHTML = %q, want the text read before the error", got)
+		t.Fatalf("Render = %q, want the text read before the error", got)
 	}
 }
 
-func FuzzRenderHTML(f *testing.F) {
+func FuzzRender(f *testing.F) {
 	for _, s := range []string{
 		"<h1>x</h1><p>y <a href=z>l</a></p>",
 		"<ul><li>a<ol><li>b</ul>",
@@ -172,12 +172,12 @@ func FuzzRenderHTML(f *testing.F) {
 				t.Fatalf("plainUTF8 says UTF-8, DetermineEncoding says %s", name)
 			}
 		}
-		got, links, err := RenderHTML(bytes.NewReader(in), width)
+		got, links, err := Render(bytes.NewReader(in), &Options{Width: width})
 		if err != nil {
-			t.Fatalf("RenderHTML error %v", err)
+			t.Fatalf("Render error %v", err)
 		}
 		if !utf8.ValidString(got) {
-			t.Fatalf("RenderHTML output not UTF-8: %q", got)
+			t.Fatalf("Render output not UTF-8: %q", got)
 		}
 		for i, l := range links {
 			if !strings.Contains(got, "["+strconv.Itoa(i+1)+"] "+l) {
@@ -187,7 +187,7 @@ func FuzzRenderHTML(f *testing.F) {
 	})
 }
 
-func BenchmarkRenderHTML(b *testing.B) {
+func BenchmarkRender(b *testing.B) {
 	var page strings.Builder
 	page.WriteString("<html><head><title>News</title><style>body{}</style></head><body>")
 	for i := range 40 {
@@ -199,9 +199,10 @@ func BenchmarkRenderHTML(b *testing.B) {
 	page.WriteString("</body></html>")
 	in := []byte(page.String())
 	b.SetBytes(int64(len(in)))
+	opts := &Options{Width: 72}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := RenderHTML(bytes.NewReader(in), 72); err != nil {
+		if _, _, err := Render(bytes.NewReader(in), opts); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,6 @@
-package browserpush
+// Package htmltext renders HTML as text for a handset's screen. The browser shows pushed
+// pages with it and the mail client shows HTML mail with it, so both read alike.
+package htmltext
 
 import (
 	"bytes"
@@ -28,20 +30,33 @@ const (
 	sniffLen = 1024
 )
 
-// RenderHTML renders an HTML page as plain text for a terminal screen width columns wide
-// (0 or less: no wrapping): headings underlined, paragraphs separated by blank lines,
-// lists with "*" or numbers, links numbered "[n]" in the text and listed at the end.
-// Scripts, styles and the title are dropped; nesting deeper than 256 elements adds no
-// structure. The charset comes from a byte-order mark or a <meta> declaration, else
-// UTF-8 (windows-1252 when the first KiB is not valid UTF-8). It reads r to the end and
-// never fails on bad markup; the error is from reading r.
-func RenderHTML(r io.Reader, width int) (text string, links []string, err error) {
-	return renderHTML(r, "", nil, width)
+// Options says how a page is rendered. The zero value renders without wrapping, with
+// the charset sniffed and links left as written.
+type Options struct {
+	// Width is the screen's width in columns text is wrapped to (at least 16); 0 or less:
+	// no wrapping.
+	Width int
+	// ContentType is the Content-Type the page came with; its charset wins over the
+	// page's own declarations. Empty: none.
+	ContentType string
+	// Base is the page's URL, against which relative links are resolved. Nil: links are
+	// left as written.
+	Base *url.URL
 }
 
-// renderHTML is RenderHTML with the Content-Type the page came with (its charset wins) and
-// the page's URL, against which relative links are resolved (nil: left as written).
-func renderHTML(r io.Reader, contentType string, base *url.URL, width int) (string, []string, error) {
+// Render renders an HTML page as plain text for a terminal screen: headings underlined,
+// paragraphs separated by blank lines, lists with "*" or numbers, links numbered "[n]" in
+// the text and listed at the end. Scripts, styles and the title are dropped; nesting
+// deeper than 256 elements adds no structure. The charset comes from opts.ContentType, a
+// byte-order mark or a <meta> declaration, else UTF-8 (windows-1252 when the first KiB is
+// not valid UTF-8). It reads r to the end and never fails on bad markup; the error is
+// from reading r, and the text read before it is still returned. Nil opts: the zero
+// Options.
+func Render(r io.Reader, opts *Options) (text string, links []string, err error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	contentType, base, width := opts.ContentType, opts.Base, opts.Width
 	// Sniff the charset from the first KiB (BOM, Content-Type, <meta>), as browsers do.
 	var prefix []byte
 	var rest io.Reader
