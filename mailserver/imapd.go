@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 
@@ -34,7 +35,8 @@ func (s *Server) newIMAP() *imapserver.Server {
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &imapSession{srv: s, conn: c}, nil, nil
 		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapNamespace: {}, imap.CapMove: {}},
+		Caps: imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapNamespace: {}, imap.CapMove: {},
+			imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", s.appendLimit())): {}},
 		TLSConfig:    tlsConf,
 		InsecureAuth: true,
 		Logger:       slogPrintf{s.log},
@@ -68,7 +70,20 @@ type imapSession struct {
 	ss   *session
 }
 
-var _ imapserver.Session = (*imapSession)(nil)
+var (
+	_ imapserver.Session            = (*imapSession)(nil)
+	_ imapserver.SessionAppendLimit = (*imapSession)(nil)
+)
+
+// appendLimit is the largest APPEND literal accepted (RFC 7889): the SMTP message limit,
+// within what the library can announce.
+func (s *Server) appendLimit() uint32 {
+	return uint32(min(s.opts.MaxMessageBytes, math.MaxUint32))
+}
+
+// AppendLimit makes the library refuse an over-limit literal from its announced size with
+// NO [TOOBIG], before the client is invited to send it.
+func (c *imapSession) AppendLimit() uint32 { return c.srv.appendLimit() }
 
 func (c *imapSession) Login(username, password string) error {
 	a := c.srv.authenticate(username, password)

@@ -7,7 +7,8 @@ package imapmem
 
 import (
 	"bytes"
-	"sort"
+	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -132,7 +133,7 @@ func (mbox *Mailbox) statusDataLocked(options *imap.StatusOptions) *imap.StatusD
 func (mbox *Mailbox) countByFlagLocked(flag imap.Flag) uint32 {
 	var n uint32
 	for _, msg := range mbox.l {
-		if _, ok := msg.flags[canonicalFlag(flag)]; ok {
+		if msg.flags.has(flag) {
 			n++
 		}
 	}
@@ -147,10 +148,13 @@ func (mbox *Mailbox) sizeLocked() int64 {
 	return size
 }
 
+// appendLiteral stores an APPEND literal, but only one that arrived whole: a connection
+// that ends inside the literal stores nothing (the reader then just ends early).
 func (mbox *Mailbox) appendLiteral(r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	// The buffer grows with what arrives rather than with what the client announced.
 	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, err
+	if n, err := io.CopyN(&buf, r, r.Size()); err != nil {
+		return nil, fmt.Errorf("append: literal cut off after %d of %d bytes: %w", n, r.Size(), err)
 	}
 	return mbox.appendBytes(buf.Bytes(), options)
 }
@@ -173,7 +177,7 @@ func (mbox *Mailbox) Append(buf []byte, options *imap.AppendOptions) (*imap.Appe
 
 func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap.AppendData, error) {
 	msg := &message{
-		flags: make(map[imap.Flag]struct{}),
+		flags: flagSet{},
 		buf:   buf,
 	}
 
@@ -184,7 +188,7 @@ func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap
 	}
 
 	for _, flag := range options.Flags {
-		msg.flags[canonicalFlag(flag)] = struct{}{}
+		msg.flags.add(flag)
 	}
 
 	mbox.mutex.Lock()
@@ -210,9 +214,9 @@ func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap
 
 // Load adds a message read back from the Store at start-up, without writing it again.
 func (mbox *Mailbox) Load(uid imap.UID, buf []byte, t time.Time, flags []imap.Flag) {
-	msg := &message{uid: uid, buf: buf, t: t, flags: make(map[imap.Flag]struct{})}
+	msg := &message{uid: uid, buf: buf, t: t, flags: flagSet{}}
 	for _, f := range flags {
-		msg.flags[canonicalFlag(f)] = struct{}{}
+		msg.flags.add(f)
 	}
 	mbox.mutex.Lock()
 	defer mbox.mutex.Unlock()
@@ -273,10 +277,10 @@ func (mbox *Mailbox) AddFlag(uid imap.UID, flag imap.Flag) {
 	defer mbox.mutex.Unlock()
 	for i, m := range mbox.l {
 		if m.uid == uid {
-			if _, ok := m.flags[canonicalFlag(flag)]; ok {
+			if m.flags.has(flag) {
 				return
 			}
-			m.flags[canonicalFlag(flag)] = struct{}{}
+			m.flags.add(flag)
 			mbox.persistFlagsLocked(m)
 			mbox.tracker.QueueMessageFlags(uint32(i)+1, m.uid, m.flagList(), nil)
 			mbox.wakeIdlers()
@@ -350,7 +354,7 @@ func (mbox *Mailbox) selectDataLocked() *imap.SelectData {
 func (mbox *Mailbox) firstUnseenSeqNumLocked() uint32 {
 	for i, msg := range mbox.l {
 		seqNum := uint32(i) + 1
-		if _, ok := msg.flags[canonicalFlag(imap.FlagSeen)]; !ok {
+		if !msg.flags.has(imap.FlagSeen) {
 			return seqNum
 		}
 	}
@@ -358,23 +362,18 @@ func (mbox *Mailbox) firstUnseenSeqNumLocked() uint32 {
 }
 
 func (mbox *Mailbox) flagsLocked() []imap.Flag {
-	m := make(map[imap.Flag]struct{})
+	// The system flags are always listed, as Dovecot does, so that clients that check
+	// FLAGS and PERMANENTFLAGS before they set one find it there.
+	all := flagSet{}
+	for _, f := range systemFlags {
+		all.add(f)
+	}
 	for _, msg := range mbox.l {
-		for flag := range msg.flags {
-			m[flag] = struct{}{}
+		for _, f := range msg.flags {
+			all.add(f)
 		}
 	}
-
-	var l []imap.Flag
-	for flag := range m {
-		l = append(l, flag)
-	}
-
-	sort.Slice(l, func(i, j int) bool {
-		return l[i] < l[j]
-	})
-
-	return l
+	return all.list()
 }
 
 func (mbox *Mailbox) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
@@ -384,7 +383,7 @@ func (mbox *Mailbox) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 		if uids != nil && !uids.Contains(msg.uid) {
 			continue
 		}
-		if _, ok := msg.flags[canonicalFlag(imap.FlagDeleted)]; ok {
+		if msg.flags.has(imap.FlagDeleted) {
 			expunged[msg] = struct{}{}
 		}
 	}
@@ -484,8 +483,8 @@ func (mbox *MailboxView) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, op
 			return
 		}
 
-		if _, seen := msg.flags[canonicalFlag(imap.FlagSeen)]; markSeen && !seen {
-			msg.flags[canonicalFlag(imap.FlagSeen)] = struct{}{}
+		if markSeen && !msg.flags.has(imap.FlagSeen) {
+			msg.flags.add(imap.FlagSeen)
 			mbox.persistFlagsLocked(msg)
 			mbox.Mailbox.tracker.QueueMessageFlags(seqNum, msg.uid, msg.flagList(), nil)
 			mbox.Mailbox.wakeIdlers()
@@ -651,6 +650,29 @@ func (mbox *MailboxView) forEachLocked(numSet imap.NumSet, f func(seqNum uint32,
 
 		f(seqNum, msg)
 	}
+}
+
+// checkSeqSetLocked refuses message sequence numbers beyond the mailbox (RFC 3501 §9,
+// seq-number): they are a client error, answered BAD with the reason. UIDs are not checked:
+// a UID that no longer exists simply matches nothing.
+func (mbox *MailboxView) checkSeqSetLocked(numSet imap.NumSet) error {
+	seqSet, ok := numSet.(imap.SeqSet)
+	if !ok {
+		return nil
+	}
+	n := uint32(len(mbox.l))
+	for _, r := range seqSet {
+		for _, v := range []uint32{r.Start, r.Stop} {
+			if v > n { // 0 is "*", the last message
+				return &imap.Error{
+					Type: imap.StatusResponseTypeBad,
+					Code: imap.ResponseCodeClientBug,
+					Text: fmt.Sprintf("Invalid message sequence number %d: the mailbox has %d messages", v, n),
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // staticNumSet converts a dynamic sequence set into a static one.

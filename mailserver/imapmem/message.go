@@ -27,7 +27,7 @@ type message struct {
 	t   time.Time
 
 	// mutable, protected by Mailbox.mutex
-	flags map[imap.Flag]struct{}
+	flags flagSet
 }
 
 func (msg *message) fetch(w *imapserver.FetchResponseWriter, options *imap.FetchOptions) error {
@@ -92,26 +92,20 @@ func (msg *message) envelope() *imap.Envelope {
 	return imapserver.ExtractEnvelope(header)
 }
 
-func (msg *message) flagList() []imap.Flag {
-	var flags []imap.Flag
-	for flag := range msg.flags {
-		flags = append(flags, flag)
-	}
-	return flags
-}
+func (msg *message) flagList() []imap.Flag { return msg.flags.list() }
 
 func (msg *message) store(store *imap.StoreFlags) {
 	switch store.Op {
 	case imap.StoreFlagsSet:
-		msg.flags = make(map[imap.Flag]struct{})
+		msg.flags = flagSet{}
 		fallthrough
 	case imap.StoreFlagsAdd:
 		for _, flag := range store.Flags {
-			msg.flags[canonicalFlag(flag)] = struct{}{}
+			msg.flags.add(flag)
 		}
 	case imap.StoreFlagsDel:
 		for _, flag := range store.Flags {
-			delete(msg.flags, canonicalFlag(flag))
+			msg.flags.del(flag)
 		}
 	default:
 		panic(fmt.Errorf("unknown STORE flag operation: %v", store.Op))
@@ -142,12 +136,12 @@ func (msg *message) search(seqNum uint32, criteria *imap.SearchCriteria) bool {
 	}
 
 	for _, flag := range criteria.Flag {
-		if _, ok := msg.flags[canonicalFlag(flag)]; !ok {
+		if !msg.flags.has(flag) {
 			return false
 		}
 	}
 	for _, flag := range criteria.NotFlag {
-		if _, ok := msg.flags[canonicalFlag(flag)]; ok {
+		if msg.flags.has(flag) {
 			return false
 		}
 	}
@@ -271,8 +265,4 @@ func matchEntity(e *gomessage.Entity, pattern string, includeHeader bool) bool {
 
 		return bytes.Contains(bytes.ToLower(buf), bytes.ToLower([]byte(pattern)))
 	}
-}
-
-func canonicalFlag(flag imap.Flag) imap.Flag {
-	return imap.Flag(strings.ToLower(string(flag)))
 }

@@ -70,6 +70,13 @@ func (sess *UserSession) Copy(numSet imap.NumSet, destName string) (*imap.CopyDa
 		}
 	}
 
+	sess.mailbox.mutex.Lock()
+	err = sess.mailbox.checkSeqSetLocked(numSet)
+	sess.mailbox.mutex.Unlock()
+	if err != nil {
+		return nil, err
+	}
+
 	var sourceUIDs, destUIDs imap.UIDSet
 	var copyErr error
 	sess.mailbox.forEach(numSet, func(seqNum uint32, msg *message) {
@@ -86,6 +93,10 @@ func (sess *UserSession) Copy(numSet imap.NumSet, destName string) (*imap.CopyDa
 	})
 	if copyErr != nil {
 		return nil, copyErr
+	}
+	if len(sourceUIDs) == 0 {
+		// Nothing matched (UIDs that are gone): OK without COPYUID, as Dovecot answers.
+		return nil, nil
 	}
 
 	return &imap.CopyData{
@@ -112,6 +123,9 @@ func (sess *UserSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest
 
 	sess.mailbox.mutex.Lock()
 	defer sess.mailbox.mutex.Unlock()
+	if err := sess.mailbox.checkSeqSetLocked(numSet); err != nil {
+		return err
+	}
 
 	var sourceUIDs, destUIDs imap.UIDSet
 	expunged := make(map[*message]struct{})
@@ -129,30 +143,25 @@ func (sess *UserSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest
 		destUIDs.AddNum(appendData.UID)
 		expunged[msg] = struct{}{}
 	})
-	seqNums, err := sess.mailbox.expungeLocked(expunged)
+	_, err = sess.mailbox.expungeLocked(expunged)
 	if err == nil {
 		err = copyErr
 	}
 	if err != nil {
 		return err
 	}
+	if len(sourceUIDs) == 0 {
+		// Nothing matched: OK without COPYUID (an empty set cannot be written).
+		return nil
+	}
 
-	err = w.WriteCopyData(&imap.CopyData{
+	// The EXPUNGE responses are already queued for this session too, and go out when the
+	// library polls before the tagged OK; writing them here as well sent "* 0 EXPUNGE".
+	return w.WriteCopyData(&imap.CopyData{
 		UIDValidity: dest.uidValidity,
 		SourceUIDs:  sourceUIDs,
 		DestUIDs:    destUIDs,
 	})
-	if err != nil {
-		return err
-	}
-
-	for _, seqNum := range seqNums {
-		if err := w.WriteExpunge(sess.mailbox.tracker.EncodeSeqNum(seqNum)); err != nil {
-			return err
-		}
-	}
-
-	return nil
 }
 
 func (sess *UserSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
