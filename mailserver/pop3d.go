@@ -295,9 +295,12 @@ func (p *pop3Conn) login(user, pass string) {
 	p.acct, p.ss = a, ss
 	p.deleted = map[int]bool{}
 	var total int
-	for _, m := range a.inbox().Messages() {
-		p.msgs = append(p.msgs, pop3Msg{uid: m.UID, size: m.Size})
-		total += m.Size
+	inbox := a.inbox()
+	for _, m := range inbox.Messages() {
+		body, _ := inbox.Body(m.UID)
+		size := crlfLen(body)
+		p.msgs = append(p.msgs, pop3Msg{uid: m.UID, size: size})
+		total += size
 	}
 	p.srv.log.Debug("pop3 login", "user", a.Email, "messages", len(p.msgs))
 	p.reply("+OK Logged in, %d messages (%d octets)", len(p.msgs), total)
@@ -383,12 +386,13 @@ func (p *pop3Conn) transaction(cmd pop3Cmd) {
 			p.reply("-ERR [SYS/TEMP] Message %d is no longer available", n)
 			return
 		}
+		body = toCRLF(body)
 		if lines >= 0 {
 			body = topLines(body, lines)
 		}
 		p.reply("+OK %d octets", len(body))
 		dw := p.w.DotWriter()
-		dw.Write(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")))
+		dw.Write(body)
 		dw.Close()
 	case "DELE":
 		if len(cmd.Args) != 1 {
@@ -403,6 +407,40 @@ func (p *pop3Conn) transaction(cmd pop3Cmd) {
 		p.deleted = map[int]bool{}
 		p.reply("+OK")
 	}
+}
+
+// crlfLen is the length of msg with every line ending in CRLF: what RETR sends, before
+// byte-stuffing, which RFC 1939's octet counts of LIST, STAT and RETR describe.
+func crlfLen(msg []byte) int {
+	n := len(msg)
+	for i, b := range msg {
+		if b == '\n' && (i == 0 || msg[i-1] != '\r') {
+			n++
+		}
+	}
+	if len(msg) > 0 && msg[len(msg)-1] != '\n' {
+		n += 2 // the last line is ended too
+	}
+	return n
+}
+
+// toCRLF ends every line of msg in CRLF, the last one included (a message stored with bare
+// LFs is sent as lines of RFC 5322).
+func toCRLF(msg []byte) []byte {
+	if crlfLen(msg) == len(msg) {
+		return msg
+	}
+	out := make([]byte, 0, crlfLen(msg))
+	for i, b := range msg {
+		if b == '\n' && (i == 0 || msg[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, b)
+	}
+	if len(msg) > 0 && msg[len(msg)-1] != '\n' {
+		out = append(out, '\r', '\n')
+	}
+	return out
 }
 
 // topLines returns the header and the first n lines of the body.

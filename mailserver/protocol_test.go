@@ -3,8 +3,14 @@ package mailserver
 import (
 	"bufio"
 	"fmt"
+	"html"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +239,82 @@ m.logout()
 		if !strings.Contains(out, want) {
 			t.Errorf("imaplib output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A message stored with bare LFs goes out of POP3 as CRLF lines, and every octet count
+// (the +OK of PASS, STAT, LIST, RETR) is of what is sent.
+func TestPOP3BareLFMessage(t *testing.T) {
+	t.Parallel()
+	r := startServer(t, Options{})
+	msg := "From: bob@example.test\nSubject: bare\n\nline one\r\nline two\nlast line without an end"
+	const sent = "From: bob@example.test\r\nSubject: bare\r\n\r\nline one\r\nline two\r\nlast line without an end\r\n"
+	deliverRaw(t, r.s, msg)
+	p := dialPOP3(t, r.pop3)
+	p.cmd("USER " + alice)
+	want := len(sent)
+	if got := p.cmd("PASS " + pass); got != fmt.Sprintf("+OK Logged in, 1 messages (%d octets)", want) {
+		t.Errorf("PASS = %q, want %d octets", got, want)
+	}
+	for cmd, wantLine := range map[string]string{
+		"STAT":   fmt.Sprintf("+OK 1 %d", want),
+		"LIST 1": fmt.Sprintf("+OK 1 %d", want),
+		"RETR 1": fmt.Sprintf("+OK %d octets", want),
+	} {
+		if got := p.cmd(cmd); got != wantLine {
+			t.Errorf("%s = %q, want %q", cmd, got, wantLine)
+		}
+		if cmd != "RETR 1" {
+			continue
+		}
+		var body strings.Builder
+		for {
+			l, err := p.r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l == ".\r\n" {
+				break
+			}
+			body.WriteString(l)
+		}
+		if body.String() != sent {
+			t.Errorf("RETR sent %q, want %q", body.String(), sent)
+		}
+	}
+}
+
+// A message without a Date header shows in the webmail with the time it arrived.
+func TestWebmailDateOfUndatedMail(t *testing.T) {
+	t.Parallel()
+	r := startServer(t, Options{})
+	before := time.Now().Add(-time.Second)
+	deliverRaw(t, r.s, "From: bob@example.test\r\nSubject: undated\r\n\r\nNo date here.\r\n")
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := hc.PostForm("http://"+r.webmail+"/login", url.Values{"email": {alice}, "password": {pass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get("http://" + r.webmail + "/message/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /message/1: %s\n%s", resp.Status, page)
+	}
+	if strings.Contains(string(page), "0001") {
+		t.Fatalf("the page shows the zero date:\n%s", page)
+	}
+	m := regexp.MustCompile(`<td>Date</td><td>([^<]*) \(received\)</td>`).FindStringSubmatch(string(page))
+	if m == nil {
+		t.Fatalf("no received date on the page:\n%s", page)
+	}
+	got, err := time.Parse(time.RFC1123Z, html.UnescapeString(m[1]))
+	if err != nil || got.Before(before.Truncate(time.Second)) || got.After(time.Now().Add(time.Second)) {
+		t.Fatalf("Date %q (%v), want the arrival time", m[1], err)
 	}
 }

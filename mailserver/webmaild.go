@@ -230,6 +230,14 @@ func (wm *webmail) message(w http.ResponseWriter, r *http.Request) {
 	}
 	mb.AddFlag(imap.UID(uid), imap.FlagSeen)
 	h := readHeader(body)
+	if h.date == "" {
+		// No (readable) Date header: show when the message arrived.
+		for _, m := range mb.Messages() {
+			if m.UID == imap.UID(uid) {
+				h.date = m.Time.Format(time.RFC1123Z) + " (received)"
+			}
+		}
+	}
 	render(w, http.StatusOK, "message", pageData{Title: h.subject, From: h.from, To: h.to, Date: h.date, Body: textBody(body)})
 }
 
@@ -256,7 +264,7 @@ func readHeader(body []byte) header {
 	if h.subject == "" {
 		h.subject = "(no subject)"
 	}
-	if d, err := mr.Header.Date(); err == nil {
+	if d, err := mr.Header.Date(); err == nil && !d.IsZero() {
 		h.date = d.Format(time.RFC1123Z)
 	}
 	return h
