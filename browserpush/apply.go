@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/internal/htmltext"
+	"github.com/bbsim/bbsim/rim"
 	"golang.org/x/net/html/charset"
 )
 
@@ -111,34 +110,17 @@ func (r *Receiver) applyApp(p *push) *pushError {
 
 // splitParts returns the parts of a multipart push, or the push itself as one part.
 func splitParts(p *push) ([]part, *pushError) {
-	mt, params, err := mime.ParseMediaType(p.header.Get("Content-Type"))
-	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+	ct := p.header.Get("Content-Type")
+	if !rim.IsMultipart(ct) {
 		return []part{{header: p.header, body: p.body}}, nil
 	}
-	if params["boundary"] == "" {
-		return nil, errf(statusMalformed, "multipart push without a boundary")
+	mps, err := rim.SplitMultipart(ct, p.body, maxParts)
+	if err != nil {
+		return nil, errf(statusMalformed, "multipart push: %v", err)
 	}
-	mr := multipart.NewReader(bytes.NewReader(p.body), params["boundary"])
-	var parts []part
-	for {
-		mp, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, errf(statusMalformed, "multipart push: %v", err)
-		}
-		if len(parts) == maxParts {
-			return nil, errf(statusResources, "multipart push of more than %d parts", maxParts)
-		}
-		b, err := io.ReadAll(mp)
-		if err != nil {
-			return nil, errf(statusMalformed, "multipart push: %v", err)
-		}
-		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: b})
-	}
-	if len(parts) == 0 {
-		return nil, errf(statusMalformed, "multipart push without parts")
+	parts := make([]part, 0, len(mps))
+	for _, mp := range mps {
+		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: mp.Body})
 	}
 	return parts, nil
 }
@@ -290,10 +272,9 @@ func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time) ha
 		ct = http.DetectContentType(body)
 	}
 	e := handset.CacheEntry{URL: loc, ContentType: ct, Body: body, ExpiresAt: expires}
-	mt, params, err := mime.ParseMediaType(ct)
+	mt, params, err := rim.ParseMediaType(ct)
 	if err != nil {
-		mt, _, _ = strings.Cut(strings.ToLower(ct), ";")
-		mt = strings.TrimSpace(mt)
+		mt = strings.ToLower(strings.TrimSpace(ct))
 	}
 	switch {
 	case mt == "text/html" || mt == "application/xhtml+xml" || mt == "application/vnd.wap.xhtml+xml":

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // Config is the whole configuration of one bbsim process.
@@ -130,7 +132,7 @@ func ParseUser(s string) (User, error) {
 		return User{}, fmt.Errorf("user %q: %q is not an e-mail address", s, u.Email)
 	}
 	if len(parts) == 3 {
-		pin, ok := normalizePIN(parts[2])
+		pin, ok := rim.NormalizePIN(parts[2])
 		if !ok {
 			return User{}, fmt.Errorf("user %q: PIN %q is not 8 hex digits", s, parts[2])
 		}
@@ -146,15 +148,6 @@ func (u User) String() string {
 		s += ":" + u.PIN
 	}
 	return s
-}
-
-func normalizePIN(p string) (string, bool) {
-	p = strings.ToUpper(strings.TrimSpace(p))
-	if len(p) != 8 {
-		return p, false
-	}
-	_, err := strconv.ParseUint(p, 16, 32)
-	return p, err == nil
 }
 
 // PushApp is a push application configured on the push service.
@@ -243,7 +236,7 @@ func ParseGroup(s string) (string, []string, error) {
 	}
 	var pins []string
 	for _, p := range strings.Split(list, ",") {
-		pin, ok := normalizePIN(p)
+		pin, ok := rim.NormalizePIN(p)
 		if !ok {
 			return "", nil, fmt.Errorf("group %q: PIN %q is not 8 hex digits", s, p)
 		}
@@ -344,7 +337,7 @@ func (c Config) Validate() error {
 		_, err := ParsePushApp(a)
 		add(err)
 	}
-	if _, ok := normalizePIN(c.Handset.PIN); !ok {
+	if _, ok := rim.NormalizePIN(c.Handset.PIN); !ok {
 		add(fmt.Errorf("--pin %q: want 8 hex digits", c.Handset.PIN))
 	}
 	if !strings.Contains(c.Handset.Email, "@") {

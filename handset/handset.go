@@ -7,10 +7,10 @@ package handset
 import (
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // DefaultPIN is the PIN of the default handset.
@@ -19,13 +19,8 @@ const DefaultPIN = "2100000A"
 // ErrNotFound is returned when a message, channel or app does not exist.
 var ErrNotFound = errors.New("not found")
 
-var pinRE = regexp.MustCompile(`^[0-9A-F]{8}$`)
-
 // NormalizePIN returns pin in upper case and reports whether it is 8 hex digits.
-func NormalizePIN(pin string) (string, bool) {
-	p := strings.ToUpper(strings.TrimSpace(pin))
-	return p, pinRE.MatchString(p)
-}
+func NormalizePIN(pin string) (string, bool) { return rim.NormalizePIN(pin) }
 
 // Options configure a Handset. The zero value is a valid in-memory handset.
 type Options struct {

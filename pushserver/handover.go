@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // Hand-over between gateways that share a PostgreSQL push store (--push-db, each under its
@@ -114,7 +116,7 @@ func (s *Server) listenOnce(listening func()) (listened bool, err error) {
 
 func (s *Server) onNotice(ev pgNotice) {
 	me := s.st.d.instance
-	pin, _ := normPIN(ev.PIN)
+	pin, _ := rim.NormalizePIN(ev.PIN)
 	switch {
 	case ev.Event == "attached" && pin != "":
 		s.mu.Lock()
@@ -142,7 +144,7 @@ func (s *Server) onNotice(ev pgNotice) {
 	case ev.Event == "handover":
 		var pins []string
 		for _, p := range ev.PINs {
-			if pin, ok := normPIN(p); ok {
+			if pin, ok := rim.NormalizePIN(p); ok {
 				pins = append(pins, pin)
 			}
 		}
@@ -247,7 +249,7 @@ func (s *Server) shareDirectory(devs []Device) error {
 	}
 	defer tx.Rollback()
 	for _, d := range devs {
-		pin, _ := normPIN(d.PIN) // checked by New
+		pin, _ := rim.NormalizePIN(d.PIN) // checked by New
 		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email) VALUES($1,$2) ON CONFLICT(pin) DO UPDATE
 			SET email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, pin, d.Email); err != nil {
 			return err

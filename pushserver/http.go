@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sort"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 func (s *Server) routes() *http.ServeMux {
@@ -146,7 +148,7 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	pin, ok := normPIN(req.PIN)
+	pin, ok := rim.NormalizePIN(req.PIN)
 	if !ok {
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad PIN %q: want 8 hex digits", req.PIN))
 		return
@@ -170,7 +172,7 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	pin, ok := normPIN(req.PIN)
+	pin, ok := rim.NormalizePIN(req.PIN)
 	if !ok {
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad PIN %q: want 8 hex digits", req.PIN))
 		return
@@ -185,7 +187,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	pin, ok := normPIN(req.PIN)
+	pin, ok := rim.NormalizePIN(req.PIN)
 	if !ok || req.PushID == "" || req.Code == 0 {
 		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits), push_id and code")
 		return

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // PAP codes used in answers.
@@ -300,9 +301,9 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctype := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ctype)
+	mt, _, err := rim.ParseMediaType(ctype)
 	if err != nil {
-		s.papBad(w, "2.0", papBadRequest, "bad Content-Type: "+ctype, body)
+		s.papBad(w, "2.0", papBadRequest, "bad Content-Type: "+err.Error(), body)
 		return
 	}
 	control := body

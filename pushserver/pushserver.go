@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // Errors returned by the Server.
@@ -221,7 +223,7 @@ func New(opts Options) (*Server, error) {
 	s.m.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, d := range opts.Devices {
-		pin, ok := normPIN(d.PIN)
+		pin, ok := rim.NormalizePIN(d.PIN)
 		if !ok {
 			st.close()
 			return nil, fmt.Errorf("pushserver: device %q: bad PIN", d.PIN)
@@ -233,7 +235,7 @@ func New(opts Options) (*Server, error) {
 	}
 	for name, pins := range opts.Groups {
 		for _, p := range pins {
-			if _, ok := normPIN(p); !ok {
+			if _, ok := rim.NormalizePIN(p); !ok {
 				st.close()
 				return nil, fmt.Errorf("pushserver: group %s: bad PIN %q", name, p)
 			}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // push is an accepted push held in memory while any recipient is open.
@@ -94,19 +96,6 @@ func (d *device) poke() {
 	case d.wake <- struct{}{}:
 	default:
 	}
-}
-
-func normPIN(s string) (string, bool) {
-	if len(s) != 8 {
-		return "", false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return "", false
-		}
-	}
-	return strings.ToUpper(s), true
 }
 
 func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
@@ -198,7 +187,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	seen := map[string]bool{}
 	rs := make([]*recip, 0, len(sub.PINs))
 	for i, raw := range sub.PINs {
-		pin, ok := normPIN(raw)
+		pin, ok := rim.NormalizePIN(raw)
 		if !ok {
 			return nil, fmt.Errorf("%w: bad PIN %q", ErrBadSubmission, raw)
 		}

@@ -1,18 +1,16 @@
 package pushserver
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // rimRequest is a parsed RIM push request (query and headers; the body is separate).
@@ -133,50 +131,21 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 }
 
 // part is one part of a multipart push body.
-type part struct {
-	Header textproto.MIMEHeader
-	Body   []byte
-}
+type part = rim.Part
 
 // splitMultipart splits a multipart body into its parts; a non-multipart body is one part.
 func splitMultipart(contentType string, body []byte) ([]part, error) {
 	if contentType == "" {
 		return []part{{Header: textproto.MIMEHeader{}, Body: body}}, nil
 	}
-	mt, params, err := mime.ParseMediaType(contentType)
+	mt, _, err := rim.ParseMediaType(contentType)
 	if err != nil {
 		return nil, fmt.Errorf("bad Content-Type %q: %w", contentType, err)
 	}
 	if !strings.HasPrefix(mt, "multipart/") {
 		return []part{{Header: textproto.MIMEHeader{"Content-Type": {contentType}}, Body: body}}, nil
 	}
-	boundary := params["boundary"]
-	if boundary == "" {
-		return nil, errors.New("multipart body without boundary")
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	var parts []part
-	for {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("multipart body: %w", err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			return nil, fmt.Errorf("multipart body: %w", err)
-		}
-		parts = append(parts, part{Header: p.Header, Body: b})
-		if len(parts) > 64 {
-			return nil, errors.New("multipart body with more than 64 parts")
-		}
-	}
-	if len(parts) == 0 {
-		return nil, errors.New("multipart body without parts")
-	}
-	return parts, nil
+	return rim.SplitMultipart(contentType, body, 64)
 }
 
 // handleRIM answers POST /push.
@@ -204,7 +173,7 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A multipart body is checked here (the receiver splits it again); others pass as is.
-	if ct := r.Header.Get("Content-Type"); len(ct) >= 10 && strings.EqualFold(ct[:10], "multipart/") {
+	if ct := r.Header.Get("Content-Type"); rim.IsMultipart(ct) {
 		if _, err := splitMultipart(ct, body); err != nil {
 			s.rimError(w, http.StatusBadRequest, err.Error())
 			return
@@ -279,12 +248,12 @@ func (s *Server) resolve(dest string, ini *Initiator) ([]string, int, error) {
 		}
 		out := make([]string, 0, len(pins))
 		for _, p := range pins {
-			pin, _ := normPIN(p)
+			pin, _ := rim.NormalizePIN(p)
 			out = append(out, pin)
 		}
 		return out, 0, nil
 	}
-	pin, ok := normPIN(dest)
+	pin, ok := rim.NormalizePIN(dest)
 	s.mu.Lock()
 	if ok {
 		if _, known := s.devices[pin]; !known {

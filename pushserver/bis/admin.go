@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // cpDeregUser ends a subscriber's subscription: GET /mss/PD_cpDeregUser?pin=.
@@ -14,7 +14,7 @@ func (s *Service) cpDeregUser(w http.ResponseWriter, r *http.Request) {
 	if app == nil {
 		return
 	}
-	pin, ok := handset.NormalizePIN(r.URL.Query().Get("pin"))
+	pin, ok := rim.NormalizePIN(r.URL.Query().Get("pin"))
 	if !ok || s.state(app.ID, pin) == "" {
 		rc(w, BISInvalidPIN)
 		return
@@ -34,7 +34,7 @@ func (s *Service) cpSub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	pin, ok := handset.NormalizePIN(q.Get("pin"))
+	pin, ok := rim.NormalizePIN(q.Get("pin"))
 	if !ok {
 		rc(w, BISInvalidPIN)
 		return
@@ -106,7 +106,7 @@ func (s *Service) cpSubQuery(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "<?xml version=\"1.0\"?>\n<bpds>\n<response code=\"%d\" desc=\"done\"/>\n", BISDone)
 	for _, p := range pins {
 		st := "unknown"
-		if pin, ok := handset.NormalizePIN(p); ok {
+		if pin, ok := rim.NormalizePIN(p); ok {
 			if x := s.state(app.ID, pin); x != "" {
 				st = x
 			}
@@ -128,7 +128,7 @@ func (s *Service) contentProvider(w http.ResponseWriter, r *http.Request) {
 		rc(w, RCInvalidApp)
 		return
 	}
-	pin, ok := handset.NormalizePIN(q.Get("address"))
+	pin, ok := rim.NormalizePIN(q.Get("address"))
 	if !ok {
 		rc(w, RCInvalidPIN)
 		return

@@ -6,16 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/textproto"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/pushserver"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // MaxPayload is the largest content of a BIS push.
@@ -99,7 +97,7 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 		badMessage(w, 2000, "cannot read the request")
 		return
 	}
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, _, err := rim.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil {
 		badMessage(w, 2000, "bad Content-Type: "+err.Error())
 		return
@@ -109,24 +107,17 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 	var contentHdr textproto.MIMEHeader
 	switch mt {
 	case "multipart/related":
-		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-		p, err := mr.NextPart()
+		parts, err := rim.SplitMultipart(r.Header.Get("Content-Type"), body, 0)
 		if err != nil {
-			badMessage(w, 2000, "no control entity: "+err.Error())
+			badMessage(w, 2000, err.Error())
 			return
 		}
-		control, _ = io.ReadAll(p)
-		p, err = mr.NextPart()
-		if err != nil {
-			badMessage(w, 2000, "no content part: "+err.Error())
+		control = parts[0].Body
+		if len(parts) < 2 {
+			badMessage(w, 2000, "no content part after the control entity")
 			return
 		}
-		content, err = io.ReadAll(io.LimitReader(p, MaxPayload+1))
-		if err != nil {
-			badMessage(w, 2000, "cannot read the content: "+err.Error())
-			return
-		}
-		contentHdr = p.Header
+		content, contentHdr = parts[1].Body, parts[1].Header
 	case "application/xml", "text/xml":
 		control = body
 	default:
@@ -170,7 +161,7 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 			pins = append(pins, s.Subscribers(app.ID, StateActive)...)
 			continue
 		}
-		pin, ok := handset.NormalizePIN(v)
+		pin, ok := rim.NormalizePIN(v)
 		if !ok || s.state(app.ID, pin) != StateActive {
 			refused = append(refused, v)
 			continue

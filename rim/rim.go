@@ -1,0 +1,156 @@
+// Package rim is the BlackBerry push protocol's vocabulary, shared by the push server, its
+// BIS service, the push initiator, the handset's push receiver and the configuration:
+// header names, push types, result codes, states, PINs and addresses, and media types read
+// as the field writes them. It imports no other bbsim package; rim/pap holds PAP itself.
+package rim
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Header names of RIM push, in the canonical form net/http keys headers by, so that they
+// work both with http.Header.Get and as map keys. Senders write them in any case.
+const (
+	HeaderPushID             = "X-Rim-Push-Id"
+	HeaderPushType           = "X-Rim-Push-Type"
+	HeaderTitle              = "X-Rim-Push-Title"
+	HeaderChannelID          = "X-Rim-Push-Channel-Id"
+	HeaderUnreadIconURL      = "X-Rim-Push-Unread-Icon-Url"
+	HeaderReadIconURL        = "X-Rim-Push-Read-Icon-Url"
+	HeaderDeleteURL          = "X-Rim-Push-Delete-Url"
+	HeaderPriority           = "X-Rim-Push-Priority"
+	HeaderNotifyURL          = "X-Rim-Push-Notifyurl"
+	HeaderReliabilityMode    = "X-Rim-Push-Reliability-Mode"
+	HeaderReliability        = "X-Rim-Push-Reliability"
+	HeaderDeliverAfter       = "X-Rim-Push-Deliver-After"
+	HeaderDeliverBefore      = "X-Rim-Push-Deliver-Before"
+	HeaderDestPort           = "X-Rim-Push-Dest-Port"
+	HeaderRequestURI         = "X-Rim-Push-Request-Uri"
+	HeaderStatus             = "X-Rim-Push-Status"
+	HeaderDestination        = "X-Rim-Push-Destination"
+	HeaderTranscode          = "X-Rim-Transcode-Content"
+	HeaderContentLocation    = "Content-Location"
+	HeaderPushMessageID      = "Push-Message-Id"
+	HeaderContentTransferEnc = "Content-Transfer-Encoding"
+)
+
+// BrowserPort is the port of the handset browser's push listener.
+const BrowserPort = 7874
+
+// Browser push types (the values of X-RIM-Push-Type), as RIM's samples spell them.
+const (
+	TypeChannel       = "Browser-Channel"
+	TypeMessage       = "Browser-Message"
+	TypeContent       = "Browser-Content"
+	TypeChannelDelete = "Browser-Channel-Delete"
+)
+
+// PushType returns the canonical spelling of a push type written in any case, and whether
+// it is one.
+func PushType(s string) (string, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "browser-channel":
+		return TypeChannel, true
+	case "browser-message":
+		return TypeMessage, true
+	case "browser-content":
+		return TypeContent, true
+	case "browser-channel-delete":
+		return TypeChannelDelete, true
+	}
+	return "", false
+}
+
+// Priority reports whether s is an X-RIM-Push-Priority value (none, low, medium, high).
+func Priority(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "none", "low", "medium", "high":
+		return true
+	}
+	return false
+}
+
+// Reliability modes of a push, as the server keeps them.
+const (
+	ReliabilityTransport   = "transport"
+	ReliabilityApplication = "application"
+	// ReliabilityConfirmed is BIS's confirmed delivery: the application acknowledges.
+	ReliabilityConfirmed = "confirmed"
+)
+
+// Recipient states, as the push server keeps them and its API shows them.
+const (
+	StateQueued    = "queued"
+	StatePending   = "pending"
+	StateDelivered = "delivered"
+	StateFailed    = "failed"
+	StateExpired   = "expired"
+	StateTimeout   = "timeout"
+	StateCancelled = "cancelled"
+)
+
+// Final reports whether a recipient in state st is done.
+func Final(st string) bool {
+	switch st {
+	case StateQueued, StatePending, "":
+		return false
+	}
+	return true
+}
+
+// MessageState maps a recipient state and its result code to the PAP message-state and the
+// PAP code that report it. A failure keeps its own code (a device refusal, 4502...).
+func MessageState(state string, code int) (string, int) {
+	switch state {
+	case StateQueued, StatePending:
+		return "pending", CodeAccepted
+	case StateDelivered:
+		return "delivered", CodeOK
+	case StateExpired:
+		return "expired", CodeExpired
+	case StateTimeout:
+		return "timeout", CodeExpired
+	case StateCancelled:
+		return "cancelled", CodeFailed
+	case StateFailed:
+		if code == 0 || code == 200 {
+			code = CodeFailed
+		}
+		return "undeliverable", code
+	}
+	return "unknown", CodeFailed
+}
+
+// NotifyStatus is the X-RIM-Push-Status of a RIM result notification: 200 delivered,
+// otherwise the failure's code.
+func NotifyStatus(state string, code int) int {
+	switch state {
+	case StateDelivered:
+		return 200
+	case StateCancelled:
+		return CodeFailed
+	}
+	if code == 0 {
+		return CodeFailed
+	}
+	return code
+}
+
+// NormalizePIN returns a PIN in upper case without surrounding white space, and whether it
+// is one: 8 hex digits.
+func NormalizePIN(s string) (string, bool) {
+	p := strings.ToUpper(strings.TrimSpace(s))
+	if len(p) != 8 {
+		return p, false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
+			return p, false
+		}
+	}
+	return p, true
+}
+
+// FormatInt is strconv.Itoa, kept here so codes print one way.
+func formatInt(n int) string { return strconv.Itoa(n) }
