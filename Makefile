@@ -7,7 +7,7 @@ TEST_DEBS := curl tmux python3 postgresql
 # mail: Dovecot as a real server
 TEST_DEBS += dovecot-imapd dovecot-pop3d dovecot-lmtpd
 # mail: the clients people sync, fetch and send with
-TEST_DEBS +=
+TEST_DEBS += swaks libnet-ssleay-perl isync offlineimap fetchmail getmail6
 # push: real push initiators
 TEST_DEBS +=
 # protocol clients for every server (DNS)

@@ -185,6 +185,20 @@ func (s *Server) user(login string) *account {
 	return s.users[strings.ToLower(strings.TrimSpace(login))]
 }
 
+// rcptAccount finds the account a recipient address reaches. The reserved mailbox
+// postmaster (RFC 5321 §4.5.1), bare or at the server's domain, reaches the first
+// configured user.
+func (s *Server) rcptAccount(addr string) *account {
+	if a := s.user(addr); a != nil {
+		return a
+	}
+	local, domain, hasDomain := strings.Cut(strings.TrimSpace(addr), "@")
+	if strings.EqualFold(local, "postmaster") && (!hasDomain || strings.EqualFold(domain, s.opts.Domain)) {
+		return s.user(s.opts.Users[0].Email)
+	}
+	return nil
+}
+
 // authenticate checks a login and password.
 func (s *Server) authenticate(login, password string) *account {
 	a := s.user(login)
