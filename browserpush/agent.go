@@ -20,6 +20,11 @@ import (
 const (
 	backoffMin = 250 * time.Millisecond
 	backoffMax = 30 * time.Second
+	// linkBackoffMax caps the attach retries: a gateway that comes back after a restart
+	// gets its handsets back within seconds.
+	linkBackoffMax = 5 * time.Second
+	// defaultCheckEvery is how often an attached device asks whether its attachment holds.
+	defaultCheckEvery = 5 * time.Second
 	// ackAttempts and deleteAttempts bound retries of one-off requests. An ack can reach
 	// the gateway before it has read our 200 (it then answers 404), so acks start
 	// retrying sooner.
@@ -86,29 +91,33 @@ func fatal(err error) bool {
 }
 
 // link attaches and detaches as coverage changes until ctx ends, or returns a fatal error.
+// While attached it asks the gateway every checkEvery whether the attachment still holds
+// (POST /device/check): a gateway that restarted, was killed or lost its state answers no,
+// or not at all, and the device attaches again, retrying with backoff.
 func (r *Receiver) link(ctx context.Context) error {
 	select {
 	case <-r.urlReady:
 	case <-ctx.Done():
 		return nil
 	}
-	attached := false
+	r.h.UpdateLink(func(l *handset.LinkStatus) { l.Gateway = r.gateway; l.State = handset.LinkDetached })
+	attached, due := false, false
 	var backoff time.Duration
-	var t *time.Timer
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
+	var lastErr string
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
 	for {
 		in, changed := r.h.Coverage()
 		var err error
 		switch {
 		case in && !attached:
+			r.h.UpdateLink(func(l *handset.LinkStatus) { l.State = handset.LinkAttaching })
 			err = r.attach(ctx)
 			attached = err == nil
 			if fatal(err) {
 				r.log.Error("device link", "err", err)
+				r.linkError(handset.LinkRefused, err)
 				r.h.Emit(handset.EventGateway, "the push gateway refused the device: "+err.Error(),
 					map[string]string{"state": "refused", "gateway": r.gateway})
 				return err
@@ -116,18 +125,43 @@ func (r *Receiver) link(ctx context.Context) error {
 		case !in && attached:
 			err = r.detach(ctx)
 			attached = err != nil
-		}
-		var retry <-chan time.Time
-		if err != nil && ctx.Err() == nil {
-			backoff = nextBackoff(backoff)
-			r.log.Warn("device link", "err", err, "backoff", backoff)
-			if t != nil {
-				t.Stop()
+		case in && attached && due:
+			err = r.check(ctx)
+			if err != nil && ctx.Err() == nil {
+				attached = false
+				r.h.SetLinkToken("")
+				r.linkError(handset.LinkDetached, err)
+				r.log.Warn("push gateway lost", "err", err)
+				r.h.Emit(handset.EventGateway, "lost the push gateway: "+err.Error()+"; attaching again",
+					map[string]string{"state": "detached", "gateway": r.gateway, "reason": err.Error()})
+				lastErr = err.Error()
+				continue // attach at once; backoff if that fails
 			}
-			t = time.NewTimer(backoff)
-			retry = t.C
-		} else {
-			backoff = 0
+		}
+		due = false
+		t.Stop()
+		var wake <-chan time.Time
+		switch {
+		case err != nil && ctx.Err() == nil:
+			backoff = min(nextBackoff(backoff), linkBackoffMax)
+			r.log.Warn("device link", "err", err, "backoff", backoff)
+			if in && !attached {
+				r.linkError(handset.LinkAttaching, err)
+			}
+			if err.Error() != lastErr {
+				// Each new failure once, not every retry of the same one.
+				r.h.Emit(handset.EventGateway, fmt.Sprintf("push gateway: %v; retrying in %v", err, backoff),
+					map[string]string{"state": "retrying", "gateway": r.gateway, "reason": err.Error(), "backoff": backoff.String()})
+				lastErr = err.Error()
+			}
+			t.Reset(backoff)
+			wake = t.C
+		case in && attached && r.checkEvery > 0:
+			backoff, lastErr = 0, ""
+			t.Reset(r.checkEvery)
+			wake = t.C
+		default:
+			backoff, lastErr = 0, ""
 		}
 		select {
 		case <-ctx.Done():
@@ -140,9 +174,47 @@ func (r *Receiver) link(ctx context.Context) error {
 			}
 			return nil
 		case <-changed:
-		case <-retry:
+		case <-wake:
+			due = true
 		}
 	}
+}
+
+// linkError records a link failure in the device's status.
+func (r *Receiver) linkError(state handset.LinkState, err error) {
+	at := time.Now()
+	r.h.UpdateLink(func(l *handset.LinkStatus) {
+		l.State = state
+		l.LastError = &handset.Disconnect{Reason: err.Error(), At: at}
+	})
+}
+
+// errNotAttached is a gateway's answer that it no longer holds the device's attachment.
+var errNotAttached = errors.New("the gateway no longer holds this device's attachment (restarted?)")
+
+// check asks the gateway whether the device's attachment still holds. A gateway without
+// the check (404, 405) is taken at its word that it does.
+func (r *Receiver) check(ctx context.Context) error {
+	var out struct {
+		Attached bool `json:"attached"`
+	}
+	err := r.postJSON(ctx, "/device/check", checkRequest{PIN: r.h.PIN(), LinkToken: r.h.LinkToken()}, &out)
+	var se *statusError
+	if errors.As(err, &se) && (se.code == http.StatusNotFound || se.code == http.StatusMethodNotAllowed) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if !out.Attached {
+		return errNotAttached
+	}
+	return nil
+}
+
+type checkRequest struct {
+	PIN       string `json:"pin"`
+	LinkToken string `json:"link_token"`
 }
 
 type attachRequest struct {
@@ -171,6 +243,8 @@ func (r *Receiver) attach(ctx context.Context) error {
 		return fmt.Errorf("attach: %w", err)
 	}
 	r.h.SetLinkToken(out.LinkToken)
+	at := time.Now()
+	r.h.UpdateLink(func(l *handset.LinkStatus) { l.State = handset.LinkAttached; l.AttachedAt = at; l.Attaches++ })
 	r.log.Info("attached", "gateway", r.gateway, "queued", out.Queued)
 	r.h.Emit(handset.EventGateway, fmt.Sprintf("attached to the push gateway (%d queued)", out.Queued),
 		map[string]string{"state": "attached", "gateway": r.gateway, "queued": strconv.Itoa(out.Queued)})
@@ -182,6 +256,7 @@ func (r *Receiver) detach(ctx context.Context) error {
 	if err := r.postJSON(ctx, "/device/detach", attachRequest{PIN: r.h.PIN()}, nil); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
+	r.h.UpdateLink(func(l *handset.LinkStatus) { l.State = handset.LinkDetached })
 	r.log.Info("detached", "gateway", r.gateway)
 	r.h.Emit(handset.EventGateway, "detached from the push gateway",
 		map[string]string{"state": "detached", "gateway": r.gateway})

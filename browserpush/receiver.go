@@ -38,6 +38,10 @@ type Options struct {
 	// Client makes every outgoing request: icon fetches, delete URLs, attach, detach, acks.
 	// Default: a client with a 10 s timeout.
 	Client *http.Client
+	// CheckEvery is how often an attached device asks the gateway whether its attachment
+	// still holds, so that it attaches again after the gateway restarts. Default 5 s;
+	// negative: never.
+	CheckEvery time.Duration
 	// MaxBody is the largest content of one push, in bytes, after reassembly. Default 1 MiB.
 	MaxBody int64
 	// Logger receives the receiver's logs. Default: discard.
@@ -50,11 +54,12 @@ type Receiver struct {
 	gateway string
 	client  *http.Client
 	// ownClient: the client is ours, so closing drops its idle connections.
-	ownClient bool
-	maxBody   int64
-	log       *slog.Logger
-	srv       *http.Server
-	handler   http.Handler
+	ownClient  bool
+	maxBody    int64
+	checkEvery time.Duration
+	log        *slog.Logger
+	srv        *http.Server
+	handler    http.Handler
 
 	urlMu    sync.Mutex
 	recvURL  string
@@ -94,6 +99,9 @@ func New(opts Options) (*Receiver, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
+	if opts.CheckEvery == 0 {
+		opts.CheckEvery = defaultCheckEvery
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -103,6 +111,7 @@ func New(opts Options) (*Receiver, error) {
 		gateway:     gw,
 		client:      opts.Client,
 		maxBody:     opts.MaxBody,
+		checkEvery:  opts.CheckEvery,
 		log:         log.With("component", "browserpush", "pin", opts.Handset.PIN()),
 		urlReady:    make(chan struct{}),
 		packets:     newAssembler(opts.MaxBody),

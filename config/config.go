@@ -83,7 +83,8 @@ type Handset struct {
 	API          string // control API
 	Headless     bool
 	PollInterval time.Duration
-	Apps         []string // APPID:PORT[:CPURL]
+	GatewayCheck time.Duration // how often an attached handset checks its attachment
+	Apps         []string      // APPID:PORT[:CPURL]
 }
 
 // DefaultUser is the account that exists when no --user is given.
@@ -106,6 +107,7 @@ func Default() Config {
 			PIN: DefaultUser.PIN, Email: DefaultUser.Email, Password: DefaultUser.Password,
 			MailProtocol: "auto", MailSecurity: "none", Gateway: "http://127.0.0.1:8080",
 			Listen: "127.0.0.1:7874", API: "127.0.0.1:7880", PollInterval: 15 * time.Minute,
+			GatewayCheck: 5 * time.Second,
 		},
 	}
 }
@@ -357,6 +359,9 @@ func (c Config) Validate() error {
 		if err := checkURL(c.Handset.Gateway); err != nil {
 			add(fmt.Errorf("--gateway: %w", err))
 		}
+	}
+	if c.Handset.GatewayCheck <= 0 {
+		add(fmt.Errorf("--gateway-check %v: must be positive", c.Handset.GatewayCheck))
 	}
 	if c.Handset.PollInterval <= 0 {
 		add(fmt.Errorf("--poll-interval %v: must be positive", c.Handset.PollInterval))

@@ -146,6 +146,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.StringVar(&h.MailSecurity, "mail-security", h.MailSecurity, "none, starttls or tls")
 		fs.StringVar(&h.Resolver, "resolver", h.Resolver, "DNS server used to discover the mail server (default: --dns)")
 		fs.StringVar(&h.Gateway, "gateway", h.Gateway, "push gateway URL (empty: no push)")
+		fs.DurationVar(&h.GatewayCheck, "gateway-check", h.GatewayCheck, "how often an attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
 		fs.StringVar(&h.Listen, "listen", h.Listen, "push receiver listen address")
 		fs.StringVar(&h.API, "api", h.API, "control API listen address (empty: off)")
 		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")

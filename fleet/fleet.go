@@ -38,6 +38,9 @@ type Options struct {
 	// BaseURL is where the shared listener is reached, e.g. http://127.0.0.1:7900. Required
 	// with Gateway: each receiver announces BaseURL/d/<PIN>/.
 	BaseURL string
+	// CheckEvery is how often each attached handset asks the gateway whether its
+	// attachment still holds (see browserpush.Options.CheckEvery). Default 5 s.
+	CheckEvery time.Duration
 	// EventHistory is how many events each handset keeps. Default 64.
 	EventHistory int
 	// Client is shared by all receivers. Default: a pooled client.
@@ -114,7 +117,7 @@ func New(opts Options) (*Fleet, error) {
 			recv = base + "/d/" + pin + "/"
 		}
 		m.Receiver, err = browserpush.New(browserpush.Options{Handset: h, Gateway: opts.Gateway, ReceiverURL: recv,
-			Client: opts.Client, Logger: opts.Logger})
+			Client: opts.Client, CheckEvery: opts.CheckEvery, Logger: opts.Logger})
 		if err != nil {
 			f.Close()
 			return nil, err

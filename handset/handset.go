@@ -57,7 +57,8 @@ type Handset struct {
 	cache     map[string]*CacheEntry
 	apps      []*App
 
-	linkToken string // from the gateway's attach answer; not persisted
+	linkToken string     // from the gateway's attach answer; not persisted
+	link      LinkStatus // not persisted
 
 	events eventLog
 	j      *journal
@@ -90,6 +91,7 @@ func New(opts Options) (*Handset, error) {
 		msgKeys:   map[string]string{},
 		cache:     map[string]*CacheEntry{},
 		mail:      MailStatus{State: MailOff},
+		link:      LinkStatus{State: LinkOff},
 	}
 	h.events.init(opts.EventHistory)
 	if opts.Dir != "" {
@@ -156,6 +158,7 @@ type Device struct {
 	Email    string     `json:"email"`
 	Coverage string     `json:"coverage"`
 	Mail     MailStatus `json:"mail"`
+	Gateway  LinkStatus `json:"gateway"`
 	Apps     []App      `json:"apps"`
 	Unread   int        `json:"unread"`
 }
@@ -164,7 +167,7 @@ type Device struct {
 func (h *Handset) Device() Device {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	d := Device{PIN: h.pin, Email: h.email, Coverage: "out", Mail: h.mail, Apps: h.appsLocked()}
+	d := Device{PIN: h.pin, Email: h.email, Coverage: "out", Mail: h.mail, Gateway: h.link, Apps: h.appsLocked()}
 	if h.coverage {
 		d.Coverage = "in"
 	}

@@ -8,7 +8,7 @@
 //
 //	POST /push?DESTINATION=…&PORT=…&REQUESTURI=…   RIM push: 200, 400, 401/403, 413, 414/431, 503
 //	POST /pap                                       PAP 2.0/2.1 push, replace, status query, cancel
-//	POST /device/attach, /device/detach, /device/ack the device link
+//	POST /device/attach, /device/detach, /device/ack, /device/check the device link
 //	GET  /api/v1/pushes/{id}, /api/v1/devices       JSON state per recipient, devices and queues
 //	GET  /metrics                                   Prometheus text format
 //

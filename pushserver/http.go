@@ -21,6 +21,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("POST /device/attach", s.handleAttach)
 	mux.HandleFunc("POST /device/detach", s.handleDetach)
 	mux.HandleFunc("POST /device/ack", s.handleAck)
+	mux.HandleFunc("POST /device/check", s.handleCheck)
 	mux.HandleFunc("GET /api/v1/pushes/{id}", s.handlePushStatus)
 	mux.HandleFunc("GET /api/v1/devices", s.handleDevices)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
@@ -118,6 +119,11 @@ type attachRequest struct {
 	ReceiverURL string `json:"receiver_url"`
 }
 
+type checkRequest struct {
+	PIN       string `json:"pin"`
+	LinkToken string `json:"link_token"`
+}
+
 type ackRequest struct {
 	PIN    string `json:"pin"`
 	PushID string `json:"push_id"`
@@ -179,6 +185,23 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 	}
 	s.detach(pin)
 	writeJSON(w, http.StatusOK, map[string]any{"pin": pin})
+}
+
+// handleCheck tells a handset whether its attachment still holds: a restarted gateway has
+// forgotten it (the link token is unknown), and the handset then attaches again.
+func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
+	var req checkRequest
+	if err := decodeJSON(r, &req); err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pin, ok := normPIN(req.PIN)
+	if !ok || req.LinkToken == "" {
+		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits) and link_token")
+		return
+	}
+	got, ok := s.LinkedPIN(req.LinkToken)
+	writeJSON(w, http.StatusOK, map[string]any{"pin": pin, "attached": ok && got == pin})
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.FirstPIN, "first-pin", "2A000000", "PIN of the first handset; the others follow in sequence")
 	fs.StringVar(&o.Domain, "domain", "bbsim.test", "e-mail domain: user1@DOMAIN, user2@…")
 	fs.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "push server URL the handsets attach to (empty: none)")
+	fs.DurationVar(&o.CheckEvery, "gateway-check", 5*time.Second, "how often each attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
 	fs.StringVar(&listen, "listen", "127.0.0.1:7900", "shared listener: pushes on /d/PIN/, control API on /h/PIN/api/v1/, counters on /api/v1/fleet")
 	fs.DurationVar(&every, "report", 5*time.Second, "how often to print the fleet's counters (0: never)")
 	if err := parseTool(fs, args); err != nil {
