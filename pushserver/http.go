@@ -195,7 +195,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	pin, ok := normPIN(req.PIN)
+	pin, ok := rim.NormalizePIN(req.PIN)
 	if !ok || req.LinkToken == "" {
 		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits) and link_token")
 		return
