@@ -15,7 +15,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-message/mail"
 
 	"github.com/bbsim/bbsim/handset"
 )
@@ -125,6 +124,7 @@ func (c *Client) imapSession(ctx context.Context, addr string) error {
 	newMail := make(chan struct{}, 1)
 	expunged := make(chan struct{}, 1)
 	opts := &imapclient.Options{
+		WordDecoder: wordDecoder,
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
@@ -323,13 +323,13 @@ func (c *Client) pollOnce(ctx context.Context, addr string) error {
 	var cl *imapclient.Client
 	if c.opts.Security == "starttls" {
 		host, _, _ := net.SplitHostPort(addr)
-		cl, err = imapclient.NewStartTLS(bc, &imapclient.Options{TLSConfig: c.tlsConfig(host)})
+		cl, err = imapclient.NewStartTLS(bc, &imapclient.Options{TLSConfig: c.tlsConfig(host), WordDecoder: wordDecoder})
 		if err != nil {
 			bc.Close()
 			return err
 		}
 	} else {
-		cl = imapclient.New(bc, nil)
+		cl = imapclient.New(bc, &imapclient.Options{WordDecoder: wordDecoder})
 	}
 	defer cl.Close()
 	stop := context.AfterFunc(ctx, func() { cl.Close() })
@@ -397,7 +397,7 @@ func (c *Client) fetchNew(cl *imapclient.Client, validity uint32) error {
 				}
 			}
 		}
-		msg.ContentType, msg.Text = textPart(raw)
+		msg.ContentType, msg.Text, msg.Attachments = renderMail(raw)
 		// The handset announces a new message itself (mail.new).
 		if _, _, err := c.h.AddMessage(msg); err != nil {
 			return err
@@ -406,29 +406,4 @@ func (c *Client) fetchNew(cl *imapclient.Client, validity uint32) error {
 	}
 	sync.LastUID = last
 	return c.h.SetMailSync(sync)
-}
-
-// textPart returns the first text part of a raw message.
-func textPart(raw []byte) (contentType, text string) {
-	mr, err := mail.CreateReader(bytes.NewReader(raw))
-	if err != nil && mr == nil {
-		return "text/plain", string(raw)
-	}
-	defer mr.Close()
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			return "text/plain", ""
-		}
-		if ih, ok := p.Header.(*mail.InlineHeader); ok {
-			ct, _, _ := ih.ContentType()
-			if ct == "" {
-				ct = "text/plain"
-			}
-			if strings.HasPrefix(ct, "text/") {
-				b, _ := io.ReadAll(io.LimitReader(p.Body, 1<<20))
-				return ct, string(b)
-			}
-		}
-	}
 }

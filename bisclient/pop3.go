@@ -123,7 +123,7 @@ func (c *Client) pop3Poll(ctx context.Context, addr string) error {
 			mr.Close()
 			_ = err
 		}
-		msg.ContentType, msg.Text = textPart(raw)
+		msg.ContentType, msg.Text, msg.Attachments = renderMail(raw)
 		// The handset announces a new message itself (mail.new).
 		if _, _, err := c.h.AddMessage(msg); err != nil {
 			return err

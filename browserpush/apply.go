@@ -19,7 +19,7 @@ import (
 )
 
 // RenderWidth is the column width pushed HTML is wrapped to for the handset's screen.
-const RenderWidth = 72
+const RenderWidth = htmltext.ScreenWidth
 
 // maxParts bounds the parts of a multipart push.
 const maxParts = 64

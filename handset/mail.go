@@ -106,7 +106,19 @@ type Message struct {
 	Text        string `json:"text,omitempty"`
 	// Links are the numbered references of a rendered page.
 	Links []string `json:"links,omitempty"`
+	// Attachments are an e-mail's parts that are not shown as text, listed by name and
+	// size.
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// Size is the raw content size in bytes.
+	Size int `json:"size"`
+}
+
+// Attachment is a part of an e-mail the handset lists rather than shows.
+type Attachment struct {
+	// Name is the file name the sender gave, "" when none.
+	Name        string `json:"name"`
+	ContentType string `json:"content_type"`
+	// Size is the decoded size in bytes.
 	Size int `json:"size"`
 }
 

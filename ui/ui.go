@@ -254,7 +254,28 @@ func messageText(msg handset.Message) string {
 			fmt.Fprintf(&b, "[%d] %s\n", i+1, l)
 		}
 	}
+	if len(msg.Attachments) > 0 {
+		fmt.Fprintf(&b, "\n\nAttachments (%d):\n", len(msg.Attachments))
+		for _, a := range msg.Attachments {
+			name := a.Name
+			if name == "" {
+				name = "(no name)"
+			}
+			fmt.Fprintf(&b, "  %s  %s, %s\n", name, a.ContentType, sizeText(a.Size))
+		}
+	}
 	return b.String()
+}
+
+// sizeText is a size as the handset shows it: bytes, then KB and MB (of 1,024).
+func sizeText(n int) string {
+	switch {
+	case n < 1024:
+		return fmt.Sprintf("%d bytes", n)
+	case n < 1024*1024:
+		return fmt.Sprintf("%.1f KB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/(1024*1024))
 }
 
 // Styles.

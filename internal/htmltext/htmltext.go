@@ -18,6 +18,10 @@ import (
 	"golang.org/x/net/html/charset"
 )
 
+// ScreenWidth is the handset screen's width in columns, which pages and mail are
+// wrapped to.
+const ScreenWidth = 72
+
 const (
 	// maxDepth bounds the open elements the renderer tracks; deeper markup still shows
 	// its text but adds no structure, so huge nesting costs neither stack nor time.
