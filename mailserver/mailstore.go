@@ -1,23 +1,61 @@
 package mailserver
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	_ "modernc.org/sqlite"
 
+	"github.com/bbsim/bbsim/internal/groupcommit"
 	"github.com/bbsim/bbsim/mailserver/imapmem"
 )
 
 // db is the SQLite message store: users, mailboxes with UIDVALIDITY and the next UID,
 // and messages with their flags. Every change is committed before it is acknowledged.
+// Changes go through one writer goroutine that commits those arriving together in one
+// transaction and one fsync (group commit); readers use connections of their own.
 type db struct {
-	sql *sql.DB
-	mu  sync.Mutex // one writer at a time
+	sql   *sql.DB
+	wconn *sql.Conn // the writer's connection
+	w     *groupcommit.Writer[*op]
+	stmts map[string]*sql.Stmt // writer-only cache of prepared statements
+}
+
+// op is one change to the store. fn runs inside the group's transaction; an op of one
+// statement needs no savepoint, since a failed statement in SQLite undoes only itself.
+type op struct {
+	fn     func(w *wtx) error
+	single bool
+	then   func(err error) // called on the writer goroutine with the outcome, after the commit; must not block
+}
+
+// wtx is the writer's transaction; statements are prepared once and reused.
+type wtx struct {
+	tx    *sql.Tx
+	d     *db
+	bound map[string]*sql.Stmt
+}
+
+func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
+	ts := w.bound[query]
+	if ts == nil {
+		ps := w.d.stmts[query]
+		if ps == nil {
+			var err error
+			if ps, err = w.d.sql.Prepare(query); err != nil {
+				return nil, err
+			}
+			w.d.stmts[query] = ps
+		}
+		ts = w.tx.Stmt(ps)
+		w.bound[query] = ts
+	}
+	return ts.Exec(args...)
 }
 
 const schema = `
@@ -45,41 +83,121 @@ CREATE TABLE IF NOT EXISTS messages (
 `
 
 func openDB(path string) (*db, error) {
-	s, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")
+	// foreign_keys(ON): the store declares none, but a deferred one is how the tests make a
+	// commit itself fail.
+	s, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
 	if err != nil {
 		return nil, fmt.Errorf("open mail store %s: %w", path, err)
 	}
-	s.SetMaxOpenConns(1)
+	s.SetMaxOpenConns(4)
 	if _, err := s.Exec(schema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("mail store %s: %w", path, err)
 	}
-	return &db{sql: s}, nil
+	wconn, err := s.Conn(context.Background())
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open mail store %s: %w", path, err)
+	}
+	d := &db{sql: s, wconn: wconn, stmts: map[string]*sql.Stmt{}}
+	d.w = groupcommit.Start(groupcommit.Options{}, d.commit)
+	return d, nil
 }
 
-func (d *db) close() error { return d.sql.Close() }
+// close commits what is queued, then closes the store.
+func (d *db) close() error {
+	d.w.Close()
+	for _, ps := range d.stmts {
+		ps.Close()
+	}
+	d.wconn.Close()
+	return d.sql.Close()
+}
+
+// later queues o for a coming group commit without waiting; o.then gets the outcome.
+// Operations are committed in the order they were queued.
+func (d *db) later(o *op) error {
+	return d.w.Submit(context.Background(), o)
+}
+
+// do runs fn in the next group commit and returns once it is committed.
+func (d *db) do(single bool, fn func(w *wtx) error) error {
+	done := make(chan error, 1)
+	if err := d.later(&op{fn: fn, single: single, then: func(err error) { done <- err }}); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// commit runs a batch in one transaction, each operation of several statements in its own
+// savepoint so that one failing leaves the others, and answers each operation. When the
+// commit itself fails, every operation in the batch fails with it.
+func (d *db) commit(batch []*op) {
+	errs, err := d.run(batch)
+	for i, o := range batch {
+		if err != nil {
+			o.then(err)
+		} else {
+			o.then(errs[i])
+		}
+	}
+}
+
+func (d *db) run(batch []*op) ([]error, error) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	tx, err := d.wconn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin mail store transaction: %w", err)
+	}
+	w := &wtx{tx: tx, d: d, bound: make(map[string]*sql.Stmt, 4)}
+	for i, o := range batch {
+		if o.single {
+			errs[i] = o.fn(w)
+			continue
+		}
+		if _, err := w.exec("SAVEPOINT op"); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := o.fn(w); err != nil {
+			errs[i] = err
+			if _, rerr := w.exec("ROLLBACK TO op"); rerr != nil {
+				errs[i] = errors.Join(err, rerr)
+			}
+		}
+		if _, err := w.exec("RELEASE op"); err != nil && errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		// SQLite keeps the transaction open when COMMIT fails (a deferred constraint, a full
+		// disk): end it, or the next batch could not begin.
+		d.wconn.ExecContext(ctx, "ROLLBACK")
+		return nil, fmt.Errorf("commit mail store transaction: %w", err)
+	}
+	return errs, nil
+}
+
+// stats returns how many group commits ran and how many operations they carried.
+func (d *db) stats() (commits, ops int64) { return d.w.Stats() }
 
 // ensureUser creates the user and its default mailboxes when missing, updating the
 // password and PIN from the configuration.
 func (d *db) ensureUser(u User) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	tx, err := d.sql.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`INSERT INTO users(email, password, pin) VALUES(?, ?, ?)
+	return d.do(false, func(w *wtx) error {
+		if _, err := w.exec(`INSERT INTO users(email, password, pin) VALUES(?, ?, ?)
 		ON CONFLICT(email) DO UPDATE SET password = excluded.password, pin = excluded.pin`, u.Email, u.Password, u.PIN); err != nil {
-		return err
-	}
-	base := uint32(time.Now().Unix())
-	for i, name := range []string{"INBOX", "Sent", "Trash"} {
-		if _, err := tx.Exec(`INSERT OR IGNORE INTO mailboxes(user, name, uidvalidity) VALUES(?, ?, ?)`, u.Email, name, base+uint32(i)); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		base := uint32(time.Now().Unix())
+		for i, name := range []string{"INBOX", "Sent", "Trash"} {
+			if _, err := w.exec(`INSERT OR IGNORE INTO mailboxes(user, name, uidvalidity) VALUES(?, ?, ?)`, u.Email, name, base+uint32(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // load reads a user's mailboxes and messages into u.
@@ -149,84 +267,64 @@ type userStore struct {
 	user string
 }
 
-func (s userStore) Insert(mailbox string, uid imap.UID, buf []byte, t time.Time, flags []imap.Flag) error {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	tx, err := s.d.sql.Begin()
-	if err != nil {
+// Insert queues the message for the next group commit and returns at once; committed gets
+// the outcome. It is one statement, so it needs no savepoint: the mailbox's next UID is
+// kept by the messages themselves (load raises it past the highest) and written down only
+// when messages are deleted (Delete).
+func (s userStore) Insert(mailbox string, uid imap.UID, buf []byte, t time.Time, flags []imap.Flag, committed func(error)) error {
+	return s.d.later(&op{single: true, then: committed, fn: func(w *wtx) error {
+		_, err := w.exec(`INSERT INTO messages(user, mailbox, uid, flags, internal_date, body) VALUES(?, ?, ?, ?, ?, ?)`,
+			s.user, mailbox, int64(uid), joinFlags(flags), t.UnixNano(), buf)
 		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`INSERT INTO messages(user, mailbox, uid, flags, internal_date, body) VALUES(?, ?, ?, ?, ?, ?)`,
-		s.user, mailbox, int64(uid), joinFlags(flags), t.UnixNano(), buf); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`UPDATE mailboxes SET uidnext = MAX(uidnext, ?) WHERE user = ? AND name = ?`, int64(uid)+1, s.user, mailbox); err != nil {
-		return err
-	}
-	return tx.Commit()
+	}})
 }
 
 func (s userStore) SetFlags(mailbox string, uid imap.UID, flags []imap.Flag) error {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	_, err := s.d.sql.Exec(`UPDATE messages SET flags = ? WHERE user = ? AND mailbox = ? AND uid = ?`, joinFlags(flags), s.user, mailbox, int64(uid))
-	return err
+	return s.d.do(true, func(w *wtx) error {
+		_, err := w.exec(`UPDATE messages SET flags = ? WHERE user = ? AND mailbox = ? AND uid = ?`, joinFlags(flags), s.user, mailbox, int64(uid))
+		return err
+	})
 }
 
 func (s userStore) Delete(mailbox string, uids []imap.UID) error {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	tx, err := s.d.sql.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, uid := range uids {
-		if _, err := tx.Exec(`DELETE FROM messages WHERE user = ? AND mailbox = ? AND uid = ?`, s.user, mailbox, int64(uid)); err != nil {
+	return s.d.do(false, func(w *wtx) error {
+		// The next UID outlives the messages that reached it.
+		if _, err := w.exec(`UPDATE mailboxes SET uidnext = MAX(uidnext, (SELECT COALESCE(MAX(uid), 0) + 1 FROM messages WHERE user = ? AND mailbox = ?))
+			WHERE user = ? AND name = ?`, s.user, mailbox, s.user, mailbox); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		for _, uid := range uids {
+			if _, err := w.exec(`DELETE FROM messages WHERE user = ? AND mailbox = ? AND uid = ?`, s.user, mailbox, int64(uid)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s userStore) CreateMailbox(name string, uidValidity uint32) error {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	_, err := s.d.sql.Exec(`INSERT INTO mailboxes(user, name, uidvalidity) VALUES(?, ?, ?)`, s.user, name, uidValidity)
-	return err
+	return s.d.do(true, func(w *wtx) error {
+		_, err := w.exec(`INSERT INTO mailboxes(user, name, uidvalidity) VALUES(?, ?, ?)`, s.user, name, uidValidity)
+		return err
+	})
 }
 
 func (s userStore) DeleteMailbox(name string) error {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	tx, err := s.d.sql.Begin()
-	if err != nil {
+	return s.d.do(false, func(w *wtx) error {
+		if _, err := w.exec(`DELETE FROM messages WHERE user = ? AND mailbox = ?`, s.user, name); err != nil {
+			return err
+		}
+		_, err := w.exec(`DELETE FROM mailboxes WHERE user = ? AND name = ?`, s.user, name)
 		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`DELETE FROM messages WHERE user = ? AND mailbox = ?`, s.user, name); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`DELETE FROM mailboxes WHERE user = ? AND name = ?`, s.user, name); err != nil {
-		return err
-	}
-	return tx.Commit()
+	})
 }
 
 func (s userStore) RenameMailbox(oldName, newName string) error {
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	tx, err := s.d.sql.Begin()
-	if err != nil {
+	return s.d.do(false, func(w *wtx) error {
+		if _, err := w.exec(`UPDATE mailboxes SET name = ? WHERE user = ? AND name = ?`, newName, s.user, oldName); err != nil {
+			return err
+		}
+		_, err := w.exec(`UPDATE messages SET mailbox = ? WHERE user = ? AND mailbox = ?`, newName, s.user, oldName)
 		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`UPDATE mailboxes SET name = ? WHERE user = ? AND name = ?`, newName, s.user, oldName); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`UPDATE messages SET mailbox = ? WHERE user = ? AND mailbox = ?`, newName, s.user, oldName); err != nil {
-		return err
-	}
-	return tx.Commit()
+	})
 }

@@ -343,15 +343,32 @@ func (s *Server) Deliver(ctx context.Context, from string, to []string, msg []by
 	if int64(len(msg)) > s.opts.MaxMessageBytes {
 		return fmt.Errorf("mailserver: message of %d bytes over the %d-byte limit", len(msg), s.opts.MaxMessageBytes)
 	}
-	for _, a := range accts {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, err := a.inbox().Append(msg, nil); err != nil {
-			return fmt.Errorf("mailserver: deliver to %s: %w", a.Email, err)
-		}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return nil
+	return s.deliverTo(accts, msg)
+}
+
+// deliverTo appends msg to each account's INBOX at once, so that the copies share a
+// group commit, and returns once every copy is committed or has failed.
+func (s *Server) deliverTo(accts []*account, msg []byte) error {
+	if len(accts) == 1 {
+		if _, err := accts[0].inbox().Append(msg, nil); err != nil {
+			return fmt.Errorf("mailserver: deliver to %s: %w", accts[0].Email, err)
+		}
+		return nil
+	}
+	errs := make([]error, len(accts))
+	var wg sync.WaitGroup
+	for i, a := range accts {
+		wg.Go(func() {
+			if _, err := a.inbox().Append(msg, nil); err != nil {
+				errs[i] = fmt.Errorf("mailserver: deliver to %s: %w", a.Email, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (s *Server) isClosed() bool {

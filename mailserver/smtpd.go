@@ -146,11 +146,9 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	if !bytes.HasPrefix(msg, []byte("Return-Path:")) {
 		msg = append([]byte("Return-Path: <"+strings.ReplaceAll(ss.from, "\r\n", "")+">\r\n"), msg...)
 	}
-	for _, a := range ss.to {
-		if _, err := a.inbox().Append(msg, nil); err != nil {
-			ss.s.log.Error("smtp delivery failed", "user", a.Email, "err", err)
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot store the message now, try again"}
-		}
+	if err := ss.s.deliverTo(ss.to, msg); err != nil {
+		ss.s.log.Error("smtp delivery failed", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot store the message now, try again"}
 	}
 	ss.s.log.Debug("smtp delivered", "from", ss.from, "recipients", len(ss.to), "bytes", len(msg))
 	return nil

@@ -30,6 +30,7 @@ type Mailbox struct {
 	subscribed bool
 	specialUse []imap.MailboxAttr
 	l          []*message
+	pending    []*pendingMsg // appended, waiting for the store, in UID order
 	uidNext    imap.UID
 
 	idleMu sync.Mutex
@@ -192,24 +193,83 @@ func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap
 	}
 
 	mbox.mutex.Lock()
-	defer mbox.mutex.Unlock()
-
 	msg.uid = mbox.uidNext
-	if mbox.store != nil {
-		if err := mbox.store.Insert(mbox.name, msg.uid, buf, msg.t, msg.flagList()); err != nil {
-			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Cannot store the message: " + err.Error()}
+	mbox.uidNext++
+	if mbox.store == nil {
+		mbox.l = append(mbox.l, msg)
+		mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
+		mbox.wakeIdlers()
+		mbox.mutex.Unlock()
+		return &imap.AppendData{UIDValidity: mbox.uidValidity, UID: msg.uid}, nil
+	}
+	// The message is queued with the store under the lock, so that messages reach the
+	// store, and then the mailbox, in the order of their UIDs. The lock is not held while
+	// the store commits: messages appended meanwhile share the commit.
+	p := &pendingMsg{msg: msg, done: make(chan struct{})}
+	if err := mbox.store.Insert(mbox.name, msg.uid, buf, msg.t, msg.flagList(), p.settle); err != nil {
+		mbox.mutex.Unlock()
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Cannot store the message: " + err.Error()}
+	}
+	mbox.pending = append(mbox.pending, p)
+	mbox.mutex.Unlock()
+
+	<-p.done
+	mbox.mutex.Lock()
+	mbox.showSettledLocked()
+	mbox.mutex.Unlock()
+	if p.err != nil {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Cannot store the message: " + p.err.Error()}
+	}
+	return &imap.AppendData{UIDValidity: mbox.uidValidity, UID: msg.uid}, nil
+}
+
+// pendingMsg is a message waiting for the store's commit.
+type pendingMsg struct {
+	msg  *message
+	err  error         // the commit's outcome, set before done is closed
+	done chan struct{} // closed once the store has answered
+}
+
+// settle records the store's answer; it runs on the store's goroutine.
+func (p *pendingMsg) settle(err error) {
+	p.err = err
+	close(p.done)
+}
+
+// showSettledLocked moves the messages whose commit has been answered, from the oldest,
+// into the mailbox (a failed one is dropped, its UID left unused), and tells the sessions.
+// It stops at the first still waiting, so that messages appear in the order of their UIDs
+// whichever of their senders wakes first.
+func (mbox *Mailbox) showSettledLocked() {
+	n, shown := 0, false
+	for _, p := range mbox.pending {
+		if !isClosed(p.done) {
+			break
+		}
+		n++
+		if p.err == nil {
+			mbox.l = append(mbox.l, p.msg)
+			shown = true
 		}
 	}
-	mbox.uidNext++
+	if n == 0 {
+		return
+	}
+	clear(mbox.pending[:n])
+	mbox.pending = mbox.pending[n:]
+	if shown {
+		mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
+		mbox.wakeIdlers()
+	}
+}
 
-	mbox.l = append(mbox.l, msg)
-	mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
-	mbox.wakeIdlers()
-
-	return &imap.AppendData{
-		UIDValidity: mbox.uidValidity,
-		UID:         msg.uid,
-	}, nil
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Load adds a message read back from the Store at start-up, without writing it again.

@@ -34,7 +34,10 @@ func NewUser(username, password string) *User {
 // Store keeps a user's mailboxes. Every change goes through it before it is applied in
 // memory and acknowledged; a nil Store keeps everything in memory.
 type Store interface {
-	Insert(mailbox string, uid imap.UID, buf []byte, t time.Time, flags []imap.Flag) error
+	// Insert queues a new message and returns at once; committed is called (on the store's
+	// own goroutine, so it must not block) once the message is committed or has failed.
+	// Inserts are committed in the order of the calls.
+	Insert(mailbox string, uid imap.UID, buf []byte, t time.Time, flags []imap.Flag, committed func(error)) error
 	SetFlags(mailbox string, uid imap.UID, flags []imap.Flag) error
 	Delete(mailbox string, uids []imap.UID) error
 	CreateMailbox(name string, uidValidity uint32) error

@@ -1,0 +1,157 @@
+// Package groupcommit batches operations that arrive together so that they share one
+// transaction and its fsync: one writer goroutine takes everything queued, lingers briefly
+// under load for more, and hands the batch to a commit function.
+package groupcommit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by Submit once Close has begun.
+var ErrClosed = errors.New("groupcommit: writer closed")
+
+// Options configure a Writer. Zero values mean the defaults stated per field.
+type Options struct {
+	// MaxBatch bounds the operations in one commit. Default 512.
+	MaxBatch int
+	// Linger is how long a batch waits for more operations when the previous commit carried
+	// several (the writer is under load). A lone operation at low load is committed at once.
+	// Default 500µs.
+	Linger time.Duration
+	// Queue is how many operations may wait for the writer before Submit blocks.
+	// Default 4096.
+	Queue int
+}
+
+// Writer runs commit on batches of operations, one batch at a time, in the order they were
+// submitted.
+type Writer[T any] struct {
+	opts   Options
+	commit func(batch []T)
+	ops    chan T
+	quit   chan struct{}
+	done   chan struct{}
+
+	mu     sync.RWMutex // Submit holds it to read, Close to write: nothing is queued after Close
+	closed bool
+
+	commits, carried atomic.Int64
+}
+
+// Start starts a writer that calls commit with each batch, on its own goroutine. commit
+// must answer every operation of its batch before it returns.
+func Start[T any](opts Options, commit func(batch []T)) *Writer[T] {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.Linger <= 0 {
+		opts.Linger = 500 * time.Microsecond
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = 4096
+	}
+	w := &Writer[T]{opts: opts, commit: commit, ops: make(chan T, opts.Queue),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Submit queues op for a coming batch. Operations reach commit in the order of the Submit
+// calls that returned nil. It fails with ErrClosed once Close has begun, and with the
+// context's error if ctx ends while the queue is full.
+func (w *Writer[T]) Submit(ctx context.Context, op T) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.ops <- op:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close commits what was queued before it, stops the writer and waits for it. It may be
+// called more than once.
+func (w *Writer[T]) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.quit)
+	}
+	w.mu.Unlock()
+	<-w.done
+}
+
+// Stats returns how many commits ran and how many operations they carried.
+func (w *Writer[T]) Stats() (commits, ops int64) { return w.commits.Load(), w.carried.Load() }
+
+func (w *Writer[T]) run() {
+	defer close(w.done)
+	batch := make([]T, 0, w.opts.MaxBatch)
+	busy := false
+	for {
+		batch = batch[:0]
+		select {
+		case op := <-w.ops:
+			batch = append(batch, op)
+		case <-w.quit:
+			// What was queued before Close is still committed (in batches of at most MaxBatch).
+			for {
+				batch = batch[:0]
+			drainQuit:
+				for len(batch) < cap(batch) {
+					select {
+					case op := <-w.ops:
+						batch = append(batch, op)
+					default:
+						break drainQuit
+					}
+				}
+				if len(batch) == 0 {
+					return
+				}
+				w.run1(batch)
+			}
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case op := <-w.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		// Under load, concurrent arrivals share the commit and its fsync, which costs far
+		// more than the wait.
+		if busy && len(batch) < cap(batch) {
+			linger := time.NewTimer(w.opts.Linger)
+		fill:
+			for len(batch) < cap(batch) {
+				select {
+				case op := <-w.ops:
+					batch = append(batch, op)
+				case <-linger.C:
+					break fill
+				}
+			}
+			linger.Stop()
+		}
+		busy = len(batch) > 1
+		w.run1(batch)
+	}
+}
+
+func (w *Writer[T]) run1(batch []T) {
+	w.commits.Add(1)
+	w.carried.Add(int64(len(batch)))
+	w.commit(batch)
+	clear(batch) // let the batch's operations (and their messages) go
+}
