@@ -15,7 +15,7 @@ TEST_DEBS +=
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-deps bench-deps vet fmt-check bench fuzz clean
+.PHONY: all build run test test-deps bench-deps bench-mailin vet fmt-check bench fuzz clean
 
 all: build
 
@@ -36,10 +36,19 @@ test-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_DEBS) >/dev/null; \
 	fi
 
-# wrk drives BenchmarkRIMEndToEndWrk as an outside push initiator.
-bench-deps: test-deps
+# wrk drives BenchmarkRIMEndToEndWrk as an outside push initiator; Mailpit is the peer
+# BenchmarkMailInVsMailpit measures mail-in against (a Go module, built into bin/).
+bench-deps: test-deps bin/mailpit
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk"; $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+
+# The mail-in comparison alone: BBSIM_BENCH_ROUNDS rounds (default 3) of each server.
+bench-mailin: bench-deps
+	$(GO) test -run '^$$' -bench MailInVsMailpit -benchtime 1x -v ./bench
+
+MAILPIT_VERSION := v1.33.1
+bin/mailpit:
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
 
 vet:
 	$(GO) vet ./...

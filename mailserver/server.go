@@ -453,6 +453,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.db.close(); err != nil {
 		errs = append(errs, err)
 	}
+	// How well concurrent changes shared their commits, for whoever tunes a load test.
+	commits, ops := s.db.stats()
+	s.log.Info("mail store closed", "commits", commits, "operations", ops)
 	return errors.Join(errs...)
 }
 
