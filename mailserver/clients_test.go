@@ -1,8 +1,14 @@
 package mailserver
 
 import (
+	"fmt"
+	"maps"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -85,5 +91,210 @@ func TestSwaks(t *testing.T) {
 	out, err = swaks(t, r.smtp, "--to", alice, "--body", strings.Repeat("too long\n", 500))
 	if err == nil || !strings.Contains(out, "552 5.3.4") || inbox() != 5 {
 		t.Errorf("swaks over the size limit: %v, %d messages\n%s", err, inbox(), out)
+	}
+}
+
+// serverFlags returns the flags of INBOX's messages by UID, as the store has them.
+func serverFlags(s *Server) map[uint32]string {
+	out := map[uint32]string{}
+	for _, m := range s.user(alice).inbox().Messages() {
+		fs := make([]string, len(m.Flags))
+		for i, f := range m.Flags {
+			fs[i] = string(f)
+		}
+		out[uint32(m.UID)] = strings.Join(fs, " ")
+	}
+	return out
+}
+
+// maildirFiles finds the file of each message under a maildir's new and cur by UID (mbsync
+// names files "…,U=<uid>[:2,<flags>]", offlineimap "…,U=<uid>,FMD5=…[:2,<flags>]").
+func maildirFiles(t *testing.T, dir string) map[uint32]string {
+	t.Helper()
+	out := map[uint32]string{}
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			m := regexp.MustCompile(`,U=(\d+)(,[^:]*)?(:2,[A-Za-z]*)?$`).FindStringSubmatch(e.Name())
+			if m == nil {
+				t.Fatalf("maildir file %s has no UID", e.Name())
+			}
+			uid, _ := strconv.Atoi(m[1])
+			out[uint32(uid)] = filepath.Join(dir, sub, e.Name())
+		}
+	}
+	return out
+}
+
+// maildirFlags returns the maildir flags of each message by UID.
+func maildirFlags(t *testing.T, dir string) map[uint32]string {
+	t.Helper()
+	out := map[uint32]string{}
+	for uid, name := range maildirFiles(t, dir) {
+		_, flags, _ := strings.Cut(filepath.Base(name), ":2,")
+		out[uid] = flags
+	}
+	return out
+}
+
+// setMaildirFlags moves the maildir file of uid to cur with flags, as a mail reader does.
+func setMaildirFlags(t *testing.T, dir string, uid uint32, flags string) {
+	t.Helper()
+	name, ok := maildirFiles(t, dir)[uid]
+	if !ok {
+		t.Fatalf("no maildir file for UID %d", uid)
+	}
+	base, _, _ := strings.Cut(filepath.Base(name), ":2,")
+	if err := os.Rename(name, filepath.Join(dir, "cur", base+":2,"+flags)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mbsync syncs INBOX both ways, flags included, and a second run finds nothing to change.
+func TestMbsyncTwoWayFlags(t *testing.T) {
+	t.Parallel()
+	need(t, "mbsync")
+	r := startServer(t, Options{})
+	for i := 1; i <= 3; i++ {
+		sendSMTP(t, r.smtp, alice, fmt.Sprintf("m%d", i))
+	}
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(r.imap)
+	conf := filepath.Join(dir, "mbsyncrc")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`IMAPAccount bbsim
+Host %s
+Port %s
+User %s
+Pass %s
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore far
+Account bbsim
+
+MaildirStore near
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel inbox
+Far :far:
+Near :near:
+Patterns INBOX
+Create Both
+Expunge None
+SyncState *
+Sync All
+`, host, port, alice, pass, dir, dir)), 0o600)
+	run := func() string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), "mbsync", "-c", conf, "-V", "-a")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+		warnings := strings.ReplaceAll(string(out), "*** IMAP Warning *** Password is being sent in the clear", "")
+		if strings.Contains(strings.ToLower(warnings), "unknown") || strings.Contains(warnings, "arning") {
+			t.Errorf("mbsync warns:\n%s", out)
+		}
+		return string(out)
+	}
+	box := filepath.Join(dir, "INBOX")
+	run()
+	if got := maildirFlags(t, box); len(got) != 3 {
+		t.Fatalf("after the first sync the maildir has %v, want 3 messages", got)
+	}
+	// Flags change on both sides: the server flags 1 and answers 2; here 2 is read and 3 flagged.
+	ic := dialIMAPRaw(t, r.imap)
+	ic.login()
+	ic.ok("s SELECT INBOX")
+	ic.ok(`a UID STORE 1 +FLAGS (\Flagged)`)
+	ic.ok(`b UID STORE 2 +FLAGS (\Answered)`)
+	ic.ok("c LOGOUT")
+	waitNoSessions(t, r.s)
+	setMaildirFlags(t, box, 2, "S")
+	setMaildirFlags(t, box, 3, "F")
+	out := run()
+	wantNear := map[uint32]string{1: "F", 2: "RS", 3: "F"}
+	wantFar := map[uint32]string{1: `\Flagged`, 2: `\Answered \Seen`, 3: `\Flagged`}
+	if got := maildirFlags(t, box); !maps.Equal(got, wantNear) {
+		t.Errorf("maildir flags after the second sync = %v, want %v\n%s", got, wantNear, out)
+	}
+	if got := serverFlags(r.s); !maps.Equal(got, wantFar) {
+		t.Errorf("server flags after the second sync = %v, want %v\n%s", got, wantFar, out)
+	}
+	// Nothing changed since: a further run changes no flag on either side.
+	out = run()
+	if got := maildirFlags(t, box); !maps.Equal(got, wantNear) {
+		t.Errorf("maildir flags changed on a sync with nothing to do: %v, want %v\n%s", got, wantNear, out)
+	}
+	if got := serverFlags(r.s); !maps.Equal(got, wantFar) {
+		t.Errorf("server flags changed on a sync with nothing to do: %v, want %v\n%s", got, wantFar, out)
+	}
+}
+
+// offlineimap brings the server's flags down and takes local ones up in one-shot syncs.
+func TestOfflineimapFlags(t *testing.T) {
+	t.Parallel()
+	need(t, "offlineimap")
+	r := startServer(t, Options{})
+	for i := 1; i <= 2; i++ {
+		sendSMTP(t, r.smtp, alice, fmt.Sprintf("m%d", i))
+	}
+	ic := dialIMAPRaw(t, r.imap)
+	ic.login()
+	ic.ok("s SELECT INBOX")
+	ic.ok(`a UID STORE 1 +FLAGS (\Flagged \Seen)`)
+	ic.ok("c LOGOUT")
+	waitNoSessions(t, r.s)
+
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(r.imap)
+	conf := filepath.Join(dir, "offlineimaprc")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`[general]
+accounts = bbsim
+metadata = %s/meta
+
+[Account bbsim]
+localrepository = near
+remoterepository = far
+
+[Repository near]
+type = Maildir
+localfolders = %s/mail
+
+[Repository far]
+type = IMAP
+remotehost = %s
+remoteport = %s
+remoteuser = %s
+remotepass = %s
+ssl = no
+starttls = no
+folderfilter = lambda name: name == 'INBOX'
+`, dir, dir, host, port, alice, pass)), 0o600)
+	run := func() string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), "offlineimap", "-c", conf, "-o", "-u", "basic")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Contains(string(out), "ERROR") {
+			t.Fatalf("offlineimap: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	box := filepath.Join(dir, "mail", "INBOX")
+	out := run()
+	if got, want := maildirFlags(t, box), map[uint32]string{1: "FS", 2: ""}; !maps.Equal(got, want) {
+		t.Fatalf("maildir flags after the first sync = %v, want %v\n%s", got, want, out)
+	}
+	setMaildirFlags(t, box, 2, "RS")
+	out = run()
+	if got, want := serverFlags(r.s), map[uint32]string{1: `\Flagged \Seen`, 2: `\Answered \Seen`}; !maps.Equal(got, want) {
+		t.Fatalf("server flags after the second sync = %v, want %v\n%s", got, want, out)
 	}
 }
