@@ -2,6 +2,8 @@ package dnsserver
 
 import (
 	"net"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -121,38 +123,151 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
+// FuzzQuery: any message that parses gets exactly one answer that packs and parses back,
+// is a response with the query's ID, opcode and (first) question, and has a known RCODE:
+// NOERROR, NXDOMAIN, FORMERR, NOTIMP, or REFUSED for names outside our zones. Answers hold
+// the asked name and type; an NXDOMAIN carries the zone's SOA.
 func FuzzQuery(f *testing.F) {
-	s, err := New(Options{Addrs: map[string]string{"imap": "127.0.0.1:1143", "push": "127.0.0.1:8080"}})
+	s, err := New(Options{Addrs: map[string]string{"imap": "127.0.0.1:1143", "pop3": "127.0.0.1:1110",
+		"smtp": "127.0.0.1:2525", "push": "127.0.0.1:8080"}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	q := new(dns.Msg)
-	q.SetQuestion("imap.bbsim.test.", dns.TypeA)
-	b, _ := q.Pack()
-	f.Add(b)
-	q.SetQuestion("cp9.pushapi.eval.blackberry.com.", dns.TypeAAAA)
-	b, _ = q.Pack()
-	f.Add(b)
-	f.Fuzz(func(t *testing.T, b []byte) {
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"imap.bbsim.test.", dns.TypeA},
+		{"cp9.pushapi.eval.blackberry.com.", dns.TypeAAAA},
+		{"_imap._tcp.bbsim.test.", dns.TypeSRV},
+		{"bbsim.test.", dns.TypeMX},
+		{"BbSiM.TeSt.", dns.TypeANY},
+		{"nope.bbsim.test.", dns.TypeA},
+		{"example.com.", dns.TypeA},
+	} {
 		m := new(dns.Msg)
-		if m.Unpack(b) != nil {
+		m.SetQuestion(q.name, q.qtype)
+		b, _ := m.Pack()
+		f.Add(b)
+	}
+	known := map[int]bool{dns.RcodeSuccess: true, dns.RcodeNameError: true, dns.RcodeFormatError: true,
+		dns.RcodeNotImplemented: true, dns.RcodeRefused: true}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		q := new(dns.Msg)
+		if q.Unpack(b) != nil {
 			return
 		}
 		w := &recorder{}
-		s.Handler().ServeDNS(w, m)
+		s.Handler().ServeDNS(w, q)
+		if w.msg == nil || w.writes != 1 {
+			t.Fatalf("%d answers to %v", w.writes, q)
+		}
+		wire, err := w.msg.Pack()
+		if err != nil {
+			t.Fatalf("answer does not pack: %v\n%v", err, w.msg)
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(wire); err != nil {
+			t.Fatalf("answer does not parse: %v\n%v", err, w.msg)
+		}
+		if !m.Response || m.Id != q.Id || m.Opcode != q.Opcode {
+			t.Fatalf("answer header %+v to query header %+v", m.MsgHdr, q.MsgHdr)
+		}
+		if !known[m.Rcode] {
+			t.Fatalf("rcode %s to %v", dns.RcodeToString[m.Rcode], q)
+		}
+		if len(q.Question) == 0 {
+			if len(m.Question) != 0 {
+				t.Fatalf("question %v in the answer to none", m.Question)
+			}
+			return
+		}
+		if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, q.Question[0].Name) ||
+			m.Question[0].Qtype != q.Question[0].Qtype || m.Question[0].Qclass != q.Question[0].Qclass {
+			t.Fatalf("question %v answered with %v", q.Question, m.Question)
+		}
+		for _, rr := range m.Answer {
+			h := rr.Header()
+			if !strings.EqualFold(h.Name, q.Question[0].Name) || q.Question[0].Qtype != dns.TypeANY && h.Rrtype != q.Question[0].Qtype {
+				t.Fatalf("answer %v to question %v", rr, q.Question[0])
+			}
+		}
+		if m.Rcode == dns.RcodeNameError && (len(m.Ns) != 1 || m.Ns[0].Header().Rrtype != dns.TypeSOA) {
+			t.Fatalf("NXDOMAIN without the zone's SOA: %v", m.Ns)
+		}
 	})
 }
 
 // recorder is a dns.ResponseWriter that keeps the answer.
-type recorder struct{ msg *dns.Msg }
+type recorder struct {
+	msg    *dns.Msg
+	writes int
+}
 
 func (r *recorder) LocalAddr() net.Addr       { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
 func (r *recorder) RemoteAddr() net.Addr      { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353} }
-func (r *recorder) WriteMsg(m *dns.Msg) error { r.msg = m; return nil }
+func (r *recorder) WriteMsg(m *dns.Msg) error { r.msg = m; r.writes++; return nil }
 func (r *recorder) Write(b []byte) (int, error) {
+	r.writes++
 	return len(b), nil
 }
 func (r *recorder) Close() error        { return nil }
 func (r *recorder) TsigStatus() error   { return nil }
 func (r *recorder) TsigTimersOnly(bool) {}
 func (r *recorder) Hijack()             {}
+
+// TestDig asks the zone with dig, over UDP and TCP: the SRV, MX and A records a mail client
+// discovers, and malformed or unsupported queries, which get FORMERR or NOTIMP (miekg/dns
+// rejects them before our handler), never silence.
+func TestDig(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Fatal("dig is required (Debian bind9-dnsutils; make test-deps installs it)")
+	}
+	udp, tcp := start(t)
+	tests := []struct {
+		args   []string
+		status string // the header's status
+		answer string // the +short answer, or a line of the answer section
+	}{
+		{[]string{"_imap._tcp.bbsim.test", "SRV"}, "NOERROR", "0 1 1143 imap.bbsim.test."},
+		{[]string{"_pop3._tcp.bbsim.test", "SRV"}, "NOERROR", "0 1 1110 pop3.bbsim.test."},
+		{[]string{"bbsim.test", "MX"}, "NOERROR", "10 mail.bbsim.test."},
+		{[]string{"imap.bbsim.test", "A"}, "NOERROR", "127.0.0.1"},
+		{[]string{"nope.bbsim.test", "A"}, "NXDOMAIN", ""},
+		{[]string{"example.com", "A"}, "REFUSED", ""},
+		// No question at all: a malformed query.
+		{[]string{"+header-only", "bbsim.test"}, "FORMERR", ""},
+		{[]string{"+opcode=status", "bbsim.test"}, "NOTIMP", ""},
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		host, port, _ := net.SplitHostPort(map[string]string{"udp": udp, "tcp": tcp}[network])
+		for _, tt := range tests {
+			t.Run(network+" "+strings.Join(tt.args, " "), func(t *testing.T) {
+				args := append([]string{"@" + host, "-p", port, "+tries=1", "+time=5", "+norecurse", "+nocmd", "+nostats"}, tt.args...)
+				if network == "tcp" {
+					args = append(args, "+tcp")
+				}
+				out, err := exec.Command("dig", args...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				if !strings.Contains(string(out), "status: "+tt.status+",") {
+					t.Fatalf("dig %s: want status %s\n%s", strings.Join(tt.args, " "), tt.status, out)
+				}
+				if tt.answer == "" {
+					return
+				}
+				var found bool
+				for l := range strings.Lines(string(out)) {
+					if f := strings.Fields(l); len(f) > 4 && !strings.HasPrefix(l, ";") && strings.Join(f[4:], " ") == tt.answer {
+						found = true
+					}
+				}
+				if !found {
+					t.Fatalf("dig %s: no answer %q\n%s", strings.Join(tt.args, " "), tt.answer, out)
+				}
+			})
+		}
+	}
+}
