@@ -11,7 +11,7 @@ TEST_DEBS += swaks libnet-ssleay-perl isync offlineimap fetchmail getmail6
 # push: real push initiators
 TEST_DEBS +=
 # protocol clients for every server (DNS)
-TEST_DEBS +=
+TEST_DEBS += bind9-dnsutils
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME  ?= 30s
 
@@ -65,10 +65,25 @@ bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 	$(BIN) bench
 
+# Each target runs for FUZZTIME. Go 1.26's fuzz coordinator can report "context deadline
+# exceeded" when -fuzztime ends while a worker is between inputs (golang/go#75804, fixed in
+# Go 1.27): a run that fails with only that message and wrote no new input under
+# testdata/fuzz found nothing, and counts as green. Any written input fails the run.
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+			echo "== $$pkg $$f"; \
+			before=$$(ls $$dir/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+			out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1); rc=$$?; \
+			echo "$$out" | tail -n 4; \
+			after=$$(ls $$dir/testdata/fuzz/$$f 2>/dev/null | wc -l); \
+			if [ $$rc -ne 0 ]; then \
+				if [ $$after -eq $$before ] && echo "$$out" | grep -q '^    context deadline exceeded$$' && \
+					[ $$(echo "$$out" | grep -c -e '^--- FAIL' -e 'Failing input' -e 'panic:') -eq 1 ]; then \
+					echo "   (the coordinator's end-of-run race, golang/go#75804: no input written, counted as green)"; \
+				else echo "$$out"; exit 1; fi; \
+			fi; \
 		done; \
 	done
 
