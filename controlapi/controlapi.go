@@ -65,14 +65,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/device", s.device)
 	mux.HandleFunc("GET /api/v1/messages", s.messages)
 	mux.HandleFunc("GET /api/v1/messages/{id}", s.message)
+	mux.HandleFunc("GET /api/v1/messages/{id}/page", s.messagePage)
 	mux.HandleFunc("POST /api/v1/messages/{id}/open", s.openMessage)
 	mux.HandleFunc("GET /api/v1/channels", s.channels)
 	mux.HandleFunc("GET /api/v1/channels/{id}", s.channel)
+	mux.HandleFunc("GET /api/v1/channels/{id}/page", s.channelPage)
 	mux.HandleFunc("POST /api/v1/channels/{id}/open", s.openChannel)
 	mux.HandleFunc("DELETE /api/v1/channels/{id}", s.deleteChannel)
 	mux.HandleFunc("GET /api/v1/browser/cache", s.cache)
 	mux.HandleFunc("GET /api/v1/events", s.events)
 	mux.HandleFunc("POST /api/v1/coverage", s.coverage)
+	mux.HandleFunc("POST /api/v1/reset", s.reset)
 	mux.HandleFunc("GET /api/v1/apps", s.apps)
 	mux.HandleFunc("GET /api/v1/apps/{id}", s.app)
 	mux.HandleFunc("POST /api/v1/apps/{id}/register", s.requestApp(handset.WantRegistered))
@@ -124,13 +127,24 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.h.Device())
 }
 
+// messages lists the messages; ?match= keeps those whose subject, sender or URL contains
+// the text, ?kind= those of a kind, and ?wait= waits that long for one to be there.
 func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
-	msgs := s.h.Messages()
-	out := make([]MessageSummary, len(msgs))
-	for i, m := range msgs {
-		out[i] = MessageSummary{ID: m.ID, Kind: m.Kind, From: m.From, Subject: m.Subject, ReceivedAt: m.ReceivedAt, Read: m.Read, URL: m.URL}
+	wait, err := waitParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	q, kind := r.URL.Query().Get("match"), r.URL.Query().Get("kind")
+	writeJSON(w, http.StatusOK, until(r.Context(), s.h, wait, func() []MessageSummary {
+		var out []MessageSummary
+		for _, m := range s.h.Messages() {
+			if (kind == "" || string(m.Kind) == kind) && matches(q, m.Subject, m.From, m.URL) {
+				out = append(out, MessageSummary{ID: m.ID, Kind: m.Kind, From: m.From, Subject: m.Subject, ReceivedAt: m.ReceivedAt, Read: m.Read, URL: m.URL})
+			}
+		}
+		return out
+	}))
 }
 
 func (s *Server) message(w http.ResponseWriter, r *http.Request) {
@@ -143,13 +157,89 @@ func (s *Server) openMessage(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, m, err)
 }
 
+// channels lists the browser channels; ?match= keeps those whose title, channel id or URL
+// contains the text, and ?wait= waits that long for one to be there.
 func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
-	chs := s.h.Channels()
-	out := make([]ChannelView, len(chs))
-	for i, c := range chs {
-		out[i] = channelView(c)
+	wait, err := waitParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	q := r.URL.Query().Get("match")
+	writeJSON(w, http.StatusOK, until(r.Context(), s.h, wait, func() []ChannelView {
+		var out []ChannelView
+		for _, c := range s.h.Channels() {
+			if matches(q, c.Title, c.ChannelID, c.URL) {
+				out = append(out, channelView(c))
+			}
+		}
+		return out
+	}))
+}
+
+// channelPage serves a channel's cached page without opening the channel (it stays
+// unread): ?format=html the page as pushed, ?format=text as the handset renders it, else
+// the cache entry as JSON.
+func (s *Server) channelPage(w http.ResponseWriter, r *http.Request) {
+	c, err := s.h.Channel(r.PathValue("id"))
+	if err != nil {
+		s.reply(w, nil, err)
+		return
+	}
+	page, ok := s.h.CachedPage(c.URL)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("channel %s: no page for %s in the browser cache", c.ID, c.URL))
+		return
+	}
+	s.page(w, r, page.ContentType, page.Body, page.Text, page)
+}
+
+// messagePage serves a message's content without opening it (it stays unread), in the
+// formats of channelPage. A browser message's HTML is its cached page.
+func (s *Server) messagePage(w http.ResponseWriter, r *http.Request) {
+	m, err := s.h.Message(r.PathValue("id"))
+	if err != nil {
+		s.reply(w, nil, err)
+		return
+	}
+	var body []byte
+	ctype := m.ContentType
+	if page, ok := s.h.CachedPage(m.URL); ok && m.URL != "" {
+		body, ctype = page.Body, page.ContentType
+	}
+	s.page(w, r, ctype, body, m.Text, m)
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request, ctype string, body []byte, text string, v any) {
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "json":
+		writeJSON(w, http.StatusOK, v)
+	case "text":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, text)
+	case "html":
+		if body == nil {
+			writeError(w, http.StatusNotFound, "no HTML kept for this item; ?format=text has its text")
+			return
+		}
+		if ctype == "" {
+			ctype = "text/html"
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Write(body)
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("format=%q: want json, html or text", f))
+	}
+}
+
+// reset clears messages, channels, cache and events (handset.Reset) and answers with the
+// device.
+func (s *Server) reset(w http.ResponseWriter, r *http.Request) {
+	if err := s.h.Reset(); err != nil {
+		s.reply(w, nil, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.h.Device())
 }
 
 func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
@@ -194,11 +284,38 @@ func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.h.SetCoverage(*req.In)
+	if !*req.In {
+		// Answer with the connections closed, not as they were a moment before.
+		settle(r.Context(), s.h, func() bool {
+			d := s.h.Device()
+			switch d.Mail.State {
+			case handset.MailIdling, handset.MailPolling, handset.MailConnecting:
+				return false
+			}
+			return d.Gateway.State != handset.LinkAttached
+		})
+	}
 	writeJSON(w, http.StatusOK, s.h.Device())
 }
 
+// apps lists the push applications; ?match= keeps those whose id contains the text, and
+// ?wait= waits that long for one to be there.
 func (s *Server) apps(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.h.Apps())
+	wait, err := waitParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	q := r.URL.Query().Get("match")
+	writeJSON(w, http.StatusOK, until(r.Context(), s.h, wait, func() []handset.App {
+		var out []handset.App
+		for _, a := range s.h.Apps() {
+			if matches(q, a.ID) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}))
 }
 
 func (s *Server) app(w http.ResponseWriter, r *http.Request) {
@@ -213,8 +330,19 @@ func (s *Server) requestApp(want string) http.HandlerFunc {
 			s.reply(w, nil, err)
 			return
 		}
+		// Answer with the registration agent's outcome; 202 with the state so far when it
+		// takes longer than settleTimeout (a slow or unreachable push service).
+		status := http.StatusAccepted
+		if settle(r.Context(), s.h, func() bool {
+			a, err := s.h.App(id)
+			return err != nil || a.State == handset.AppFailed ||
+				a.State == handset.AppActive && want == handset.WantRegistered ||
+				a.State == handset.AppNotRegistered && want == handset.WantDeregistered
+		}) {
+			status = http.StatusOK
+		}
 		a, err := s.h.App(id)
-		s.replyStatus(w, http.StatusAccepted, a, err)
+		s.replyStatus(w, status, a, err)
 	}
 }
 
@@ -228,11 +356,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Query().Get("format") == "json" {
-		ev := s.h.Events(after)
-		if ev == nil {
-			ev = []handset.Event{}
+		wait, err := waitParam(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
 		}
-		writeJSON(w, http.StatusOK, ev)
+		kind, q := r.URL.Query().Get("kind"), r.URL.Query().Get("match")
+		writeJSON(w, http.StatusOK, until(r.Context(), s.h, wait, func() []handset.Event {
+			var out []handset.Event
+			for _, e := range s.h.Events(after) {
+				if kindMatches(e.Kind, kind) && matches(q, e.Text) {
+					out = append(out, e)
+				}
+			}
+			return out
+		}))
 		return
 	}
 	flusher, ok := w.(http.Flusher)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -94,7 +95,7 @@ func TestRoutes(t *testing.T) {
 	do(t, "POST", srv.URL+"/api/v1/coverage", `{}`, 400, nil)
 
 	var a handset.App
-	do(t, "POST", srv.URL+"/api/v1/apps/app1/deregister", "", 202, &a)
+	do(t, "POST", srv.URL+"/api/v1/apps/app1/deregister", "", 200, &a) // not registered: settled at once
 	if a.Want != handset.WantDeregistered {
 		t.Errorf("app after deregister request = %+v", a)
 	}
@@ -135,5 +136,104 @@ func TestEventStreamWithCurl(t *testing.T) {
 	}
 	if strings.Join(kinds, ",") != "test.first,test.second" {
 		t.Fatalf("curl saw events %v, want test.first,test.second", kinds)
+	}
+}
+
+// TestWaitPageReset covers the long-poll ?wait= with ?match=, reading a page without
+// opening it, the POST answers after the change, and POST /api/v1/reset.
+func TestWaitPageReset(t *testing.T) {
+	t.Parallel()
+	h, srv := newAPI(t)
+	// Nothing there: an empty list once the wait is over.
+	var msgs []MessageSummary
+	do(t, "GET", srv.URL+"/api/v1/messages?match=late&wait=100ms", "", 200, &msgs)
+	if len(msgs) != 0 {
+		t.Fatalf("messages = %+v, want none", msgs)
+	}
+	do(t, "GET", srv.URL+"/api/v1/messages?wait=forever", "", 400, nil)
+	// A message that arrives while the request waits is the answer.
+	got := make(chan []MessageSummary, 1)
+	go func() {
+		var out []MessageSummary
+		resp, err := http.Get(srv.URL + "/api/v1/messages?match=LATE&wait=30s")
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+		}
+		got <- out
+	}()
+	h.AddMessage(handset.Message{Kind: handset.KindEmail, From: "bob@x", Subject: "early"})
+	waitEvent(t, h, handset.EventMailNew)
+	h.AddMessage(handset.Message{Kind: handset.KindEmail, From: "bob@x", Subject: "the late one", Text: "late text"})
+	if out := <-got; len(out) != 1 || out[0].Subject != "the late one" {
+		t.Fatalf("waited messages = %+v", out)
+	}
+	var chs []ChannelView
+	c, _ := h.UpsertChannel(handset.Channel{ChannelID: "http://cp/news", Title: "News", URL: "http://cp/news"})
+	h.PutCache(handset.CacheEntry{URL: "http://cp/news", ContentType: "text/html", Body: []byte("<h1>Head</h1>"), Text: "Head"})
+	do(t, "GET", srv.URL+"/api/v1/channels?match=news&wait=1s", "", 200, &chs)
+	if len(chs) != 1 {
+		t.Fatalf("channels = %+v", chs)
+	}
+	for _, tt := range []struct{ format, want string }{{"html", "<h1>Head</h1>"}, {"text", "Head"}} {
+		resp, err := http.Get(srv.URL + "/api/v1/channels/" + c.ID + "/page?format=" + tt.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != tt.want {
+			t.Errorf("page?format=%s = %d %q, want %q", tt.format, resp.StatusCode, b, tt.want)
+		}
+	}
+	if c, _ := h.Channel(c.ID); c.Read {
+		t.Error("reading the page opened the channel")
+	}
+	do(t, "GET", srv.URL+"/api/v1/channels/"+c.ID+"/page?format=pdf", "", 400, nil)
+	var ev []handset.Event
+	do(t, "GET", srv.URL+"/api/v1/events?format=json&kind=mail&wait=1s", "", 200, &ev)
+	if len(ev) != 2 {
+		t.Fatalf("message events = %+v", ev)
+	}
+
+	// Coverage off answers once the mail agent has let go of the connection.
+	h.UpdateMail(func(st *handset.MailStatus) { st.State = handset.MailIdling })
+	go func() {
+		_, changed := h.Coverage()
+		<-changed
+		h.UpdateMail(func(st *handset.MailStatus) { st.State = handset.MailDisconnected })
+	}()
+	var dev handset.Device
+	do(t, "POST", srv.URL+"/api/v1/coverage", `{"in":false}`, 200, &dev)
+	if dev.Mail.State != handset.MailDisconnected {
+		t.Errorf("mail after coverage off = %q, want disconnected", dev.Mail.State)
+	}
+
+	do(t, "POST", srv.URL+"/api/v1/reset", "", 200, &dev)
+	if len(h.Messages()) != 0 || len(h.Channels()) != 0 || len(h.Cache()) != 0 || dev.Unread != 0 {
+		t.Fatalf("after reset: %d messages, %d channels, %d cached", len(h.Messages()), len(h.Channels()), len(h.Cache()))
+	}
+	do(t, "GET", srv.URL+"/api/v1/events?format=json", "", 200, &ev)
+	if len(ev) != 1 || ev[0].Kind != handset.EventReset {
+		t.Fatalf("events after reset = %+v", ev)
+	}
+}
+
+func waitEvent(t *testing.T, h *handset.Handset, kind string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var seq uint64
+	for {
+		ev, err := h.WaitEvents(ctx, seq)
+		if err != nil {
+			t.Fatalf("no %s event", kind)
+		}
+		for _, e := range ev {
+			if e.Kind == kind {
+				return
+			}
+			seq = e.Seq
+		}
 	}
 }
