@@ -3,12 +3,16 @@ package pushserver
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWritePacket reads a written packet back with net/http's request parser: a header
@@ -64,5 +68,67 @@ func TestWritePacket(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("link headers\n got %v\nwant %v", got, want)
+	}
+}
+
+// curlJSON POSTs v as JSON with curl and returns the status and the decoded answer.
+func curlJSON(t *testing.T, url string, v any) (int, map[string]any) {
+	t.Helper()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is required (make test-deps installs it)")
+	}
+	b, _ := json.Marshal(v)
+	out, err := exec.CommandContext(t.Context(), "curl", "-sS", "--max-time", "20", "-H", "Content-Type: application/json",
+		"--data-binary", string(b), "-w", "\n%{http_code}", url).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", url, err)
+	}
+	text := string(out)
+	i := strings.LastIndexByte(text, '\n')
+	body, status := strings.TrimSpace(text[:i]), text[i+1:]
+	code, err := strconv.Atoi(status)
+	if err != nil {
+		t.Fatalf("curl %s: status %q", url, status)
+	}
+	var m map[string]any
+	if body != "" {
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			t.Fatalf("curl %s: answer %q is not JSON: %v", url, body, err)
+		}
+	}
+	return code, m
+}
+
+// TestDeviceLinkCurl drives the handset's side of the device link with curl, as a receiver
+// written in any language would: attach, check, an application acknowledgement, detach.
+func TestDeviceLinkCurl(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	s, base := startServer(t, Options{Devices: seedDevices(), FlowControlTimeout: 30 * time.Second})
+	if code, m := curlJSON(t, base+"/device/attach", map[string]string{"pin": "21", "receiver_url": rc.url(pinA)}); code != 400 || m["error"] == "" {
+		t.Fatalf("attach with a bad PIN = %d %v, want 400 with an error text", code, m)
+	}
+	code, m := curlJSON(t, base+"/device/attach", map[string]string{"pin": strings.ToLower(pinA), "email": "alice@bbsim.test", "receiver_url": rc.url(pinA)})
+	tok, _ := m["link_token"].(string)
+	if code != 200 || m["pin"] != pinA || len(tok) < 32 {
+		t.Fatalf("attach = %d %v, want 200 with the PIN upper-case and a link token", code, m)
+	}
+	if code, m := curlJSON(t, base+"/device/check", map[string]string{"pin": pinA, "link_token": tok}); code != 200 || m["attached"] != true {
+		t.Fatalf("check = %d %v, want attached", code, m)
+	}
+	rimPush(t, base, "DESTINATION=2100000A&PORT=100", map[string]string{"X-RIM-Push-ID": "curl-ack", "X-RIM-Push-Reliability-Mode": "application"}, []byte("x"))
+	if d := rc.wait(t, 1)[0]; d.Header.Get("X-RIM-Push-ID") != "curl-ack" {
+		t.Fatalf("delivered %+v", d)
+	}
+	waitState(t, s, "curl-ack", pinA, "pending")
+	if code, m := curlJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "curl-ack", "code": 1000}); code != 200 {
+		t.Fatalf("ack = %d %v", code, m)
+	}
+	waitState(t, s, "curl-ack", pinA, "delivered")
+	if code, m := curlJSON(t, base+"/device/detach", map[string]string{"pin": pinA}); code != 200 {
+		t.Fatalf("detach = %d %v", code, m)
+	}
+	if code, m := curlJSON(t, base+"/device/check", map[string]string{"pin": pinA, "link_token": tok}); code != 200 || m["attached"] != false {
+		t.Fatalf("check after detach = %d %v, want not attached", code, m)
 	}
 }

@@ -442,7 +442,12 @@ func TestReceiverVerdicts(t *testing.T) {
 		code int
 	}{{"noapp", 4502}, {"type", 238}} {
 		rimPush(t, base, "DESTINATION=2100000A&PORT=3000", map[string]string{"X-RIM-Push-ID": tc.id}, []byte("x"))
-		r := <-results
+		var r Result
+		select {
+		case r = <-results:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no result for %s after 30s", tc.id)
+		}
 		if r.PushID != tc.id || r.State != "failed" || r.Code != tc.code || r.Port != 3000 {
 			t.Fatalf("result = %+v, want %s failed %d port 3000", r, tc.id, tc.code)
 		}

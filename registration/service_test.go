@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -197,4 +199,52 @@ func TestNoReRegistrationAfterRestart(t *testing.T) {
 		t.Fatalf("push after restart: %s", body)
 	}
 	waitFor(t, "the push", func() bool { return pushes(h) >= 1 })
+}
+
+// TestPushServiceCurl drives the BIS push API with curl, as a content provider's shell
+// script would: a PAP 2.1 push with HTTP Basic, a status query, a bad password, and the
+// subscription calls.
+func TestPushServiceCurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is required (make test-deps installs it)")
+	}
+	r := startRig(t, 0)
+	a := r.device(t, "2100000A", true)
+	waitFor(t, "active", func() bool { return appState(a).State == handset.AppActive })
+	curl := func(user, ctype, body, path string) (int, string) {
+		t.Helper()
+		args := []string{"-sS", "--max-time", "20", "-u", user, "-w", "\n%{http_code}"}
+		if body != "" {
+			args = append(args, "-H", "Content-Type: "+ctype, "--data-binary", body)
+		}
+		out, err := exec.CommandContext(t.Context(), "curl", append(args, r.gateway+path)...).Output()
+		if err != nil {
+			t.Fatalf("curl %s: %v", path, err)
+		}
+		text := string(out)
+		i := strings.LastIndexByte(text, '\n')
+		code, _ := strconv.Atoi(text[i+1:])
+		return code, text[:i]
+	}
+	creds := appID + ":" + appPass
+	if code, body := curl(creds, related, papBody("curl1", "2100000A", "from curl"), "/mss/PD_pushRequest"); code != 200 || !strings.Contains(body, `code="1001"`) {
+		t.Fatalf("push = %d %s, want 1001", code, body)
+	}
+	waitFor(t, "the push at the app", func() bool { return pushes(a) == 1 })
+	if got := appState(a).Pushes[0].Body; got != "from curl" {
+		t.Fatalf("the app got %q", got)
+	}
+	waitFor(t, "status delivered", func() bool {
+		_, body := curl(creds, "application/xml", `<pap><statusquery-message push-id="curl1"/></pap>`, "/mss/PD_pushRequest")
+		return strings.Contains(body, `message-state="delivered"`)
+	})
+	if code, body := curl(appID+":wrong", related, papBody("curl2", "2100000A", "x"), "/mss/PD_pushRequest"); code != 403 || !strings.Contains(body, "wrong application ID or password") {
+		t.Fatalf("wrong password = %d %s, want 403 naming the credentials", code, body)
+	}
+	if _, body := curl(creds, "", "", "/mss/PD_cpSub?cpAction=suspend&pin=2100000A"); body != "rc=21000" {
+		t.Fatalf("suspend: %s", body)
+	}
+	if _, body := curl(creds, "", "", "/mss/PD_cpDeregUser?pin=2100000A"); body != "rc=21000" {
+		t.Fatalf("cpDeregUser: %s", body)
+	}
 }
