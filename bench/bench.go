@@ -18,6 +18,8 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
+
+	"github.com/bbsim/bbsim/internal/termtext"
 )
 
 // Figure is one measurement.
@@ -125,7 +127,7 @@ func (r Report) Table() string {
 		if f.Err != "" {
 			note = "error: " + f.Err
 		}
-		t.Row(f.Name, fmt.Sprint(f.N), ms(f.Median), ms(f.P99), rate(f.Rate), f.Target, met, note)
+		t.Row(f.Name, fmt.Sprint(f.N), ms(f.Median), ms(f.P99), rate(f.Rate), f.Target, met, termtext.Line(note))
 	}
 	return fmt.Sprintf("bbsim bench: %d cores, %s/%s, %s, %s\n%s\n", r.Cores, r.GOOS, r.GOARCH, r.Go,
 		r.At.Format(time.RFC3339), t.Render())

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/httpguard"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -27,6 +29,12 @@ type Options struct {
 	Logger *slog.Logger
 	// KeepAlive is how often an idle event stream sends a comment line. Default 15s.
 	KeepAlive time.Duration
+	// Token, when set, must come with every request as "Authorization: Bearer TOKEN".
+	// Required when the API listens beyond loopback. Default: none.
+	Token string
+	// Hosts are further names (and their subdomains) a request's Host may carry besides
+	// IP addresses, localhost and this machine's name. Default: none.
+	Hosts []string
 }
 
 // Server serves the control API of one handset.
@@ -59,8 +67,13 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx
 // Close stops the server at once.
 func (s *Server) Close() error { return s.srv.Close() }
 
-// Handler returns the API routes.
+// Handler returns the API routes behind the guard: a foreign Host (DNS rebinding), a
+// browser's cross-origin POST or DELETE, and a missing token are refused.
 func (s *Server) Handler() http.Handler {
+	return httpguard.Wrap(s.routes(), httpguard.Options{Token: s.opts.Token, Hosts: s.opts.Hosts, Deny: writeError})
+}
+
+func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/device", s.device)
 	mux.HandleFunc("GET /api/v1/messages", s.messages)
@@ -276,7 +289,11 @@ func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
 		In *bool `json:"in"`
 	}
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		status := http.StatusBadRequest
+		if errors.Is(err, errNotJSON) {
+			status = http.StatusUnsupportedMediaType
+		}
+		writeError(w, status, err.Error())
 		return
 	}
 	if req.In == nil {
@@ -439,7 +456,14 @@ func (s *Server) replyStatus(w http.ResponseWriter, status int, v any, err error
 	}
 }
 
+// errNotJSON is answered 415: a browser can send a cross-origin text/plain POST without
+// asking first, never an application/json one.
+var errNotJSON = errors.New("Content-Type must be application/json")
+
 func decodeJSON(r *http.Request, v any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return errNotJSON
+	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

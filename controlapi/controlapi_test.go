@@ -29,6 +29,9 @@ func newAPI(t *testing.T) (*handset.Handset, *httptest.Server) {
 func do(t *testing.T, method, url, body string, want int, out any) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -235,5 +238,75 @@ func waitEvent(t *testing.T, h *handset.Handset, kind string) {
 			}
 			seq = e.Seq
 		}
+	}
+}
+
+// TestBrowserCannotDriveAPI sends what a web page open in the developer's browser can send
+// to the API: a cross-origin "simple" POST, a rebound Host name, and a request without the
+// token. None changes the device.
+func TestBrowserCannotDriveAPI(t *testing.T) {
+	t.Parallel()
+	h, err := handset.New(handset.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(h, Options{}).Handler())
+	t.Cleanup(srv.Close)
+	tokSrv := httptest.NewServer(New(h, Options{Token: "s3cret"}).Handler())
+	t.Cleanup(tokSrv.Close)
+	tests := []struct {
+		name    string
+		base    string
+		method  string
+		path    string
+		headers map[string]string
+		body    string
+		want    int
+	}{
+		{"cross-origin text/plain", srv.URL, "POST", "/api/v1/coverage",
+			map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, `{"in":false}`, 403},
+		{"cross-site fetch", srv.URL, "POST", "/api/v1/coverage",
+			map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, `{"in":false}`, 403},
+		{"text/plain without origin", srv.URL, "POST", "/api/v1/coverage",
+			map[string]string{"Content-Type": "text/plain"}, `{"in":false}`, 415},
+		{"form post", srv.URL, "POST", "/api/v1/coverage",
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, `{"in":false}`, 415},
+		{"rebound host", srv.URL, "POST", "/api/v1/coverage",
+			map[string]string{"Host": "attacker.example", "Content-Type": "application/json"}, `{"in":false}`, 421},
+		{"rebound host read", srv.URL, "GET", "/api/v1/messages", map[string]string{"Host": "attacker.example:7880"}, "", 421},
+		{"no token", tokSrv.URL, "POST", "/api/v1/coverage",
+			map[string]string{"Content-Type": "application/json"}, `{"in":false}`, 401},
+		{"wrong token", tokSrv.URL, "GET", "/api/v1/device", map[string]string{"Authorization": "Bearer nope"}, "", 401},
+		{"token", tokSrv.URL, "GET", "/api/v1/device", map[string]string{"Authorization": "Bearer s3cret"}, "", 200},
+		{"same-origin", srv.URL, "GET", "/api/v1/device",
+			map[string]string{"Sec-Fetch-Site": "same-origin", "Host": "localhost"}, "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), tt.method, tt.base+tt.path, strings.NewReader(tt.body))
+			for k, v := range tt.headers {
+				if k == "Host" {
+					req.Host = v
+				} else {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e struct{ Error string }
+			json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("%s %s = %d (%s), want %d", tt.method, tt.path, resp.StatusCode, e.Error, tt.want)
+			}
+			if tt.want != 200 && e.Error == "" {
+				t.Errorf("%s %s: refusal without an error text", tt.method, tt.path)
+			}
+		})
+	}
+	if got := h.Device().Coverage; got != "in" {
+		t.Errorf("coverage = %q after the refused requests, want in", got)
 	}
 }

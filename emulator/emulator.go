@@ -22,6 +22,7 @@ import (
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/termtext"
 	"github.com/bbsim/bbsim/ui"
 )
 
@@ -262,9 +263,10 @@ func printEvents(ctx context.Context, h *handset.Handset, w io.Writer, after uin
 	}
 }
 
-// FormatEvent renders an event as one line: time, kind, text.
+// FormatEvent renders an event as one line: time, kind, text. The text often comes from
+// outside (a mail's subject, a push's title): its control characters are removed.
 func FormatEvent(e handset.Event) string {
-	return fmt.Sprintf("%s %-16s %s", e.At.Local().Format("15:04:05.000"), e.Kind, e.Text)
+	return fmt.Sprintf("%s %-16s %s", e.At.Local().Format("15:04:05.000"), termtext.Line(e.Kind), termtext.Line(e.Text))
 }
 
 // Run runs every component until ctx ends or one fails, then stops them all within

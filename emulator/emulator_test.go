@@ -60,6 +60,7 @@ func TestHandsetRunsAndStops(t *testing.T) {
 	go func() { done <- e.Run(ctx) }()
 
 	req, _ := http.NewRequest("POST", "http://"+e.Addr("api")+"/api/v1/coverage", strings.NewReader(`{"in":false}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

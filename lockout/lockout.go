@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -438,12 +439,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// formTokenField finds a sign-in form's hidden token field (bbsim's is named csrf).
+var formTokenField = regexp.MustCompile(`<input type="hidden" name="(csrf|_token|csrf_token|token)" value="([^"]*)"`)
+
 // webmailLogin posts the webmail login form and summarises what came back: "inbox (N
 // messages)" or the refusal's text.
 func webmailLogin(ctx context.Context, base, user, pass string, hold time.Duration) string {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Timeout: 10 * time.Second, Jar: jar}
 	form := url.Values{"email": {user}, "username": {user}, "password": {pass}}
+	// A form token, when the sign-in page has one, goes back with the form.
+	if greq, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/", nil); err == nil {
+		if gresp, err := c.Do(greq); err == nil {
+			if m := formTokenField.FindStringSubmatch(readText(gresp)); m != nil {
+				form.Set(m[1], m[2])
+			}
+		}
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/login", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := c.Do(req)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
+
+	"github.com/bbsim/bbsim/internal/termtext"
 )
 
 // Table renders the rows as a table for the terminal, one scenario per row, followed by
@@ -40,7 +42,7 @@ func Table(rows []Row) string {
 	b.WriteByte('\n')
 	for _, r := range rows {
 		for _, p := range r.Problems {
-			fmt.Fprintf(&b, "%s: %s\n", r.Scenario, p)
+			fmt.Fprintf(&b, "%s: %s\n", termtext.Line(r.Scenario), termtext.Line(p))
 		}
 	}
 	return b.String()
@@ -53,8 +55,9 @@ func orDash(s string) string {
 	return s
 }
 
+// clip shortens what a server said to n runes, without its control characters.
 func clip(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(termtext.Line(s)), " ")
 	if len([]rune(s)) <= n {
 		return s
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -405,11 +407,29 @@ func (rc *rawConn) next(d time.Duration) string {
 	}
 }
 
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+// formToken returns the form token of a webmail page.
+func formToken(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no form token in the page:\n%s", page)
+	}
+	return m[1]
+}
+
 // webmailLogin signs in to the webmail with curl and reports whether it was refused
 // because the mailbox is in use.
 func webmailLogin(t *testing.T, addr string) (locked bool) {
 	t.Helper()
-	out, err := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+	jar := filepath.Join(t.TempDir(), "cookies")
+	form, err := exec.Command("curl", "-s", "-c", jar, "http://"+addr+"/").Output()
+	if err != nil {
+		t.Fatalf("curl: %v", err)
+	}
+	out, err := exec.Command("curl", "-s", "-b", jar, "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+		"--data-urlencode", "csrf="+formToken(t, string(form)),
 		"--data-urlencode", "email="+alice, "--data-urlencode", "password="+pass, "http://"+addr+"/login").CombinedOutput()
 	if err != nil {
 		t.Fatalf("curl: %v %s", err, out)

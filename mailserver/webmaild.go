@@ -3,6 +3,7 @@ package mailserver
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"html/template"
@@ -16,9 +17,16 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message/mail"
+
+	"github.com/bbsim/bbsim/internal/httpguard"
 )
 
-const webmailCookie = "bbsim_webmail"
+const (
+	webmailCookie = "bbsim_webmail"
+	// csrfCookie carries the sign-in form's token: a page on another site can neither read
+	// it nor send it (SameSite=Strict), so its forged form lacks the matching field.
+	csrfCookie = "bbsim_csrf"
+)
 
 // ServeWebmail serves the webmail on ln until Shutdown or Close. A webmail login is a
 // session on the store, like POP3: it holds the store until logout or WebmailIdle.
@@ -39,6 +47,7 @@ type webSession struct {
 	acct  *account
 	ss    *session
 	timer *time.Timer
+	csrf  string // the token the session's forms carry
 }
 
 type webmail struct {
@@ -56,7 +65,29 @@ func (s *Server) WebmailHandler() http.Handler {
 	mux.HandleFunc("POST /logout", wm.logout)
 	mux.HandleFunc("GET /inbox", wm.inbox)
 	mux.HandleFunc("GET /message/{uid}", wm.message)
-	return mux
+	return httpguard.Wrap(mux, httpguard.Options{Hosts: []string{s.opts.Domain}})
+}
+
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// sameToken reports whether the form's csrf field is want (and want is not empty).
+func sameToken(r *http.Request, want string) bool {
+	got := r.PostFormValue("csrf")
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// loginPage renders the sign-in form with a fresh form token in the form and in a cookie.
+func loginPage(w http.ResponseWriter, status int, d pageData) {
+	d.CSRF = newToken()
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: d.CSRF, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	if d.Title == "" {
+		d.Title = "bbsim webmail: sign in"
+	}
+	render(w, status, "login", d)
 }
 
 var pages = template.Must(template.New("").Parse(`
@@ -66,14 +97,14 @@ var pages = template.Must(template.New("").Parse(`
 </head><body><h1>{{.Title}}</h1>{{end}}
 {{define "login"}}{{template "head" .}}
 {{if .Error}}<p role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="/login">
+<form method="post" action="/login"><input type="hidden" name="csrf" value="{{.CSRF}}">
 <p><label>E-mail <input name="email" value="{{.Email}}" autocomplete="username"></label></p>
 <p><label>Password <input name="password" type="password" autocomplete="current-password"></label></p>
 <p><button>Sign in</button></p></form></body></html>{{end}}
 {{define "refused"}}{{template "head" .}}<p role="alert">{{.Error}}</p>
 <p>Close the other mail program, or wait for it to let go of the mailbox, and <a href="/">try again</a>.</p></body></html>{{end}}
 {{define "inbox"}}{{template "head" .}}
-<form method="post" action="/logout"><button>Sign out</button></form>
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button>Sign out</button></form>
 <p>{{len .Rows}} messages</p>
 <table>{{range .Rows}}<tr{{if not .Seen}} class="unread"{{end}}><td>{{.From}}</td><td><a href="/message/{{.UID}}">{{.Subject}}</a></td><td>{{.Date}}</td></tr>{{end}}</table>
 </body></html>{{end}}
@@ -85,6 +116,7 @@ var pages = template.Must(template.New("").Parse(`
 
 type pageData struct {
 	Title, Error, Email string
+	CSRF                string
 	Rows                []rowData
 	From, To, Date      string
 	Body                string
@@ -136,19 +168,23 @@ func (wm *webmail) home(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/inbox", http.StatusSeeOther)
 		return
 	}
-	render(w, http.StatusOK, "login", pageData{Title: "bbsim webmail: sign in"})
+	loginPage(w, http.StatusOK, pageData{})
 }
 
 func (wm *webmail) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil {
-		render(w, http.StatusBadRequest, "login", pageData{Title: "bbsim webmail: sign in", Error: "The form could not be read."})
+		loginPage(w, http.StatusBadRequest, pageData{Error: "The form could not be read."})
 		return
 	}
 	email, pass := r.PostFormValue("email"), r.PostFormValue("password")
+	if c, err := r.Cookie(csrfCookie); err != nil || !sameToken(r, c.Value) {
+		loginPage(w, http.StatusForbidden, pageData{Email: email, Error: "The sign-in form was not this page's (missing or stale form token): sign in again."})
+		return
+	}
 	a := wm.s.authenticate(email, pass)
 	if a == nil {
-		render(w, http.StatusUnauthorized, "login", pageData{Title: "bbsim webmail: sign in", Email: email, Error: "Wrong e-mail address or password."})
+		loginPage(w, http.StatusUnauthorized, pageData{Email: email, Error: "Wrong e-mail address or password."})
 		return
 	}
 	if id, ws := wm.current(r); ws != nil && ws.acct == a {
@@ -167,23 +203,26 @@ func (wm *webmail) login(w http.ResponseWriter, r *http.Request) {
 			Error: "The mailbox of " + a.Email + " is in use: " + err.Error() + "."})
 		return
 	}
-	var b [16]byte
-	rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	ws := &webSession{acct: a, ss: ss}
+	id := newToken()
+	ws := &webSession{acct: a, ss: ss, csrf: newToken()}
 	ws.timer = time.AfterFunc(wm.s.opts.WebmailIdle, func() { wm.end(id) })
 	wm.mu.Lock()
 	wm.sessions[id] = ws
 	wm.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: webmailCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1})
 	http.Redirect(w, r, "/inbox", http.StatusSeeOther)
 }
 
 func (wm *webmail) logout(w http.ResponseWriter, r *http.Request) {
 	if id, ws := wm.current(r); ws != nil {
+		if !sameToken(r, ws.csrf) {
+			render(w, http.StatusForbidden, "refused", pageData{Title: "Not signed out", Error: "The sign-out form was not this page's (missing or stale form token)."})
+			return
+		}
 		wm.end(id)
 	}
-	http.SetCookie(w, &http.Cookie{Name: webmailCookie, Value: "", Path: "/", MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: webmailCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -195,7 +234,7 @@ func (wm *webmail) inbox(w http.ResponseWriter, r *http.Request) {
 	}
 	mb := ws.acct.inbox()
 	infos := mb.Messages()
-	d := pageData{Title: "Inbox of " + ws.acct.Email}
+	d := pageData{Title: "Inbox of " + ws.acct.Email, CSRF: ws.csrf}
 	for i := len(infos) - 1; i >= 0; i-- {
 		m := infos[i]
 		body, _ := mb.Body(m.UID)

@@ -20,6 +20,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/termtext"
 )
 
 // Server is a server shown on the Options screen.
@@ -313,7 +314,9 @@ func (m Model) View() string {
 	lines := []string{m.statusBar(w), m.bannerLine(w)}
 	lines = append(lines, fit(body, w, h)...)
 	lines = append(lines, m.helpBar(w))
-	return frameStyle.Render(strings.Join(lines, "\n"))
+	// Subjects, titles and pages come from outside: only the screen's own styles may
+	// reach the terminal, never an escape sequence of theirs.
+	return frameStyle.Render(termtext.KeepStyles(strings.Join(lines, "\n")))
 }
 
 // fit cuts or pads s to exactly h lines of at most w cells.
