@@ -171,9 +171,8 @@ func (d *db) run(batch []*op) ([]error, error) {
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		// SQLite keeps the transaction open when COMMIT fails (a deferred constraint, a full
-		// disk): end it, or the next batch could not begin.
-		d.wconn.ExecContext(ctx, "ROLLBACK")
+		// The driver rolls back what a failed COMMIT leaves open (a deferred constraint, a
+		// full disk), so the next batch begins afresh.
 		return nil, fmt.Errorf("commit mail store transaction: %w", err)
 	}
 	return errs, nil

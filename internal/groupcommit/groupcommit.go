@@ -89,6 +89,9 @@ func (w *Writer[T]) Close() {
 	<-w.done
 }
 
+// Queued returns how many operations wait for the writer to take them.
+func (w *Writer[T]) Queued() int { return len(w.ops) }
+
 // Stats returns how many commits ran and how many operations they carried.
 func (w *Writer[T]) Stats() (commits, ops int64) { return w.commits.Load(), w.carried.Load() }
 
