@@ -71,6 +71,8 @@ func FuzzWebmail(f *testing.F) {
 	f.Add("GET", "/inbox", "")
 	f.Add("POST", "/logout", "")
 	f.Add("GET", "/../../etc/passwd", "")
+	f.Add("POST", "/login", "email=%3Cscript%3Ealert(1)%3C%2Fscript%3E&password=x")
+	f.Add("GET", "//evil.example/", "")
 	s, err := New(Options{DataDir: f.TempDir(), Locking: LockShared})
 	if err != nil {
 		f.Fatal(err)
@@ -111,6 +113,23 @@ func FuzzWebmail(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
 			t.Fatalf("%s %s: %d", method, path, rec.Code)
+		}
+		// Redirects stay on the site.
+		if loc := rec.Header().Get("Location"); rec.Code/100 == 3 && (!strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, "/\\")) {
+			t.Fatalf("%s %s: %d to %q", method, path, rec.Code, loc)
+		}
+		if rec.Code >= 400 && rec.Body.Len() == 0 {
+			t.Fatalf("%s %s: %d without a text", method, path, rec.Code)
+		}
+		// Pages (not the mux's redirect notes) are not cached or framed, and what the
+		// request carried is escaped.
+		if rec.Code/100 != 3 && strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+			if rec.Header().Get("X-Frame-Options") != "DENY" || rec.Header().Get("Cache-Control") != "no-store" {
+				t.Fatalf("%s %s: %d page without no-store and DENY: %v", method, path, rec.Code, rec.Header())
+			}
+			if strings.Contains(strings.ToLower(rec.Body.String()), "<script") {
+				t.Fatalf("%s %s (%q): a script in the page:\n%s", method, path, body, rec.Body)
+			}
 		}
 	})
 }

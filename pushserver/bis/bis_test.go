@@ -1,6 +1,7 @@
 package bis
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -32,8 +33,23 @@ func FuzzParseControl(f *testing.F) {
 	f.Add([]byte(`<!DOCTYPE pap [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;">]><pap/>`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		doc, err := parseControl(b)
-		if err == nil && doc.Push == nil && doc.Status == nil && doc.Cancel == nil {
-			t.Fatal("accepted a document with nothing in it")
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error text")
+			}
+			return
+		}
+		n := 0
+		for _, set := range []bool{doc.Push != nil, doc.Status != nil, doc.Cancel != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("accepted a document with %d messages in it: %q", n, b)
+		}
+		if bytes.Contains(bytes.ToUpper(b), []byte("<!ENTITY")) {
+			t.Fatalf("accepted an entity declaration: %q", b)
 		}
 	})
 }
