@@ -1,16 +1,19 @@
 package mailserver
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // need fails the test when a client it drives is missing: make test-deps installs them.
@@ -297,4 +300,115 @@ folderfilter = lambda name: name == 'INBOX'
 	if got, want := serverFlags(r.s), map[uint32]string{1: `\Flagged \Seen`, 2: `\Answered \Seen`}; !maps.Equal(got, want) {
 		t.Fatalf("server flags after the second sync = %v, want %v\n%s", got, want, out)
 	}
+}
+
+// fetchmailRC writes a fetchmail run-control file for the server and returns its path and
+// the mbox its MDA appends to.
+func fetchmailRC(t *testing.T, dir, proto, addr, options string) (rc, mbox string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbox = filepath.Join(dir, "mbox")
+	rc = filepath.Join(dir, "fetchmailrc")
+	// sslproto '' keeps to plain text: the server's certificate is self-signed.
+	err = os.WriteFile(rc, []byte(fmt.Sprintf(`set no syslog
+poll %s with proto %s port %s
+  user "%s" there with password "%s" is "%s" here
+  %s
+  sslproto ''
+  mda "cat >> %s"
+`, host, proto, port, alice, pass, me.Username, options, mbox)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, mbox
+}
+
+// fetchmailEnv keeps fetchmail's files (lock, UIDs seen) in dir.
+func fetchmailEnv(dir string) []string {
+	return append(os.Environ(), "HOME="+dir, "FETCHMAILHOME="+dir)
+}
+
+// fetchmail fetches over POP3 and IMAP, keeping or removing what it fetched, and with
+// --idle fetches what arrives while it waits.
+func TestFetchmail(t *testing.T) {
+	t.Parallel()
+	need(t, "fetchmail")
+	for _, proto := range []string{"POP3", "IMAP"} {
+		for _, keep := range []string{"keep", "nokeep"} {
+			// One fetchmail at a time: as root its lock is machine-wide.
+			t.Run(proto+"-"+keep, func(t *testing.T) {
+				r := startServer(t, Options{})
+				sendSMTP(t, r.smtp, alice, "m1")
+				// Stored with bare LFs: POP3 announces the size of what it sends.
+				deliverRaw(t, r.s, "From: bob@example.test\nSubject: m2\n\nLF only.\n")
+				dir := t.TempDir()
+				rc, mbox := fetchmailRC(t, dir, proto, r.imap, keep)
+				if proto == "POP3" {
+					rc, mbox = fetchmailRC(t, dir, proto, r.pop3, keep)
+				}
+				run := func() (string, int) {
+					cmd := exec.CommandContext(t.Context(), "fetchmail", "-f", rc, "-v")
+					cmd.Env = fetchmailEnv(dir)
+					out, err := cmd.CombinedOutput()
+					var ee *exec.ExitError
+					if err != nil && !errors.As(err, &ee) {
+						t.Fatal(err)
+					}
+					return string(out), cmd.ProcessState.ExitCode()
+				}
+				out, code := run()
+				got, _ := os.ReadFile(mbox)
+				if code != 0 || strings.Count(string(got), "Subject: m") != 2 || true {
+					t.Fatalf("fetchmail exit %d, fetched:\n%s\n%s", code, got, out)
+				}
+				left := len(r.s.user(alice).inbox().Messages())
+				if want := map[string]int{"keep": 2, "nokeep": 0}[keep]; left != want {
+					t.Fatalf("%d messages left on the server, want %d\n%s", left, want, out)
+				}
+				// A second run finds nothing new (exit 1), whether the mail was kept or not.
+				out, code = run()
+				got, _ = os.ReadFile(mbox)
+				if code != 1 || strings.Count(string(got), "Subject: m") != 2 {
+					t.Fatalf("second fetchmail run: exit %d, want 1 (no mail), fetched:\n%s\n%s", code, got, out)
+				}
+			})
+		}
+	}
+	t.Run("IMAP-idle", func(t *testing.T) {
+		r := startServer(t, Options{})
+		dir := t.TempDir()
+		rc, mbox := fetchmailRC(t, dir, "IMAP", r.imap, "nokeep idle")
+		cmd := exec.CommandContext(t.Context(), "fetchmail", "-f", rc, "-v")
+		cmd.Env = fetchmailEnv(dir)
+		var log strings.Builder
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-done })
+		waitIdling(t, r.s, 1)
+		sendSMTP(t, r.smtp, alice, "while idling")
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got, _ := os.ReadFile(mbox)
+			if strings.Contains(string(got), "Subject: while idling") && len(r.s.user(alice).inbox().Messages()) == 0 {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("fetchmail ended: %v\n%s", err, log.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the mail sent while fetchmail idled was not fetched; mbox:\n%s", got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
