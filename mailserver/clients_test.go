@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -411,4 +412,110 @@ func TestFetchmail(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// asUnprivileged makes cmd run as nobody when the tests run as root (getmail refuses to
+// deliver as root) and gives that user dir.
+func asUnprivileged(t *testing.T, cmd *exec.Cmd, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("no unprivileged user to run as: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	// The test's temporary directories are private to root: let nobody pass through.
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(path, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+}
+
+// getmail's POP3 and IMAP retrievers fetch into a maildir, remember what they fetched, and
+// remove it from the server when told to.
+func TestGetmail(t *testing.T) {
+	t.Parallel()
+	need(t, "getmail")
+	for _, tt := range []struct {
+		retriever string
+		delete    bool
+	}{
+		{"SimplePOP3Retriever", false},
+		{"SimplePOP3Retriever", true},
+		{"SimpleIMAPRetriever", false},
+		{"SimpleIMAPRetriever", true},
+	} {
+		t.Run(fmt.Sprintf("%s-delete=%v", tt.retriever, tt.delete), func(t *testing.T) {
+			t.Parallel()
+			r := startServer(t, Options{})
+			sendSMTP(t, r.smtp, alice, "m1")
+			deliverRaw(t, r.s, "From: bob@example.test\nSubject: m2\n\nLF only.\n")
+			addr := r.pop3
+			extra := ""
+			if tt.retriever == "SimpleIMAPRetriever" {
+				addr, extra = r.imap, "mailboxes = (\"INBOX\",)\n"
+			}
+			host, port, _ := net.SplitHostPort(addr)
+			dir := t.TempDir()
+			maildir := filepath.Join(dir, "maildir")
+			for _, sub := range []string{"new", "cur", "tmp"} {
+				os.MkdirAll(filepath.Join(maildir, sub), 0o700)
+			}
+			os.WriteFile(filepath.Join(dir, "getmailrc"), []byte(fmt.Sprintf(`[retriever]
+type = %s
+server = %s
+port = %s
+username = %s
+password = %s
+%s
+[destination]
+type = Maildir
+path = %s/
+
+[options]
+read_all = false
+delete = %v
+verbose = 2
+`, tt.retriever, host, port, alice, pass, extra, maildir, tt.delete)), 0o600)
+			run := func() string {
+				cmd := exec.CommandContext(t.Context(), "getmail", "--getmaildir", dir, "--rcfile", "getmailrc")
+				cmd.Env = append(os.Environ(), "HOME="+dir)
+				asUnprivileged(t, cmd, dir)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("getmail: %v\n%s", err, out)
+				}
+				return string(out)
+			}
+			out := run()
+			ents, _ := os.ReadDir(filepath.Join(maildir, "new"))
+			if len(ents) != 2 || !strings.Contains(out, "2 messages") {
+				t.Fatalf("getmail fetched %d messages, want 2\n%s", len(ents), out)
+			}
+			left, want := len(r.s.user(alice).inbox().Messages()), 2
+			if tt.delete {
+				want = 0
+			}
+			if left != want {
+				t.Fatalf("%d messages left on the server, want %d\n%s", left, want, out)
+			}
+			out = run()
+			ents, _ = os.ReadDir(filepath.Join(maildir, "new"))
+			if len(ents) != 2 || !strings.Contains(out, "0 messages") {
+				t.Fatalf("a second getmail run fetched again: %d in the maildir\n%s", len(ents), out)
+			}
+		})
+	}
 }
