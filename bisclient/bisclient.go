@@ -8,11 +8,13 @@ package bisclient
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -60,8 +62,16 @@ type Options struct {
 	Backoff Backoff
 	// Dial opens connections. Default a net.Dialer with a 10 s timeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// TLSConfig for starttls and tls. Default: verify against the system roots.
+	// TLSConfig for starttls and tls. Default: verify against the system roots and
+	// CAFiles.
 	TLSConfig *tls.Config
+	// CAFiles are PEM files of certificates trusted besides the system roots, such as a
+	// self-signed server's own certificate. A file that cannot be read or holds no
+	// certificate is an error. Default none.
+	CAFiles []string
+	// Insecure accepts any server certificate, for tests against throwaway servers; the
+	// connection is encrypted but anyone can pose as the server. Default off.
+	Insecure bool
 	// Rand returns a number in [0,1) for the jitter. Default math/rand/v2.
 	Rand func() float64
 	// Logger. Default: discard.
@@ -139,6 +149,33 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.TLSConfig == nil {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	} else {
+		opts.TLSConfig = opts.TLSConfig.Clone()
+	}
+	if len(opts.CAFiles) > 0 {
+		pool := opts.TLSConfig.RootCAs
+		if pool == nil {
+			if pool, _ = x509.SystemCertPool(); pool == nil {
+				pool = x509.NewCertPool()
+			}
+		}
+		for _, f := range opts.CAFiles {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("bisclient: CA file: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("bisclient: CA file %s: no PEM certificate in it", f)
+			}
+		}
+		opts.TLSConfig.RootCAs = pool
+	}
+	if opts.Insecure {
+		opts.TLSConfig.InsecureSkipVerify = true
+		opts.Logger.Warn("mail server certificates are not verified", "component", "bisclient")
 	}
 	return &Client{opts: opts, h: opts.Handset, log: opts.Logger.With("component", "bisclient", "pin", opts.Handset.PIN())}, nil
 }

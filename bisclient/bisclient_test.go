@@ -21,6 +21,7 @@ const (
 type mailRig struct {
 	s                *mailserver.Server
 	imap, pop3, smtp string
+	cert             string // the server's self-signed certificate
 }
 
 func startMail(t testing.TB, opts mailserver.Options, imapOn bool) *mailRig {
@@ -31,7 +32,7 @@ func startMail(t testing.TB, opts mailserver.Options, imapOn bool) *mailRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	r := &mailRig{s: s}
+	r := &mailRig{s: s, cert: mailserver.CertFile(opts.DataDir)}
 	listen := func(f func(net.Listener) error) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -89,26 +90,58 @@ func (c *Client) dial(ctx context.Context, addr string, implicitTLS bool) (net.C
 		return nil, err
 	}
 	if implicitTLS {
-		host, _, _ := net.SplitHostPort(addr)
-		tc := tls.Client(conn, c.tlsConfig(host))
-		if err := tc.HandshakeContext(ctx); err != nil {
+		tc, err := c.handshake(ctx, conn, addr)
+		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("tls %s: %w", addr, err)
+			return nil, err
 		}
 		return tc, nil
 	}
 	return conn, nil
 }
 
-func (c *Client) tlsConfig(host string) *tls.Config {
-	if c.opts.TLSConfig != nil {
-		cfg := c.opts.TLSConfig.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName = host
+// handshake starts TLS as the client on conn, verifying the server's certificate for
+// addr's host.
+func (c *Client) handshake(ctx context.Context, conn net.Conn, addr string) (*tls.Conn, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(conn, c.tlsConfig(host))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		var ua x509.UnknownAuthorityError
+		if errors.As(err, &ua) {
+			return nil, fmt.Errorf("tls %s: %w (trust its certificate with --mail-ca-file, or skip the check with --mail-insecure)", addr, err)
 		}
-		return cfg
+		return nil, fmt.Errorf("tls %s: %w", addr, err)
 	}
-	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	return tc, nil
+}
+
+func (c *Client) tlsConfig(host string) *tls.Config {
+	cfg := c.opts.TLSConfig.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	return cfg
+}
+
+// connectIMAP opens an IMAP connection with the configured security. The byeConn it
+// returns reads what the server says in plaintext, above TLS, whether TLS is implicit or
+// started with STARTTLS.
+func (c *Client) connectIMAP(ctx context.Context, addr string, opts *imapclient.Options) (*byeConn, *imapclient.Client, error) {
+	implicit := c.opts.Security == "tls" || c.imapTLS
+	conn, err := c.dial(ctx, addr, implicit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.opts.Security == "starttls" && !implicit {
+		up, err := c.startTLS(ctx, conn, addr)
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		conn = up
+	}
+	bc := newByeConn(conn)
+	return bc, imapclient.New(bc, opts), nil
 }
 
 // imapSession logs in, selects INBOX, fetches what is new, then idles (or polls) until
@@ -116,11 +149,6 @@ func (c *Client) tlsConfig(host string) *tls.Config {
 func (c *Client) imapSession(ctx context.Context, addr string) error {
 	c.setState(handset.MailConnecting, "imap", func(st *handset.MailStatus) { st.Server = addr })
 	c.h.Emit(handset.EventMailConnecting, "connecting to "+addr+" (IMAP)", map[string]string{"server": addr})
-	raw, err := c.dial(ctx, addr, c.opts.Security == "tls" || c.imapTLS)
-	if err != nil {
-		return err
-	}
-	bc := newByeConn(raw)
 	newMail := make(chan struct{}, 1)
 	expunged := make(chan struct{}, 1)
 	opts := &imapclient.Options{
@@ -142,17 +170,9 @@ func (c *Client) imapSession(ctx context.Context, addr string) error {
 			},
 		},
 	}
-	var cl *imapclient.Client
-	if c.opts.Security == "starttls" {
-		host, _, _ := net.SplitHostPort(addr)
-		opts.TLSConfig = c.tlsConfig(host)
-		cl, err = imapclient.NewStartTLS(bc, opts)
-		if err != nil {
-			bc.Close()
-			return fmt.Errorf("starttls %s: %w", addr, err)
-		}
-	} else {
-		cl = imapclient.New(bc, opts)
+	bc, cl, err := c.connectIMAP(ctx, addr, opts)
+	if err != nil {
+		return err
 	}
 	defer cl.Close()
 	stop := context.AfterFunc(ctx, func() { cl.Close() })
@@ -315,21 +335,9 @@ func (c *Client) pollIMAP(ctx context.Context, addr string) error {
 }
 
 func (c *Client) pollOnce(ctx context.Context, addr string) error {
-	raw, err := c.dial(ctx, addr, c.opts.Security == "tls" || c.imapTLS)
+	bc, cl, err := c.connectIMAP(ctx, addr, &imapclient.Options{WordDecoder: wordDecoder})
 	if err != nil {
 		return err
-	}
-	bc := newByeConn(raw)
-	var cl *imapclient.Client
-	if c.opts.Security == "starttls" {
-		host, _, _ := net.SplitHostPort(addr)
-		cl, err = imapclient.NewStartTLS(bc, &imapclient.Options{TLSConfig: c.tlsConfig(host), WordDecoder: wordDecoder})
-		if err != nil {
-			bc.Close()
-			return err
-		}
-	} else {
-		cl = imapclient.New(bc, &imapclient.Options{WordDecoder: wordDecoder})
 	}
 	defer cl.Close()
 	stop := context.AfterFunc(ctx, func() { cl.Close() })

@@ -2,10 +2,8 @@ package bisclient
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -71,10 +69,9 @@ func (c *Client) pop3Poll(ctx context.Context, addr string) error {
 		if _, err := p.cmd("STLS"); err != nil {
 			return err
 		}
-		host, _, _ := net.SplitHostPort(addr)
-		tc := tls.Client(conn, c.tlsConfig(host))
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return err
+		tc, err := c.handshake(ctx, conn, addr)
+		if err != nil {
+			return fmt.Errorf("stls: %w", err)
 		}
 		p.tp = textproto.NewConn(tc)
 	}

@@ -16,10 +16,14 @@ import (
 	"time"
 )
 
+// CertFile is where a server whose DataDir is dir keeps its TLS certificate (PEM),
+// self-signed on first start: a client trusts the server by trusting this file.
+func CertFile(dir string) string { return filepath.Join(dir, "cert.pem") }
+
 // loadOrMakeCert loads the server certificate from dir, making a self-signed one for the
 // domain, its service names and loopback on first start.
 func loadOrMakeCert(dir, domain string) (*tls.Config, error) {
-	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certPath, keyPath := CertFile(dir), filepath.Join(dir, "key.pem")
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 	}
