@@ -77,6 +77,8 @@ type Handset struct {
 	MailServer   string // host:port; empty = discover through DNS
 	MailProtocol string // auto | imap | pop3
 	MailSecurity string // none | starttls | tls
+	MailCAFile   string // PEM certificates trusted besides the system's (and the bundled server's)
+	MailInsecure bool   // accept any mail server certificate (tests)
 	Resolver     string // DNS server for discovery; default the bundled zone
 	Gateway      string // push gateway URL
 	Listen       string // push receiver
@@ -354,6 +356,11 @@ func (c Config) Validate() error {
 	case "none", "starttls", "tls":
 	default:
 		add(fmt.Errorf("--mail-security %q: want none, starttls or tls", c.Handset.MailSecurity))
+	}
+	if f := c.Handset.MailCAFile; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			add(fmt.Errorf("--mail-ca-file: %w", err))
+		}
 	}
 	if c.Handset.Gateway != "" {
 		if err := checkURL(c.Handset.Gateway); err != nil {

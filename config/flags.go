@@ -144,6 +144,8 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.StringVar(&h.MailServer, "mail-server", h.MailServer, "mail server HOST:PORT (empty: discover through DNS)")
 		fs.StringVar(&h.MailProtocol, "mail-protocol", h.MailProtocol, "auto, imap or pop3")
 		fs.StringVar(&h.MailSecurity, "mail-security", h.MailSecurity, "none, starttls or tls")
+		fs.StringVar(&h.MailCAFile, "mail-ca-file", h.MailCAFile, "PEM `file` of certificates to trust for the mail server, besides the system's and the bundled server's")
+		fs.BoolVar(&h.MailInsecure, "mail-insecure", h.MailInsecure, "accept any mail server certificate (for tests: anyone can pose as the server)")
 		fs.StringVar(&h.Resolver, "resolver", h.Resolver, "DNS server used to discover the mail server (default: --dns)")
 		fs.StringVar(&h.Gateway, "gateway", h.Gateway, "push gateway URL (empty: no push)")
 		fs.DurationVar(&h.GatewayCheck, "gateway-check", h.GatewayCheck, "how often an attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")

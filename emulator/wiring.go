@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 
 	"github.com/bbsim/bbsim/bisclient"
@@ -173,10 +174,19 @@ func (e *Emulator) buildAgents() error {
 		// Standalone: discover the bundled servers through the bundled zone.
 		resolver = e.Addr("dns")
 	}
+	// The bundled server's self-signed certificate is trusted, whether the server runs
+	// here or as "bbsim server" with the same --data.
+	var cas []string
+	if f := mailserver.CertFile(filepath.Join(e.cfg.Data, "mail")); fileExists(f) {
+		cas = append(cas, f)
+	}
+	if c.MailCAFile != "" {
+		cas = append(cas, c.MailCAFile)
+	}
 	bc, err := bisclient.New(bisclient.Options{
 		Handset: h, Server: server, Protocol: c.MailProtocol, Security: c.MailSecurity,
 		Username: c.Email, Password: c.Password, DNS: resolver, PollInterval: c.PollInterval,
-		Logger: e.log,
+		CAFiles: cas, Insecure: c.MailInsecure, Logger: e.log,
 	})
 	if err != nil {
 		return fmt.Errorf("mail integration: %w", err)
@@ -204,4 +214,18 @@ func (e *Emulator) buildAgents() error {
 	}
 	e.addAgent("registration", ag.Run)
 	return nil
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
+// MailCertFile is the bundled mail server's TLS certificate, "" when this emulator runs no
+// mail server.
+func (e *Emulator) MailCertFile() string {
+	if e.mode&ModeServer == 0 {
+		return ""
+	}
+	return mailserver.CertFile(filepath.Join(e.cfg.Data, "mail"))
 }

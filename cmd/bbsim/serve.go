@@ -121,4 +121,8 @@ func printListeners(w io.Writer, e *emulator.Emulator) {
 	for _, l := range e.Listeners() {
 		fmt.Fprintf(w, "bbsim: %-8s %s\n", l.Name, l.Addr)
 	}
+	if f := e.MailCertFile(); f != "" {
+		// Self-signed: clients other than the handset must be told to trust it.
+		fmt.Fprintf(w, "bbsim: %-8s %s (self-signed; bbsim handset trusts it, other clients take it as a CA file)\n", "tls cert", f)
+	}
 }
