@@ -89,3 +89,44 @@ func TestHandsetRunsAndStops(t *testing.T) {
 		t.Error("the API port is still open after Run returned")
 	}
 }
+
+// The handset trusts the bundled mail server's self-signed certificate by default, in
+// one process ("bbsim run") and as "bbsim handset" beside "bbsim server" on the same data.
+func TestBundledCertificateTrusted(t *testing.T) {
+	start := func(t *testing.T, c config.Config, mode Mode) *Emulator {
+		t.Helper()
+		e, err := New(Options{Config: c, Mode: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return e
+	}
+	idling := func(t *testing.T, e *Emulator) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for e.Handset.MailStatus().State != "idling" {
+			if time.Now().After(deadline) {
+				t.Fatalf("mail over STARTTLS not idling: %+v", e.Handset.MailStatus())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Run("run", func(t *testing.T) {
+		c := testConfig(t)
+		c.Handset.MailSecurity = "starttls"
+		idling(t, start(t, c, ModeRun))
+	})
+	t.Run("server and handset", func(t *testing.T) {
+		c := testConfig(t)
+		srv := start(t, c, ModeServer)
+		if f := srv.MailCertFile(); !strings.HasPrefix(f, c.Data) || !fileExists(f) {
+			t.Fatalf("MailCertFile() = %q, want the certificate under %s", f, c.Data)
+		}
+		c.Handset.MailServer, c.Handset.MailSecurity = srv.Addr("imap"), "starttls"
+		idling(t, start(t, c, ModeHandset))
+	})
+}
