@@ -15,12 +15,18 @@ TEST_DEBS += bind9-dnsutils
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-deps bench-deps bench-mailin vet fmt-check bench fuzz clean
+.PHONY: all build install run test test-deps bench-deps bench-mailin vet fmt-check bench fuzz clean
 
 all: build
 
+# `bbsim version` names the commit: Go's VCS stamp when there is one, else this.
+LDFLAGS   := -X main.buildCommit=$(shell git rev-parse HEAD 2>/dev/null)
 build:
-	$(GO) build -o $(BIN) ./cmd/bbsim
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bbsim
+
+# Puts bbsim in $(go env GOBIN), or $(go env GOPATH)/bin, so the README's `bbsim …` runs.
+install:
+	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/bbsim
 
 run: build
 	$(BIN) run $(ARGS)

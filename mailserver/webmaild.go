@@ -65,6 +65,7 @@ func (s *Server) WebmailHandler() http.Handler {
 	mux.HandleFunc("POST /logout", wm.logout)
 	mux.HandleFunc("GET /inbox", wm.inbox)
 	mux.HandleFunc("GET /message/{uid}", wm.message)
+	mux.HandleFunc("POST /api/v1/reset", wm.handleReset)
 	return httpguard.Wrap(mux, httpguard.Options{Hosts: []string{s.opts.Domain}})
 }
 

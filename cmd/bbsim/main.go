@@ -29,6 +29,8 @@ func commands() []command {
 		{"lockout", "reproduce the BIS IDLE lockout and its resolutions", cmdLockout},
 		{"fleet", "many headless handsets in one process", cmdFleet},
 		{"send", "deliver a test mail over SMTP", cmdSend},
+		{"version", "print the version, commit and Go version of this build", cmdVersion},
+		{"wait", "wait until the handset shows a message, channel, app or event", cmdWait},
 		{"bench", "measure the performance figures", cmdBench},
 	}
 }
@@ -62,6 +64,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
 		return nil
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return cmdVersion(ctx, nil, stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
