@@ -40,7 +40,9 @@ func raiseNoFile(b *testing.B) uint64 {
 }
 
 // fleet stands in for many devices behind one listener: it answers every packet 200,
-// counts each push whose last packet arrived and, when asked, records when it arrived.
+// counts each push whose last packet arrived at a device (a push id the device had
+// already completed counts as a duplicate, not again) and, when asked, records when it
+// arrived.
 //
 // A real handset has a CPU of its own; here the thousand receivers share the two cores
 // with the gateway and the initiators. By default they are fasthttp servers, the lightest
@@ -48,8 +50,10 @@ func raiseNoFile(b *testing.B) uint64 {
 // BBSIM_BENCH_RECEIVERS=net/http serves them with net/http instead (about 10 µs more CPU
 // per push on this machine).
 type fleet struct {
-	url     string // the listener's base URL
-	count   atomic.Int64
+	url     string       // the listener's base URL
+	count   atomic.Int64 // distinct (device, push id) completed
+	dups    atomic.Int64 // completions of a push id the device already had
+	seen    sync.Map     // device path + " " + push id -> struct{}
 	target  atomic.Int64
 	done    chan struct{}
 	arrived sync.Map // push id -> time.Time
@@ -83,11 +87,12 @@ func newFleetOf(b *testing.B, kind string, record bool) *fleet {
 }
 
 // startFleet starts the receivers of a fleet on a loopback port. GET /_count answers how
-// many pushes arrived and the CPU time this process has used ("count cpu-µs").
+// many pushes arrived, the CPU time this process has used and how many arrived twice
+// ("count cpu-µs duplicates").
 func startFleet(kind string, record bool) (*fleet, func(), error) {
 	fl := &fleet{done: make(chan struct{}, 1), record: record}
 	countAnswer := func() string {
-		return fmt.Sprintf("%d %d", fl.count.Load(), cpuTime().Microseconds())
+		return fmt.Sprintf("%d %d %d", fl.count.Load(), cpuTime().Microseconds(), fl.dups.Load())
 	}
 	if kind == receiversStd {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +101,7 @@ func startFleet(kind string, record bool) (*fleet, func(), error) {
 				return
 			}
 			io.Copy(io.Discard, r.Body)
-			fl.packet(r.Header.Get("X-Bbsim-Packet"), r.Header.Get("X-RIM-Push-ID"))
+			fl.packet(r.Header.Get("X-Bbsim-Packet"), r.URL.Path, r.Header.Get("X-RIM-Push-ID"))
 			w.WriteHeader(http.StatusOK)
 		}))
 		srv.Config.MaxHeaderBytes = 1 << 16
@@ -114,7 +119,7 @@ func startFleet(kind string, record bool) (*fleet, func(), error) {
 				c.WriteString(countAnswer())
 				return
 			}
-			fl.packet(string(c.Request.Header.Peek("X-Bbsim-Packet")), string(c.Request.Header.Peek("X-RIM-Push-ID")))
+			fl.packet(string(c.Request.Header.Peek("X-Bbsim-Packet")), string(c.Path()), string(c.Request.Header.Peek("X-RIM-Push-ID")))
 			c.SetStatusCode(fasthttp.StatusOK)
 		},
 		ReadBufferSize: 16 << 10,
@@ -171,23 +176,29 @@ func startFleetProcess(b *testing.B, kind string) *fleetProcess {
 	return fp
 }
 
-// counts returns the pushes the process's receivers completed and the CPU it has used.
-func (fp *fleetProcess) counts(b *testing.B) (int64, time.Duration) {
+// counts returns the distinct pushes the process's receivers completed, the duplicates, and
+// the CPU it has used.
+func (fp *fleetProcess) counts(b *testing.B) (n, dups int64, cpu time.Duration) {
 	resp, err := http.Get(fp.url + "/_count")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var n, us int64
-	if _, err := fmt.Fscan(resp.Body, &n, &us); err != nil {
+	var us int64
+	if _, err := fmt.Fscan(resp.Body, &n, &us, &dups); err != nil {
 		b.Fatalf("receivers process count: %v", err)
 	}
-	return n, time.Duration(us) * time.Microsecond
+	return n, dups, time.Duration(us) * time.Microsecond
 }
 
-// packet counts a packet with its X-Bbsim-Packet "i/n"; the last one completes a push.
-func (fl *fleet) packet(pk, pushID string) {
+// packet counts a packet with its X-Bbsim-Packet "i/n" for the device at path; the last
+// one completes a push.
+func (fl *fleet) packet(pk, path, pushID string) {
 	if i := strings.IndexByte(pk, '/'); i > 0 && atoiOK(pk[:i])+1 == atoiOK(pk[i+1:]) {
+		if _, again := fl.seen.LoadOrStore(path+" "+pushID, struct{}{}); again {
+			fl.dups.Add(1)
+			return
+		}
 		if fl.record {
 			fl.arrived.Store(pushID, time.Now())
 		}

@@ -64,12 +64,16 @@ func BenchmarkRIMEndToEndWrk(b *testing.B) {
 // pushSink is where a wrk run's pushes arrive: a fleet in this process or in another.
 type pushSink interface {
 	receiverURL() string
-	counts(b *testing.B) (int64, time.Duration) // completed pushes; CPU used, if another process
+	// counts: distinct pushes completed at a device, duplicates, and the CPU used if
+	// another process.
+	counts(b *testing.B) (n, dups int64, cpu time.Duration)
 }
 
 func (fl *fleet) receiverURL() string { return fl.url }
 
-func (fl *fleet) counts(*testing.B) (int64, time.Duration) { return fl.count.Load(), 0 }
+func (fl *fleet) counts(*testing.B) (n, dups int64, cpu time.Duration) {
+	return fl.count.Load(), fl.dups.Load(), 0
+}
 
 func (fp *fleetProcess) receiverURL() string { return fp.url }
 
@@ -106,7 +110,8 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 		if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, strings.Join(pins, ",")), 0o644); err != nil {
 			b.Fatal(err)
 		}
-		_, rcpu0 := fp.counts(b)
+		_, _, rcpu0 := fp.counts(b)
+		accepted0 := s.m.accepted.Load()
 		cpu0, wrk0 := cpuTime(), childCPUTime()
 		b.StartTimer()
 		start := time.Now()
@@ -130,24 +135,29 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 		if bad > 0 {
 			b.Errorf("wrk saw %d errors (non-200 %d of which 503 %d, connect %d, read %d, write %d, timeout %d)", bad, v[2], busy, v[3], v[4], v[5], v[6])
 		}
-		// Requests cut off by wrk's stop may or may not have been accepted: wait for what
-		// the server accepted (its accepted counter) to be delivered.
+		// What the server accepted (its own counter, not wrk's count of answers, which
+		// includes the 503s) while wrk ran; requests cut off by wrk's stop may or may not
+		// have been accepted. Wait for each accepted push to reach its device.
+		acceptedDuringRun := s.m.accepted.Load() - accepted0
 		accepted := s.m.accepted.Load()
 		deadline := time.Now().Add(60 * time.Second)
-		delivered, _ := fp.counts(b)
+		delivered, dups, _ := fp.counts(b)
 		for delivered < accepted {
 			if time.Now().After(deadline) {
 				b.Fatalf("delivered %d of %d accepted", delivered, accepted)
 			}
 			time.Sleep(2 * time.Millisecond)
-			delivered, _ = fp.counts(b)
+			delivered, dups, _ = fp.counts(b)
 		}
 		el := time.Since(start)
 		gatewayCPU := cpuTime() - cpu0
-		_, rcpu1 := fp.counts(b)
+		_, dups, rcpu1 := fp.counts(b)
+		if dups > 0 || delivered > accepted {
+			b.Errorf("%d pushes arrived twice at a device; %d distinct arrived of %d accepted", dups, delivered, accepted)
+		}
 		b.StopTimer()
 		b.ReportMetric(float64(delivered)/el.Seconds(), "pushes/s")
-		b.ReportMetric(float64(requests)/(float64(v[7])/1e6), "accepted/s")
+		b.ReportMetric(float64(acceptedDuringRun)/(float64(v[7])/1e6), "accepted/s")
 		if apart {
 			b.ReportMetric(float64(gatewayCPU.Microseconds())/float64(accepted), "gateway-cpu-us/push")
 			b.ReportMetric(float64((rcpu1-rcpu0).Microseconds())/float64(accepted), "receivers-cpu-us/push")
@@ -155,7 +165,13 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 			b.ReportMetric(float64(gatewayCPU.Microseconds())/float64(accepted), "server+receivers-cpu-us/push")
 		}
 		b.ReportMetric(float64((childCPUTime()-wrk0).Microseconds())/float64(requests), "wrk-cpu-us/push")
-		b.ReportMetric(float64(v[8])/1000, "p99-accept-ms")
+		// wrk's latency covers every answer: with 503s among them it is not the time to
+		// accept a push, and is named for what it is.
+		if busy == 0 {
+			b.ReportMetric(float64(v[8])/1000, "p99-accept-ms")
+		} else {
+			b.ReportMetric(float64(v[8])/1000, "p99-incl-503-ms")
+		}
 		b.ReportMetric(float64(bad), "errors")
 		b.ReportMetric(float64(busy), "busy-503")
 	}
