@@ -9,8 +9,8 @@ import (
 	"net"
 	"sync"
 
+	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/bbsim/bbsim/mailserver/imapmem"
 )

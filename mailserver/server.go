@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 
 	"github.com/bbsim/bbsim/mailserver/imapmem"
 )

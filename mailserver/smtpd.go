@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	smtp "github.com/bbsim/bbsim/mailserver/internal/gosmtp"
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 )
 
 // ServeSMTP serves SMTP on ln until Shutdown or Close. It accepts mail for local users

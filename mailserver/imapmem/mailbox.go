@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 // Mailbox is an in-memory mailbox.

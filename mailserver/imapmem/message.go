@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"

@@ -6,8 +6,8 @@
 package imapmem
 
 import (
+	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 type (
