@@ -66,10 +66,14 @@ func TestSwaks(t *testing.T) {
 		t.Fatalf("%d copies stored for one mailbox named three times, want 1\n%s", n, out)
 	}
 
-	// postmaster (RFC 5321 §4.5.1) reaches the first user.
+	// postmaster (RFC 5321 §4.5.1), with or without the domain, reaches the first user.
 	out, err = swaks(t, r.smtp, "--to", "Postmaster@bbsim.test")
 	if err != nil || inbox() != 2 {
-		t.Fatalf("swaks to postmaster: %v, %d messages\n%s", err, inbox(), out)
+		t.Fatalf("swaks to postmaster@: %v, %d messages\n%s", err, inbox(), out)
+	}
+	out, err = swaks(t, r.smtp, "--to", "Postmaster")
+	if err != nil || inbox() != 3 {
+		t.Fatalf("swaks to <Postmaster>: %v, %d messages\n%s", err, inbox(), out)
 	}
 
 	// AUTH PLAIN and LOGIN over STARTTLS with a --user account; a wrong password is 535.
@@ -83,17 +87,17 @@ func TestSwaks(t *testing.T) {
 			t.Errorf("swaks AUTH %s, wrong password: %v\n%s", mech, err, out)
 		}
 	}
-	if n := inbox(); n != 4 {
-		t.Errorf("%d messages after two authenticated sends, want 4", n)
+	if n := inbox(); n != 5 {
+		t.Errorf("%d messages after two authenticated sends, want 5", n)
 	}
 
 	// A UTF-8 message, and one over the size limit (552, nothing stored).
 	out, err = swaks(t, r.smtp, "--to", alice, "--body", "Café ouvert, 東京")
-	if err != nil || inbox() != 5 {
+	if err != nil || inbox() != 6 {
 		t.Errorf("swaks UTF-8 body: %v\n%s", err, out)
 	}
 	out, err = swaks(t, r.smtp, "--to", alice, "--body", strings.Repeat("too long\n", 500))
-	if err == nil || !strings.Contains(out, "552 5.3.4") || inbox() != 5 {
+	if err == nil || !strings.Contains(out, "552 5.3.4") || inbox() != 6 {
 		t.Errorf("swaks over the size limit: %v, %d messages\n%s", err, inbox(), out)
 	}
 }

@@ -318,3 +318,45 @@ func TestWebmailDateOfUndatedMail(t *testing.T) {
 		t.Fatalf("Date %q (%v), want the arrival time", m[1], err)
 	}
 }
+
+// MAIL FROM parameters swaks cannot send, over a raw connection: the exact answers.
+func TestSMTPMailParameters(t *testing.T) {
+	t.Parallel()
+	r := startServer(t, Options{})
+	c, err := net.Dial("tcp", r.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	reply := func() string {
+		var last string
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("smtp read: %v", err)
+			}
+			last = strings.TrimRight(l, "\r\n")
+			if len(last) < 4 || last[3] != '-' {
+				return last
+			}
+		}
+	}
+	reply() // greeting
+	tests := []struct{ cmd, want string }{
+		{"EHLO client.example.test", "250 LIMITS RCPTMAX=100"},
+		{"MAIL FROM:<bob@example.test> SIZE=99999999999", "552 5.3.4 Max message size exceeded"},
+		{"MAIL FROM:<bob@example.test> SIZE=184467440737095516160", "552 5.3.4 Max message size exceeded"},
+		{"MAIL FROM:<bob@example.test> SIZE=12x", "501 5.5.4 Unable to parse SIZE as an integer"},
+		{"MAIL FROM:<bøb@example.test> SMTPUTF8 SIZE=100", "250 2.0.0 Roger, accepting mail from <bøb@example.test>"},
+		{"RCPT TO:<PostMaster>", "250 2.0.0 I'll make sure <postmaster> gets this"},
+		{"RCPT TO:<nobody@bbsim.test>", "550 5.1.1 No such user here: nobody@bbsim.test"},
+	}
+	for _, tt := range tests {
+		fmt.Fprintf(c, "%s\r\n", tt.cmd)
+		if got := reply(); got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+}

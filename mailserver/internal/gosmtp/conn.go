@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/ioutil"
+	"math"
 	"net"
 	"net/textproto"
 	"regexp"
@@ -351,18 +352,23 @@ func (c *Conn) handleMail(arg string) {
 	for key, value := range args {
 		switch key {
 		case "SIZE":
-			size, err := strconv.ParseUint(value, 10, 32)
+			// bbsim: a size too large for any integer is over the limit like any other
+			// (552), not a syntax error.
+			size, err := strconv.ParseUint(value, 10, 64)
+			if errors.Is(err, strconv.ErrRange) {
+				size, err = math.MaxUint64, nil
+			}
 			if err != nil {
 				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse SIZE as an integer")
 				return
 			}
 
-			if c.server.MaxMessageBytes > 0 && int64(size) > c.server.MaxMessageBytes {
+			if c.server.MaxMessageBytes > 0 && size > uint64(c.server.MaxMessageBytes) {
 				c.writeResponse(552, EnhancedCode{5, 3, 4}, "Max message size exceeded")
 				return
 			}
 
-			opts.Size = int64(size)
+			opts.Size = int64(min(size, math.MaxInt64))
 		case "SMTPUTF8":
 			if !c.server.EnableSMTPUTF8 {
 				c.writeResponse(504, EnhancedCode{5, 5, 4}, "SMTPUTF8 is not implemented")
@@ -686,8 +692,14 @@ func (c *Conn) handleRcpt(arg string) {
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
-	recipient, err := p.parsePath()
-	if err != nil {
+	var (
+		recipient string
+		err       error
+	)
+	if rest, ok := cutPrefixFold(p.s, "<postmaster>"); ok {
+		// bbsim: RFC 5321 §4.5.1 requires "RCPT TO:<Postmaster>", which has no domain.
+		recipient, p.s = "postmaster", rest
+	} else if recipient, err = p.parsePath(); err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return
 	}
