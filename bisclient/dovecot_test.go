@@ -3,6 +3,9 @@ package bisclient
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +64,37 @@ func TestDovecotPoliteKick(t *testing.T) {
 		d := h.MailStatus().LastDisconnect
 		return d != nil && strings.Contains(d.Reason, "shutting down")
 	})
+	waitFor(t, "back in IDLE", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
+}
+
+// Dovecot with ssl = yes kicks the idling handset (the polite-disconnect emulation) over
+// STARTTLS: the handset reads the BYE above TLS and records Dovecot's words.
+func TestDovecotStartTLSKick(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{Polite: true, TLS: true})
+	h := newHandset(t)
+	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass, Security: "starttls", CAFiles: []string{dv.CertFile},
+		Backoff: Backoff{First: 50 * time.Millisecond}})
+	waitFor(t, "idling", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
+	// The login went over TLS: Dovecot's log says so.
+	log, err := os.ReadFile(filepath.Join(dv.Dir, "dovecot.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`imap-login: Info: Login: user=<` + regexp.QuoteMeta(alice) + `>.*, TLS`).Match(log) {
+		t.Fatalf("Dovecot logged no login over TLS:\n%s", log)
+	}
+	time.Sleep(200 * time.Millisecond) // the process title shows IDLE
+	c, err := net.Dial("tcp", dv.POP3Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 512)
+	c.Read(buf)
+	fmt.Fprintf(c, "USER %s\r\nPASS %s\r\n", alice, pass)
+	e := waitEvent(t, h, handset.EventMailBye, "Server shutting down.")
+	if e.Text != "server said BYE: Server shutting down." {
+		t.Errorf("mail.bye %q", e.Text)
+	}
 	waitFor(t, "back in IDLE", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/childproc"
+	"github.com/bbsim/bbsim/internal/selfsigned"
 	"github.com/emersion/go-smtp"
 )
 
@@ -34,13 +35,18 @@ type Options struct {
 	// Polite makes a POP3 login end the user's IMAP sessions that are in IDLE (they get
 	// "* BYE Server shutting down."), emulating the polite-disconnect fix.
 	Polite bool
+	// TLS turns on STARTTLS and STLS (ssl = yes) with a self-signed certificate for
+	// 127.0.0.1, kept in Server.CertFile. Plaintext logins stay allowed.
+	TLS bool
 }
 
 // Server is a running Dovecot.
 type Server struct {
 	IMAPAddr, POP3Addr, LMTPAddr string
 	Dir                          string
-	cmd                          *exec.Cmd
+	// CertFile is the server's certificate (PEM) when Options.TLS is set.
+	CertFile string
+	cmd      *exec.Cmd
 }
 
 // Binary finds the dovecot binary, also in /usr/sbin when PATH lacks it.
@@ -60,8 +66,11 @@ instance_name = bbsim-test-{{.Instance}}
 protocols = imap pop3 lmtp
 listen = 127.0.0.1
 log_path = {{.Dir}}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+{{if .TLS}}ssl = yes
+ssl_cert = <{{.Dir}}/cert.pem
+ssl_key = <{{.Dir}}/key.pem
+{{else}}ssl = no
+{{end}}disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{{.Dir}}/mail/%u
 first_valid_uid = 1
@@ -184,9 +193,16 @@ func StartServer(opts Options) (*Server, error) {
 		}
 	}
 	imap, pop3, lmtp := ports[0], ports[1], ports[2]
+	if opts.TLS {
+		s.CertFile = filepath.Join(dir, "cert.pem")
+		if err := selfsigned.Write(s.CertFile, filepath.Join(dir, "key.pem"), "localhost"); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	var cf bytes.Buffer
 	conf.Execute(&cf, map[string]any{"Dir": dir, "Instance": filepath.Base(dir), "IMAP": imap, "POP3": pop3, "LMTP": lmtp,
-		"Limit": opts.MaxUserIPConnections, "Polite": opts.Polite})
+		"Limit": opts.MaxUserIPConnections, "Polite": opts.Polite, "TLS": opts.TLS})
 	os.WriteFile(filepath.Join(dir, "dovecot.conf"), cf.Bytes(), 0o644)
 	if opts.Polite {
 		os.WriteFile(filepath.Join(dir, "pop3-kick-idle.sh"), []byte(fmt.Sprintf(kickScript, dir)), 0o755)
