@@ -169,7 +169,9 @@ func TestPushErrors(t *testing.T) {
 		{"unknown recipient", []string{"--gateway", gw, "--to", "2100FFFF", "--type", "message"}, 1, "HTTP 403"},
 		{"unknown recipient over PAP", []string{"--gateway", gw, "--protocol", "pap", "--to", "2100FFFF", "--type", "message"}, 1, "code 2002"},
 		{"connection refused", []string{"--gateway", "http://127.0.0.1:1", "--to", "2100000A"}, 1, "connection refused"},
-		{"no recipient", []string{"--gateway", gw}, 1, "no recipient"},
+		{"no recipient", []string{"--gateway", gw}, 2, "no recipient"},
+		{"invalid PIN", []string{"--gateway", gw, "--to", "2100000Z"}, 2, `--to "2100000Z": not a PIN`},
+		{"push_all outside BIS", []string{"--gateway", gw, "--to", "push_all"}, 2, "only with --protocol bis"},
 		{"bad flag", []string{"--nope"}, 2, "flag provided but not defined"},
 	}
 	for _, tt := range tests {
@@ -261,5 +263,33 @@ func TestPushThroughProxy(t *testing.T) {
 	}
 	if out, code := run(proxy.URL); code != 1 || !strings.Contains(out, "407") || !strings.Contains(out, "HTTP_PROXY=http://user:password@") {
 		t.Fatalf("without credentials: exit %d\n%s", code, out)
+	}
+}
+
+// TestPushWait checks that bbsim push --wait follows a push to its final state: exit 0 when
+// the handset took it, 1 with the device's code (and reason) when the handset refused it.
+func TestPushWait(t *testing.T) {
+	_, addr := pushFleet(t, 1, 0)
+	gw := "http://" + addr.String()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"delivered", []string{"--type", "message", "--title", "ok"}, 0, []string{"accepted", "to 2A000000: delivered"}},
+		{"refused by the handset", []string{"--type", "channel", "--title", "News"}, 1,
+			[]string{"to 2A000000: failed, code 400", "1 recipient(s) not delivered"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runBBSim(t, t.Context(), append([]string{"push", "--wait", "--wait-timeout", "60s",
+				"--gateway", gw, "--to", "2A000000", "--file", "-"}, tt.args...)...)
+			for _, w := range tt.want {
+				if code != tt.code || !strings.Contains(out+errOut, w) {
+					t.Fatalf("exit %d, want %d and %q\nstdout:\n%s\nstderr:\n%s", code, tt.code, w, out, errOut)
+				}
+			}
+		})
 	}
 }

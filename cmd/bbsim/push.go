@@ -60,6 +60,12 @@ func parseTool(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// undelivered is --wait's failure: recipients whose final state was not delivered.
+type undelivered struct{ n int }
+
+func (u undelivered) Error() string { return fmt.Sprintf("%d recipient(s) not delivered", u.n) }
+func (u undelivered) ExitCode() int { return 1 }
+
 // failures is an error whose exit status is 1 after its text is printed.
 type failures struct{ n, total int }
 
@@ -74,8 +80,8 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var to strList
 	var proto, file, pageURL, bulk, notify, progress string
 	var concurrency int
-	var jsonOut bool
-	var notifyWait time.Duration
+	var jsonOut, waitFinal bool
+	var notifyWait, waitFor time.Duration
 	fs.StringVar(&p.Gateway, "gateway", "http://127.0.0.1:8080", "push server `URL`")
 	fs.StringVar(&proto, "protocol", "rim", "rim (POST /push), pap (POST /pap) or bis (POST /mss/PD_pushRequest)")
 	fs.Var(&to, "to", "recipient: PIN, e-mail or $group (RIM push), PIN or push_all (BIS); repeatable")
@@ -102,11 +108,25 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&notify, "notify", "", "listen on `ADDR` for result notifications and print them")
 	fs.DurationVar(&notifyWait, "notify-wait", 30*time.Second, "with --notify: how long to wait for the notifications")
 	fs.BoolVar(&jsonOut, "json", false, "print results as JSON lines")
+	fs.BoolVar(&waitFinal, "wait", false, "wait for each recipient's final state (delivered, refused by the device, expired…) and exit 1 with the reason unless every one was delivered")
+	fs.DurationVar(&waitFor, "wait-timeout", 2*time.Minute, "with --wait: how long to wait for the final states")
 	if err := parseTool(fs, args); err != nil {
 		return err
 	}
 	p.Protocol = pushinit.Protocol(strings.ToLower(proto))
 	p.To = to
+	if bulk == "" && len(to) == 0 {
+		fmt.Fprintln(stderr, "bbsim push: no recipient: give --to (or --bulk FILE)")
+		return errUsage
+	}
+	if err := checkRecipients(to, p.Protocol); err != nil {
+		fmt.Fprintf(stderr, "bbsim push: %v\n", err)
+		return errUsage
+	}
+	if waitFinal && bulk != "" {
+		fmt.Fprintln(stderr, "bbsim push: --wait follows single pushes; with --bulk use --notify")
+		return errUsage
+	}
 
 	body, err := pushContent(ctx, file, pageURL, &p)
 	if err != nil {
@@ -165,6 +185,13 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		r := c.Send(ctx, p)
 		out.print(r)
 		results = []pushinit.Result{r}
+		if waitFinal && r.OK() {
+			// RIM push is answered on acceptance, before delivery: the outcome comes from
+			// the gateway's push status.
+			if n := waitOutcome(ctx, p.Gateway, r.ID, waitFor, out); n > 0 {
+				return undelivered{n}
+			}
+		}
 	}
 	failed := 0
 	for _, r := range results {
