@@ -45,8 +45,9 @@ type Options struct {
 	Username, Password string
 	// DNS is the resolver (host:port) used for discovery. Default 127.0.0.1:1053.
 	DNS string
-	// POP3Server is the POP3 server for Protocol pop3 and the auto fallback. Default:
-	// discovered, or Server's host with port 1110 (110 when Server's port is 143).
+	// POP3Server is the POP3 server for the auto fallback. Default: discovered, or
+	// Server's host on the standard POP3 port: 110, 995 with implicit TLS or beside port
+	// 993, 1110 beside bbsim's own 1143. With Protocol pop3, Server is the POP3 server.
 	POP3Server string
 	// PollInterval is the polling period without IDLE and over POP3. Default 15 minutes.
 	PollInterval time.Duration

@@ -23,12 +23,7 @@ func (c *Client) servers(ctx context.Context) (imapAddr, pop3Addr string, err er
 		if c.opts.POP3Server != "" {
 			pop3Addr = c.opts.POP3Server
 		} else if pop3Addr == "" {
-			host, port, _ := net.SplitHostPort(c.opts.Server)
-			p := "1110"
-			if port == "143" {
-				p = "110"
-			}
-			pop3Addr = net.JoinHostPort(host, p)
+			pop3Addr = pop3Beside(c.opts.Server, c.opts.Security == "tls")
 		}
 		return imapAddr, pop3Addr, nil
 	}
@@ -41,6 +36,21 @@ func (c *Client) servers(ctx context.Context) (imapAddr, pop3Addr string, err er
 	}
 	c.imapTLS, c.pop3TLS = d.IMAPTLS, d.POP3TLS
 	return d.IMAP, d.POP3, nil
+}
+
+// pop3Beside is where the POP3 service of the IMAP server at imapAddr is taken to be: on
+// the same host (the credentials go nowhere else), on the standard port, 110 (995 with
+// implicit TLS; RFC 1939, RFC 8314), or 1110 beside bbsim's own IMAP port 1143.
+func pop3Beside(imapAddr string, implicitTLS bool) string {
+	host, port, _ := net.SplitHostPort(imapAddr)
+	p := "110"
+	switch {
+	case port == "1143":
+		p = "1110"
+	case implicitTLS || port == "993":
+		p = "995"
+	}
+	return net.JoinHostPort(host, p)
 }
 
 func (c *Client) domain() string {
