@@ -35,19 +35,30 @@ func BenchmarkSMTPToExists(b *testing.B) {
 	// The server commits, tells the idlers, then answers 250, so EXISTS usually reaches
 	// the idler before the 250 reaches the sender: the figure is from the start of the
 	// submission (MAIL FROM … DATA … 250) to EXISTS, an upper bound of 250 → EXISTS.
+	// The inbox starts empty, so the i-th message's EXISTS says i: an EXISTS that says
+	// less is an earlier message's, late, and one that says more is a later one's.
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
-	for range b.N {
+	for i := range b.N {
 		t0 := time.Now()
 		if err := c.SendMail("bob@example.test", []string{alice}, strings.NewReader(msg)); err != nil {
 			b.Fatal(err)
 		}
 		select {
-		case <-id.exists:
+		case n := <-id.exists:
 			lat = append(lat, time.Since(t0))
+			if n != uint32(i+1) {
+				b.Fatalf("message %d announced as EXISTS %d", i+1, n)
+			}
 		case <-time.After(5 * time.Second):
-			b.Fatal("no EXISTS")
+			b.Fatalf("no EXISTS for message %d", i+1)
 		}
+	}
+	b.StopTimer()
+	select {
+	case n := <-id.exists:
+		b.Fatalf("EXISTS %d after the last of %d messages", n, b.N)
+	default:
 	}
 	b.ReportMetric(quantileMS(lat, 0.5), "p50-ms")
 	b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
@@ -104,20 +115,12 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			fmt.Fprintf(c, "a LOGIN %s %s\r\nb SELECT INBOX\r\nc IDLE\r\n", alice, pass)
 			conns = append(conns, c)
 		}
-		// Wait until every session is idling.
+		// Wait until every session is idling: dividing by n with fewer would understate
+		// the cost of one.
 		deadline := time.Now().Add(60 * time.Second)
-		for {
-			a := r.s.user(alice)
-			a.mu.Lock()
-			idling := 0
-			for ss := range a.sessions {
-				if ss.idling {
-					idling++
-				}
-			}
-			a.mu.Unlock()
-			if idling == n || time.Now().After(deadline) {
-				break
+		for idling := r.s.IdleSessions(alice); idling < n; idling = r.s.IdleSessions(alice) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d sessions idling after 60 s", idling, n)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -376,15 +376,7 @@ func waitIdling(t testing.TB, s *Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		a := s.user(alice)
-		a.mu.Lock()
-		idling := 0
-		for ss := range a.sessions {
-			if ss.idling {
-				idling++
-			}
-		}
-		a.mu.Unlock()
+		idling := s.IdleSessions(alice)
 		if idling >= n {
 			return
 		}
