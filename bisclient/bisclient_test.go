@@ -132,7 +132,8 @@ func TestPoliteDisconnect(t *testing.T) {
 	h := newHandset(t)
 	runClient(t, Options{Handset: h, Server: r.imap, Password: pass, Backoff: Backoff{First: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	waitFor(t, "idling", 10*time.Second, func() bool { return state(h) == handset.MailIdling })
-	time.Sleep(20 * time.Millisecond) // the server marks the session idling after "+ idling"
+	// The server marks the session idling just after "+ idling" went out.
+	waitFor(t, "the server to see the session idling", 5*time.Second, func() bool { return r.s.IdleSessions(alice) == 1 })
 
 	p := popLogin(t, r.pop3)
 	waitFor(t, "the BYE", 5*time.Second, func() bool {
@@ -148,7 +149,9 @@ func TestPoliteDisconnect(t *testing.T) {
 	p.quit()
 	waitFor(t, "back in IDLE", 5*time.Second, func() bool { return state(h) == handset.MailIdling })
 	waitFor(t, "the mail", 5*time.Second, func() bool { return count(h, "during POP3") == 1 })
-	time.Sleep(100 * time.Millisecond)
+	// A later message fetched on the same session comes after any second copy would have.
+	r.deliver(t, "after POP3")
+	waitFor(t, "the later mail", 5*time.Second, func() bool { return count(h, "after POP3") == 1 })
 	if n := count(h, "during POP3"); n != 1 {
 		t.Fatalf("mail shown %d times", n)
 	}
@@ -177,8 +180,12 @@ func TestPOP3Fallback(t *testing.T) {
 	waitFor(t, "pop3 mail", 10*time.Second, func() bool { return count(h, "over pop3") == 1 })
 	r.deliver(t, "second")
 	waitFor(t, "second pop3 mail", 5*time.Second, func() bool { return count(h, "second") == 1 })
-	time.Sleep(150 * time.Millisecond) // more polls: nothing twice
-	if count(h, "over pop3") != 1 || count(h, "second") != 1 {
+	// Two more polls, each seen by the mail it brings: nothing came twice meanwhile.
+	for _, subject := range []string{"third", "fourth"} {
+		r.deliver(t, subject)
+		waitFor(t, subject+" pop3 mail", 5*time.Second, func() bool { return count(h, subject) == 1 })
+	}
+	if count(h, "over pop3") != 1 || count(h, "second") != 1 || count(h, "third") != 1 {
 		t.Fatal("duplicates over POP3")
 	}
 	if st := h.MailStatus(); st.Protocol != "pop3" || st.State != handset.MailPolling {
@@ -214,8 +221,9 @@ func TestCoverage(t *testing.T) {
 	waitFor(t, "idling", 10*time.Second, func() bool { return state(h) == handset.MailIdling })
 	h.SetCoverage(false)
 	waitFor(t, "disconnected", 5*time.Second, func() bool { return state(h) == handset.MailDisconnected })
+	// The server has let the session go: nothing is left that could carry new mail.
+	waitFor(t, "the server to end the session", 5*time.Second, func() bool { return r.s.Sessions(alice) == 0 })
 	r.deliver(t, "while away")
-	time.Sleep(50 * time.Millisecond)
 	if count(h, "while away") != 0 {
 		t.Fatal("mail arrived out of coverage")
 	}

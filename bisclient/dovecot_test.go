@@ -51,7 +51,15 @@ func TestDovecotPoliteKick(t *testing.T) {
 	h := newHandset(t)
 	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass, Backoff: Backoff{First: 50 * time.Millisecond}})
 	waitFor(t, "idling", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
-	time.Sleep(200 * time.Millisecond) // the process title shows IDLE
+	// The kick finds the session by its process title, which shows IDLE a moment after
+	// the client saw "+ idling".
+	waitFor(t, "Dovecot's process title to show IDLE", 15*time.Second, func() bool {
+		n, err := dv.IdleIMAP(alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
 	c, err := net.Dial("tcp", dv.POP3Addr)
 	if err != nil {
 		t.Fatal(err)

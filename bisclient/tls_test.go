@@ -39,7 +39,8 @@ func TestStartTLSPoliteDisconnect(t *testing.T) {
 	runClient(t, Options{Handset: h, Server: r.imap, Password: pass, Security: "starttls", CAFiles: []string{r.cert},
 		Backoff: Backoff{First: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	waitFor(t, "idling", 10*time.Second, func() bool { return state(h) == handset.MailIdling })
-	time.Sleep(20 * time.Millisecond) // the server marks the session idling after "+ idling"
+	// The server marks the session idling just after "+ idling" went out.
+	waitFor(t, "the server to see the session idling", 5*time.Second, func() bool { return r.s.IdleSessions(alice) == 1 })
 	p := popLogin(t, r.pop3)
 	e := waitEvent(t, h, handset.EventMailBye, "[UNAVAILABLE]")
 	if !strings.HasPrefix(e.Text, "server said BYE: [UNAVAILABLE] ") {

@@ -274,3 +274,28 @@ func (s *Server) DeliverErr(ctx context.Context, to string, msg []byte) error {
 	}
 	return c.Quit()
 }
+
+// IdleIMAP reports how many of user's IMAP processes show IDLE in their title, as the
+// polite kick sees them (Dovecot's verbose_proctitle).
+func (s *Server) IdleIMAP(user string) (int, error) {
+	doveadm, err := exec.LookPath("doveadm")
+	if err != nil {
+		doveadm = "/usr/bin/doveadm" // Debian's place, also when PATH lacks it
+	}
+	out, err := exec.Command(doveadm, "-c", filepath.Join(s.Dir, "dovecot.conf"), "who", "-1", user).Output()
+	if err != nil {
+		return 0, fmt.Errorf("doveadm who: %w", err)
+	}
+	n := 0
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[1] != "imap" {
+			continue
+		}
+		args, err := os.ReadFile("/proc/" + f[2] + "/cmdline")
+		if err == nil && strings.Contains(string(args), " IDLE]") {
+			n++
+		}
+	}
+	return n, nil
+}
