@@ -20,6 +20,9 @@ import (
 
 // TestMain lets the test binary run a bare server as a child process, to be killed.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("BBSIM_MAILSERVER_IMAP_CHILD"); dir != "" {
+		serveIMAPChild(dir)
+	}
 	if dir := os.Getenv("BBSIM_MAILSERVER_CHILD"); dir != "" {
 		s, err := New(Options{DataDir: dir})
 		if err != nil {

@@ -240,3 +240,68 @@ func deliverRaw(t *testing.T, s *Server, msg string) {
 		t.Fatal(err)
 	}
 }
+
+// Malformed commands are the client's errors: BAD with the reason, and the session goes on.
+func TestIMAPClientErrorsAreBAD(t *testing.T) {
+	t.Parallel()
+	r := startServer(t, Options{})
+	sendSMTP(t, r.smtp, alice, "one")
+	ic := dialIMAPRaw(t, r.imap)
+	ic.login()
+	ic.ok("s SELECT INBOX")
+	tests := []struct{ cmd, want string }{
+		{"a FETCH 1:*:* FLAGS", `a BAD [CLIENTBUG] Syntax error: bad number set value "1:*:*"`},
+		{"b FETCH 0 FLAGS", `b BAD [CLIENTBUG] Syntax error: bad number set value "0"`},
+		{"c SEARCH 1:*:*", `c BAD [CLIENTBUG] Syntax error: bad number set value "1:*:*"`},
+		{"d CREATE \"x\x00y\"", "d BAD [CLIENTBUG] Syntax error: NUL, CR or LF in a quoted string"},
+		{"e CREATE &Jjo", "e BAD [CLIENTBUG] Syntax error: mailbox name is not valid modified UTF-7 (RFC 3501 5.1.3)"},
+		{"f SEARCH " + strings.Repeat("(", 1001) + "ALL" + strings.Repeat(")", 1001),
+			"f BAD [CLIENTBUG] Syntax error: parentheses nested deeper than 1000"},
+		{"g SEARCH " + strings.Repeat("NOT ", 101) + "ALL", "g BAD [CLIENTBUG] Syntax error: search keys nested deeper than 100"},
+		{`h APPEND INBOX "31-Foo-2026 10:00:00 +0000" {1}`, `h BAD [CLIENTBUG] Syntax error: in date-time: parsing time "31-Foo-2026 10:00:00 +0000" as "_2-Jan-2006 15:04:05 -0700": cannot parse "Foo-2026 10:00:00 +0000" as "Jan"`},
+	}
+	for _, tt := range tests {
+		u, tagged := ic.cmd(tt.cmd)
+		if tagged != tt.want || len(u) != 0 {
+			t.Errorf("%.40s = %q then %q, want only %q", tt.cmd, u, tagged, tt.want)
+		}
+		if _, tagged := ic.cmd("n NOOP"); tagged != "n OK NOOP completed" {
+			t.Fatalf("NOOP after %.40s = %q", tt.cmd, tagged)
+		}
+	}
+	// Search keys within the bound still work.
+	if u := ic.ok("i SEARCH " + strings.Repeat("NOT ", 98) + "ALL"); len(u) != 1 || u[0] != "* SEARCH 1" {
+		t.Errorf("SEARCH of 98 NOTs = %q", u)
+	}
+}
+
+// Before login the server reads and holds little: commands of the authenticated state are
+// refused unparsed, a literal over 4 KiB is refused without eating the next line, and an
+// over-long line ends the connection with the reason.
+func TestIMAPBeforeLogin(t *testing.T) {
+	t.Parallel()
+	r := startServer(t, Options{})
+	ic := dialIMAPRaw(t, r.imap)
+	tests := []struct{ cmd, want string }{
+		{"a LOGIN {999999999}", "a NO [TOOBIG] Literals are limited to 4096 bytes for this command"},
+		{"b NOOP", "b OK NOOP completed"},
+		{"c SEARCH " + strings.Repeat("NOT ", 2000) + "ALL", "c BAD [CLIENTBUG] This command is only valid in the authenticated state: log in first"},
+		{"d SELECT INBOX", "d BAD [CLIENTBUG] This command is only valid in the authenticated state: log in first"},
+		{"e APPEND INBOX {10}", "e BAD [CLIENTBUG] This command is only valid in the authenticated state: log in first"},
+	}
+	for _, tt := range tests {
+		u, tagged := ic.cmd(tt.cmd)
+		if tagged != tt.want || len(u) != 0 {
+			t.Errorf("%.40s = %q then %q, want only %q", tt.cmd, u, tagged, tt.want)
+		}
+	}
+	ic.login() // still in step
+	ic = dialIMAPRaw(t, r.imap)
+	ic.send("f LOGIN " + alice + " " + strings.Repeat("x", 8200))
+	if got, want := ic.line(), "* BYE [TOOBIG] Command line too long (at most 8192 bytes before login)"; got != want {
+		t.Errorf("over-long line before login = %q, want %q", got, want)
+	}
+	if l, err := ic.r.ReadString('\n'); err == nil {
+		t.Errorf("the connection goes on after BYE: %q", l)
+	}
+}

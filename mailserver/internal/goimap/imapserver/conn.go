@@ -25,7 +25,20 @@ const (
 	literalWriteTimeout = 5 * time.Minute
 
 	maxCommandSize = 50 * 1024 // RFC 2683 section 3.2.1.5 says 8KiB minimum
+
+	// maxPreAuthCommandSize bounds a command line before login (bbsim): what a
+	// connection that has not logged in can make the server read and hold.
+	maxPreAuthCommandSize = 8 * 1024
 )
+
+// preAuthCommands are the commands of the not-authenticated state (RFC 3501 6.1, 6.2).
+// Any other known command is refused before login without its arguments being parsed
+// (bbsim: parsing them first let a connection that had not logged in make the server
+// build, for instance, a SEARCH of thousands of nested NOTs).
+var preAuthCommands = map[string]bool{
+	"CAPABILITY": true, "NOOP": true, "LOGOUT": true, "STARTTLS": true,
+	"AUTHENTICATE": true, "LOGIN": true, "ID": true,
+}
 
 var internalServerErrorResp = &imap.StatusResponse{
 	Type: imap.StatusResponseTypeNo,
@@ -177,6 +190,9 @@ func (c *Conn) serve() {
 
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
 		dec.MaxSize = maxCommandSize
+		if c.state == imap.ConnStateNotAuthenticated {
+			dec.MaxSize = maxPreAuthCommandSize
+		}
 		dec.CheckBufferedLiteralFunc = c.checkBufferedLiteral
 
 		if c.state == imap.ConnStateLogout || dec.EOF() {
@@ -213,7 +229,13 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	// TODO: handle multiple commands concurrently
 	sendOK := true
 	var err error
+	if c.state == imap.ConnStateNotAuthenticated && !preAuthCommands[name] && knownCommand(name) {
+		name = "(before login)" // answered below without reading the arguments
+	}
 	switch name {
+	case "(before login)":
+		dec.DiscardUntilByte('\n')
+		err = newClientBugError("This command is only valid in the authenticated state: log in first")
 	case "NOOP", "CHECK":
 		err = c.handleNoop(dec)
 	case "LOGOUT":
@@ -297,6 +319,20 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		imapErr *imap.Error
 		decErr  *imapwire.DecoderExpectError
 	)
+	if errors.Is(dec.Err(), imapwire.ErrMaxSize) {
+		// bbsim: the rest of the line cannot be told from the next command: say why and
+		// end the connection, as Dovecot does.
+		text := fmt.Sprintf("Command line too long (at most %d bytes)", dec.MaxSize)
+		if c.state == imap.ConnStateNotAuthenticated {
+			text = fmt.Sprintf("Command line too long (at most %d bytes before login)", dec.MaxSize)
+		}
+		c.state = imap.ConnStateLogout
+		return c.writeStatusResp("", &imap.StatusResponse{
+			Type: imap.StatusResponseTypeBye,
+			Code: imap.ResponseCodeTooBig,
+			Text: text,
+		})
+	}
 	if errors.As(err, &imapErr) {
 		resp = (*imap.StatusResponse)(imapErr)
 	} else if errors.As(err, &decErr) {
@@ -321,6 +357,19 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 	return c.writeStatusResp(tag, resp)
+}
+
+// knownCommand reports whether name is a command readCommand handles.
+func knownCommand(name string) bool {
+	switch name {
+	case "NOOP", "CHECK", "LOGOUT", "CAPABILITY", "STARTTLS", "AUTHENTICATE", "UNAUTHENTICATE",
+		"LOGIN", "ENABLE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "STATUS",
+		"LIST", "LSUB", "NAMESPACE", "IDLE", "SELECT", "EXAMINE", "CLOSE", "UNSELECT", "APPEND",
+		"FETCH", "UID FETCH", "EXPUNGE", "UID EXPUNGE", "STORE", "UID STORE", "COPY", "UID COPY",
+		"MOVE", "UID MOVE", "SEARCH", "UID SEARCH":
+		return true
+	}
+	return false
 }
 
 func (c *Conn) handleNoop(dec *imapwire.Decoder) error {

@@ -303,18 +303,20 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 			criteria.And(&imap.SearchCriteria{Smaller: n})
 		}
 	case "NOT":
-		if !dec.ExpectSP() {
+		if !dec.ExpectSP() || !dec.Nest() {
 			return dec.Err()
 		}
+		defer dec.Unnest()
 		var not imap.SearchCriteria
 		if err := readSearchKey(&not, dec); err != nil {
 			return err
 		}
 		criteria.Not = append(criteria.Not, not)
 	case "OR":
-		if !dec.ExpectSP() {
+		if !dec.ExpectSP() || !dec.Nest() {
 			return dec.Err()
 		}
+		defer dec.Unnest()
 		var or [2]imap.SearchCriteria
 		if err := readSearchKey(&or[0], dec); err != nil {
 			return err
@@ -331,7 +333,8 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
-			return err
+			// bbsim: a client error, answered BAD with the reason.
+			return &imapwire.DecoderExpectError{Message: strings.TrimPrefix(err.Error(), "imap: ")}
 		}
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}

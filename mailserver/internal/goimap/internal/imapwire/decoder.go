@@ -2,6 +2,7 @@ package imapwire
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -29,6 +30,15 @@ func IsAtomChar(ch byte) bool {
 // Is non-empty char
 func isAStringChar(ch byte) bool {
 	return IsAtomChar(ch) || ch == ']'
+}
+
+// ErrMaxSize is the error of a command longer than Decoder.MaxSize (bbsim).
+var ErrMaxSize = errors.New("imapwire: max size exceeded")
+
+// clientError records a client's malformed input as a DecoderExpectError, which the
+// server answers BAD with the reason (bbsim: these used to be answered as server bugs).
+func (dec *Decoder) clientError(msg string) bool {
+	return dec.returnErr(&DecoderExpectError{Message: msg})
 }
 
 // DecoderExpectError is an error due to the Decoder.Expect family of methods.
@@ -94,7 +104,7 @@ func (dec *Decoder) returnErr(err error) bool {
 
 func (dec *Decoder) readByte() (byte, bool) {
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+		return 0, dec.returnErr(ErrMaxSize)
 	}
 	dec.crlf = false
 	if dec.literal {
@@ -399,6 +409,13 @@ func (dec *Decoder) Quoted(ptr *string) bool {
 				return false
 			}
 		}
+		if ch == 0 || ch == '\r' || ch == '\n' {
+			// bbsim: RFC 3501 quoted strings hold no NUL, CR or LF.
+			if ch != 0 {
+				dec.mustUnreadByte()
+			}
+			return dec.clientError("NUL, CR or LF in a quoted string")
+		}
 
 		sb.WriteByte(ch)
 	}
@@ -412,6 +429,11 @@ func (dec *Decoder) ExpectAString(ptr *string) bool {
 	}
 	if dec.Literal(ptr) {
 		return true
+	}
+	if dec.err != nil {
+		// bbsim: a refused literal (or a bad quoted string) ends the command here;
+		// reading on took the next command line as this argument.
+		return false
 	}
 	// We cannot do dec.Atom(ptr) here because sometimes mailbox names are unquoted,
 	// and they can contain special characters like `]`.
@@ -471,7 +493,8 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 	}()
 
 	if dec.listDepth >= maxListDepth {
-		return false, fmt.Errorf("imapwire: exceeded max depth")
+		dec.clientError(fmt.Sprintf("parentheses nested deeper than %d", maxListDepth))
+		return false, dec.err
 	}
 
 	for {
@@ -486,6 +509,24 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 		}
 	}
 }
+
+// MaxNest bounds Nest (bbsim).
+const MaxNest = 100
+
+// Nest counts one level of a nested argument that is not a parenthesised list (a
+// SEARCH NOT or OR), within MaxNest levels together with parentheses, and reports
+// whether there is room for it; Unnest ends the level (bbsim: each level costs memory,
+// and SEARCH NOT NOT … had no bound).
+func (dec *Decoder) Nest() bool {
+	dec.listDepth++
+	if dec.listDepth > MaxNest {
+		return dec.clientError(fmt.Sprintf("search keys nested deeper than %d", MaxNest))
+	}
+	return true
+}
+
+// Unnest ends a level started by Nest.
+func (dec *Decoder) Unnest() { dec.listDepth-- }
 
 func (dec *Decoder) ExpectList(f func() error) error {
 	isList, err := dec.List(f)
@@ -518,10 +559,11 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		return true
 	}
 	name, err := utf7.Decode(name)
-	if err == nil {
-		*ptr = name
+	if err != nil {
+		return dec.clientError("mailbox name is not valid modified UTF-7 (RFC 3501 5.1.3)")
 	}
-	return dec.returnErr(err)
+	*ptr = name
+	return true
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {
@@ -545,7 +587,7 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		return dec.clientError(strings.TrimPrefix(err.Error(), "imap: "))
 	}
 
 	switch kind {
@@ -578,7 +620,9 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
-			return false
+			// bbsim: the refusal is the command's answer (it was dropped, and the
+			// argument read from the next line).
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
