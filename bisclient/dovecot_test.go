@@ -91,7 +91,13 @@ func TestDovecotStartTLSKick(t *testing.T) {
 	if !regexp.MustCompile(`imap-login: Info: Login: user=<` + regexp.QuoteMeta(alice) + `>.*, TLS`).Match(log) {
 		t.Fatalf("Dovecot logged no login over TLS:\n%s", log)
 	}
-	time.Sleep(200 * time.Millisecond) // the process title shows IDLE
+	waitFor(t, "Dovecot's process title to show IDLE", 15*time.Second, func() bool {
+		n, err := dv.IdleIMAP(alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
 	c, err := net.Dial("tcp", dv.POP3Addr)
 	if err != nil {
 		t.Fatal(err)
