@@ -70,6 +70,8 @@ type component struct {
 	name string
 	run  func(ctx context.Context) error
 	stop func(ctx context.Context) error
+	// agent: a client of the servers (not one of them), stopped before they are.
+	agent bool
 }
 
 // ErrPortBusy marks a listener that could not be bound.
@@ -211,7 +213,7 @@ func (e *Emulator) addAgent(name string, run func(ctx context.Context) error) {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
-	}})
+	}, agent: true})
 }
 
 func isClosed(err error) bool {
@@ -273,13 +275,32 @@ func FormatEvent(e handset.Event) string {
 // ShutdownTimeout.
 func (e *Emulator) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
+	agents := make(chan string, len(e.comps))
+	nagents := 0
 	for _, c := range e.comps {
+		if c.agent {
+			nagents++
+			g.Go(func() error {
+				defer func() { agents <- c.name }()
+				return c.run(gctx)
+			})
+			continue
+		}
 		g.Go(func() error { return c.run(gctx) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 		defer cancel()
+		// Agents first, while the servers still answer: the handset detaches from the
+		// gateway and logs out of its mailbox before either goes away.
+		for range nagents {
+			select {
+			case n := <-agents:
+				e.log.Debug("stopped", "component", n)
+			case <-sctx.Done():
+			}
+		}
 		var errs []error
 		for i := len(e.comps) - 1; i >= 0; i-- {
 			if c := e.comps[i]; c.stop != nil {

@@ -13,12 +13,13 @@ import (
 	"github.com/bbsim/bbsim/internal/syncbuf"
 )
 
-// startBBSim starts a long-running bbsim command; the test's cleanup ends it.
-func startBBSim(t *testing.T, args ...string) *exec.Cmd {
+// startBBSim starts a long-running bbsim command; the test's cleanup ends it. Its output
+// (stdout and stderr together) is in the returned buffer.
+func startBBSim(t *testing.T, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
 	cmd := exec.Command(bbsimBin, args...)
-	var out syncbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start bbsim %v: %v", args, err)
@@ -29,7 +30,7 @@ func startBBSim(t *testing.T, args ...string) *exec.Cmd {
 			t.Logf("bbsim %s output:\n%s", args[0], out.String())
 		}
 	})
-	return cmd
+	return cmd, out
 }
 
 // serverArgs are the arguments of a bbsim server on the given ports, sharing dir.
@@ -45,7 +46,7 @@ func serverArgs(dir string, ports []string) []string {
 func restartServer(t *testing.T, srv *exec.Cmd, sig syscall.Signal, args []string, push string) *exec.Cmd {
 	t.Helper()
 	childproc.Stop(srv, sig, 10*time.Second)
-	srv = startBBSim(t, args...)
+	srv, _ = startBBSim(t, args...)
 	waitAPI(t, "http://"+push+"/api/v1/devices", "[", 30*time.Second)
 	return srv
 }
@@ -71,7 +72,7 @@ func TestHandsetReattachesAfterServerRestart(t *testing.T) {
 			ports := freePorts(t, 8)
 			push, api := ports[4], "http://"+ports[7]
 			args := serverArgs(filepath.Join(dir, "server"), ports)
-			srv := startBBSim(t, args...)
+			srv, _ := startBBSim(t, args...)
 			waitAPI(t, "http://"+push+"/api/v1/devices", "[", 30*time.Second)
 			startBBSim(t, "handset", "--headless", "--data", filepath.Join(dir, "handset"), "--mail-server", ports[0],
 				"--gateway", "http://"+push, "--listen", ports[6], "--api", ports[7], "--gateway-check", "1s")
@@ -95,7 +96,7 @@ func TestFleetReattachesAfterServerRestart(t *testing.T) {
 	ports := freePorts(t, 7)
 	push, fl := ports[4], "http://"+ports[6]
 	args := serverArgs(filepath.Join(dir, "server"), ports)
-	srv := startBBSim(t, args...)
+	srv, _ := startBBSim(t, args...)
 	waitAPI(t, "http://"+push+"/api/v1/devices", "[", 30*time.Second)
 	startBBSim(t, "fleet", "--count", "3", "--gateway", "http://"+push, "--listen", ports[6], "--gateway-check", "1s")
 	waitFor(t, 30*time.Second, "every handset of the fleet attached", func() bool {

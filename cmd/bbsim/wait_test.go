@@ -4,8 +4,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/internal/childproc"
 )
 
 // runArgs are the arguments of a headless bbsim run on the given ports.
@@ -25,7 +28,7 @@ func TestWaitAndReset(t *testing.T) {
 	dir := t.TempDir()
 	ports := freePorts(t, 8)
 	api, webmail := ports[7], ports[3]
-	startBBSim(t, runArgs(filepath.Join(dir, "data"), ports)...)
+	run, runOut := startBBSim(t, runArgs(filepath.Join(dir, "data"), ports)...)
 	waitAPI(t, "http://"+api+"/api/v1/device", `"attaches": 1`, 30*time.Second)
 	waitAPI(t, "http://"+api+"/api/v1/device", `"state": "idling"`, 30*time.Second)
 
@@ -78,5 +81,11 @@ func TestWaitAndReset(t *testing.T) {
 		if code != tt.code || !strings.Contains(out, tt.want) {
 			t.Fatalf("%s: %s: exit %d, want %d and %q\n%s", tt.name, tt.script, code, tt.code, tt.want, out)
 		}
+	}
+
+	// SIGTERM: the handset detaches and logs out before the servers stop, so nothing warns.
+	childproc.Stop(run, syscall.SIGTERM, 10*time.Second)
+	if out := runOut.String(); strings.Contains(out, "WARN") || !strings.Contains(out, "msg=detached component=browserpush") {
+		t.Fatalf("bbsim run on SIGTERM:\n%s", out)
 	}
 }
