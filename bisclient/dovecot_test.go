@@ -112,3 +112,19 @@ func TestDovecotStartTLSKick(t *testing.T) {
 	}
 	waitFor(t, "back in IDLE", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
 }
+
+// Dovecot sends the envelope's encoded words as they are: the handset decodes them, and
+// the body, in charsets beyond UTF-8 and Latin-1.
+func TestDovecotCharsets(t *testing.T) {
+	dv := dovecot.Start(t, dovecot.Options{})
+	dv.Deliver(t, alice, []byte("From: =?koi8-r?b?7s/Xz9PUyQ==?= <news@example.test>\r\n"+
+		"Subject: =?windows-1252?q?=93Caf=E9=94_=80_5?=\r\n"+
+		"Content-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n"))
+	h := newHandset(t)
+	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass})
+	waitFor(t, "the mail", 15*time.Second, func() bool { return len(h.Messages()) == 1 })
+	m := h.Messages()[0]
+	if m.From != "Новости <news@example.test>" || m.Subject != "“Café” € 5" || m.Text != "Привет" {
+		t.Fatalf("message from Dovecot: from %q, subject %q, text %q", m.From, m.Subject, m.Text)
+	}
+}

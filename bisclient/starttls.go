@@ -19,6 +19,8 @@ import (
 // is recorded like any other BYE.
 func (c *Client) startTLS(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
 	conn.SetDeadline(time.Now().Add(c.opts.NoopTimeout))
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	br := bufio.NewReader(conn)
 	greeting, err := readLine(br)
 	if err != nil {

@@ -52,7 +52,7 @@ func TestMailOnScreen(t *testing.T) {
 		{"Café ouvert", "From: =?iso-8859-1?q?Ren=E9?= <rene@example.test>\r\nSubject: =?iso-8859-1?q?Caf=E9_ouvert?=\r\n" +
 			"Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
 			"Le caf=E9 est ouvert d=E8s 8 h.\r\n"},
-		{"Weekly news", "From: news@example.test\r\nSubject: Weekly news\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
+		{"Weekly news", "From: =?koi8-r?b?" + base64.StdEncoding.EncodeToString([]byte("\xee\xcf\xd7\xcf\xd3\xd4\xc9")) + "?= <news@example.test>\r\nSubject: Weekly news\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
 			"<html><head><style>p{color:red}</style><script>track()</script></head><body><h1>This week</h1>" +
 			"<p>Three <b>new</b> phones. <a href=\"http://news.example/phones\">Read more</a></p><ul><li>Bold</li><li>Curve</li></ul></body></html>\r\n"},
 		{"Report", "From: bob@example.test\r\nSubject: Report\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n" +
@@ -125,7 +125,7 @@ func TestMailOnScreen(t *testing.T) {
 	if m := get(ids["Café ouvert"]); m.From != "René <rene@example.test>" || m.ContentType != "text/plain" || m.Text != "Le café est ouvert dès 8 h." {
 		t.Errorf("latin-1 message on the API: %+v", m)
 	}
-	if m := get(ids["Weekly news"]); m.ContentType != "text/html" || m.Text != "This week\n=========\n\nThree new phones. Read more[1]\n\n* Bold\n* Curve\n\nReferences\n[1] http://news.example/phones" {
+	if m := get(ids["Weekly news"]); m.From != "Новости <news@example.test>" || m.ContentType != "text/html" || m.Text != "This week\n=========\n\nThree new phones. Read more[1]\n\n* Bold\n* Curve\n\nReferences\n[1] http://news.example/phones" {
 		t.Errorf("HTML message on the API: %+v", m)
 	}
 	want := []handset.Attachment{{Name: "résumé.pdf", ContentType: "application/pdf", Size: 2700}, {Name: "chart.png", ContentType: "image/png", Size: 8}}
