@@ -359,6 +359,9 @@ func (e *Emulator) RunWithUI(ctx context.Context, in io.Reader, out io.Writer) e
 	for _, l := range e.Listeners() {
 		servers = append(servers, ui.Server{Name: l.Name, Addr: l.Addr})
 	}
+	if f := e.MailCertFile(); f != "" {
+		servers = append(servers, ui.Server{Name: "tls cert", Addr: f})
+	}
 	uiErr := ui.Run(ctx, e.Handset, ui.Options{Servers: servers, Logger: e.log}, in, out)
 	cancel()
 	runErr := <-errc
