@@ -45,6 +45,15 @@ func (cv *conversation) ask(raw string) (int, string, bool) {
 	return resp.StatusCode, string(b), resp.Close
 }
 
+// started sends a request's line and headers (without the blank line) asking for
+// 100-continue, and waits for the 100: the front has the request and reads its body next.
+func (cv *conversation) started(head string) {
+	cv.t.Helper()
+	if code, _, _ := cv.ask(head + "Expect: 100-continue\r\n\r\n"); code != http.StatusContinue {
+		cv.t.Fatalf("answer %d to a request asking for 100-continue", code)
+	}
+}
+
 // closed reports whether the server closed the connection (EOF before any byte).
 func (cv *conversation) closed() bool {
 	cv.c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -169,8 +178,8 @@ func TestCloseDropsConnections(t *testing.T) {
 		t.Fatalf("devices = %d", code)
 	}
 	busy := dialRaw(t, base)
-	io.WriteString(busy.c, "POST /push?DESTINATION="+pinA+" HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nhalf")
-	time.Sleep(100 * time.Millisecond) // let the front start reading the body
+	// In flight, its body awaited (bytes sent and unread would make the close a reset).
+	busy.started("POST /push?DESTINATION=" + pinA + " HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n")
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
@@ -196,8 +205,8 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	t.Parallel()
 	s, base, _ := startServing(t, Options{Devices: seedDevices()})
 	cv := dialRaw(t, base)
-	io.WriteString(cv.c, "POST /push?DESTINATION="+pinA+" HTTP/1.1\r\nHost: gw\r\nX-RIM-Push-ID: late\r\nContent-Length: 10\r\n\r\nhalf")
-	time.Sleep(100 * time.Millisecond)
+	cv.started("POST /push?DESTINATION=" + pinA + " HTTP/1.1\r\nHost: gw\r\nX-RIM-Push-ID: late\r\nContent-Length: 10\r\n")
+	io.WriteString(cv.c, "half")
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(t.Context()) }()
 	select {

@@ -351,6 +351,7 @@ func (s *Server) sweeper() {
 				s.log.Warn("take over pushes from a stopped gateway", "pin", pin, "err", err)
 			}
 		}
+		s.sweeps.Add(1)
 	}
 }
 

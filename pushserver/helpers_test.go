@@ -210,12 +210,29 @@ func postJSON(t testing.TB, url string, v any) (int, map[string]any) {
 
 func attach(t testing.TB, base string, rc *receiver, pin string) string {
 	t.Helper()
-	code, m := postJSON(t, base+"/device/attach", map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin)})
-	if code != 200 {
-		t.Fatalf("attach %s = %d %v", pin, code, m)
+	tok, err := attachErr(base, rc, pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// attachErr attaches pin's receiver and returns its link token; it may run on any
+// goroutine.
+func attachErr(base string, rc *receiver, pin string) (string, error) {
+	b, _ := json.Marshal(map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin)})
+	resp, err := http.Post(base+"/device/attach", "application/json", bytes.NewReader(b))
+	if err != nil {
+		return "", fmt.Errorf("attach %s: %w", pin, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("attach %s = %d %v", pin, resp.StatusCode, m)
 	}
 	tok, _ := m["link_token"].(string)
-	return tok
+	return tok, nil
 }
 
 func detach(t testing.TB, base, pin string) {

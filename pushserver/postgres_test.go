@@ -174,7 +174,12 @@ func TestPostgresStore(t *testing.T) {
 		if code, text, _ := rimPush(t, a, "DESTINATION="+pinA, map[string]string{"X-RIM-Push-ID": "to-stopped"}, []byte("kept")); code != 200 {
 			t.Fatalf("push through a = %d %s", code, text)
 		}
-		time.Sleep(200 * time.Millisecond) // a few of a's sweeps
+		// A few of a's sweeps run while the device is away: none may lose or expire the push.
+		for swept, deadline := sa.sweeps.Load(), time.Now().Add(10*time.Second); sa.sweeps.Load() < swept+3; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a swept %d times in 10 s, want 3", sa.sweeps.Load()-swept)
+			}
+		}
 		attach(t, a, rc, pinA)
 		if d := rc.wait(t, 1)[0]; d.PushID != "to-stopped" || string(d.Body) != "kept" {
 			t.Fatalf("delivered %s %q", d.PushID, d.Body)
@@ -506,18 +511,33 @@ func handsetsMoving(t *testing.T, db string) {
 		attach(t, gateways[i%2], rc, d.PIN)
 	}
 	stop := make(chan struct{})
-	moved := make(chan int)
+	type moves struct {
+		n   int
+		err error
+	}
+	moved := make(chan moves, 1)
 	go func() {
-		n := 0
-		defer func() { moved <- n }()
+		var m moves
+		defer func() { moved <- m }()
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
 			case <-time.After(3 * time.Millisecond):
 			}
-			attach(t, gateways[(i/7)%2], rc, devs[(i*5)%devices].PIN) // moves and re-attachments
-			n++
+			// Moves and re-attachments; a failure is the test's to report, not this
+			// goroutine's.
+			if _, m.err = attachErr(gateways[(i/7)%2], rc, devs[(i*5)%devices].PIN); m.err != nil {
+				return
+			}
+			m.n++
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
 		}
 	}()
 	for i := range pushes {
@@ -527,7 +547,11 @@ func handsetsMoving(t *testing.T, db string) {
 		}
 	}
 	close(stop)
-	t.Logf("%d moves while %d pushes went in", <-moved, pushes)
+	m := <-moved
+	if m.err != nil {
+		t.Fatalf("a move after %d: %v", m.n, m.err)
+	}
+	t.Logf("%d moves while %d pushes went in", m.n, pushes)
 	for _, d := range devs {
 		attach(t, b, rc, d.PIN) // settle at b
 	}

@@ -126,6 +126,7 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	sweeps   atomic.Int64   // sweeps for stopped gateways' pushes finished (shared store)
 	notifyWG sync.WaitGroup // result notifications in flight; they start from the store's writer
 
 	mu      sync.Mutex
