@@ -221,6 +221,15 @@ func TestIMAPAppendOverLimit(t *testing.T) {
 	if _, tagged := ic.cmd("b NOOP"); tagged != "b OK NOOP completed" {
 		t.Errorf("NOOP after a refused APPEND = %q", tagged)
 	}
+	// A non-synchronizing one (LITERAL-) is sent regardless: it is skipped, and the
+	// session stays in step.
+	ic.send("e APPEND INBOX {1001+}\r\n" + strings.Repeat("x", 1001))
+	if u, tagged := ic.until("e"); tagged != "e NO [TOOBIG] Literals are limited to 1000 bytes for this command" || len(u) != 0 {
+		t.Errorf("over-limit APPEND {1001+} = %q then %q", u, tagged)
+	}
+	if _, tagged := ic.cmd("f NOOP"); tagged != "f OK NOOP completed" {
+		t.Errorf("NOOP after a refused non-synchronizing APPEND = %q", tagged)
+	}
 	// At the limit it is accepted.
 	msg := "Subject: fits\r\n\r\n" + strings.Repeat("x", 1000-19) + "\r\n"
 	ic.send(fmt.Sprintf("d APPEND INBOX {%d}", len(msg)))
@@ -296,6 +305,16 @@ func TestIMAPBeforeLogin(t *testing.T) {
 		}
 	}
 	ic.login() // still in step
+	// A non-synchronizing literal over 4096 bytes (LITERAL-) cannot be skipped: BAD, and
+	// the connection ends (RFC 7888 section 5).
+	ic = dialIMAPRaw(t, r.imap)
+	ic.send("g LOGIN {5000+}\r\n" + strings.Repeat("x", 5000) + " " + pass)
+	if got, want := ic.line(), "g BAD Non-synchronizing literals are limited to 4096 bytes"; got != want {
+		t.Errorf("LOGIN {5000+} = %q, want %q", got, want)
+	}
+	if l, err := ic.r.ReadString('\n'); err == nil {
+		t.Errorf("the connection goes on after a LOGIN {5000+}: %q", l)
+	}
 	ic = dialIMAPRaw(t, r.imap)
 	ic.send("f LOGIN " + alice + " " + strings.Repeat("x", 8200))
 	if got, want := ic.line(), "* BYE [TOOBIG] Command line too long (at most 8192 bytes before login)"; got != want {

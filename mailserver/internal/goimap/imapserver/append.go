@@ -69,7 +69,15 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		appendLimit = int64(appendLimitSession.AppendLimit())
 	}
 
+	if err := c.refuseNonSyncLiteral(lit.Size(), nonSync); err != nil {
+		return err
+	}
 	if lit.Size() > appendLimit {
+		if nonSync {
+			// bbsim: the data (4096 bytes at most) is on its way: skip it to stay in step.
+			io.Copy(io.Discard, lit)
+			dec.CRLF()
+		}
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,

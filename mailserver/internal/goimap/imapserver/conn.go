@@ -438,6 +438,9 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 }
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
+	if err := c.refuseNonSyncLiteral(size, nonSync); err != nil {
+		return err
+	}
 	if size > 4096 {
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
@@ -447,6 +450,20 @@ func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	}
 
 	return c.acceptLiteral(size, nonSync)
+}
+
+// refuseNonSyncLiteral ends the connection after a non-synchronizing literal over 4096
+// bytes without LITERAL+ (RFC 7888 section 5), with BAD (bbsim): its data follows
+// regardless and cannot be told from commands.
+func (c *Conn) refuseNonSyncLiteral(size int64, nonSync bool) error {
+	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
+		c.state = imap.ConnStateLogout
+		return &imap.Error{
+			Type: imap.StatusResponseTypeBad,
+			Text: "Non-synchronizing literals are limited to 4096 bytes",
+		}
+	}
+	return nil
 }
 
 func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
