@@ -2,6 +2,7 @@ package browserpush
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -112,7 +113,11 @@ func (r *Receiver) applyApp(p *push) *pushError {
 func splitParts(p *push) ([]part, *pushError) {
 	ct := p.header.Get("Content-Type")
 	if !rim.IsMultipart(ct) {
-		return []part{{header: p.header, body: p.body}}, nil
+		body, _, err := rim.DecodeBody(p.header, p.body)
+		if err != nil {
+			return nil, errf(statusMalformed, "%v", err)
+		}
+		return []part{{header: p.header, body: body}}, nil
 	}
 	mps, err := rim.SplitMultipart(ct, p.body, maxParts)
 	if err != nil {
@@ -120,7 +125,11 @@ func splitParts(p *push) ([]part, *pushError) {
 	}
 	parts := make([]part, 0, len(mps))
 	for _, mp := range mps {
-		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: mp.Body})
+		body, _, err := rim.DecodeBody(mp.Header, mp.Body)
+		if err != nil {
+			return nil, errf(statusMalformed, "multipart push, part %d: %v", len(parts)+1, err)
+		}
+		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: body})
 	}
 	return parts, nil
 }
@@ -169,7 +178,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 				UnreadIconURL: unreadURL, ReadIconURL: readURL, DeleteURL: deleteURL}
 			ch.UnreadIcon, ch.ReadIcon = r.fetchIcons(ctx, unreadURL, readURL)
 			ch.UnreadIconLoaded, ch.ReadIconLoaded = ch.UnreadIcon != nil, ch.ReadIcon != nil
-			if err := r.h.PutCache(r.cacheEntry(loc, ct, pt.body, expires)); err != nil {
+			if err := r.cachePage(loc, ct, pt.body, expires); err != nil {
 				return err
 			}
 			ch, err := r.h.UpsertChannel(ch)
@@ -193,10 +202,13 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		}
 		return func(ctx context.Context) error {
 			e := r.cacheEntry(loc, ct, pt.body, expires)
-			if loc != "" {
-				if err := r.h.PutCache(e); err != nil {
+			if cached, ok := r.h.CachedPage(loc); ok && len(pt.body) == 0 && loc != "" {
+				e = cached // an empty message opens the page already cached at its URL
+			} else if loc != "" {
+				if err := r.cachePage(loc, ct, pt.body, expires); err != nil {
 					return err
 				}
+				e, _ = r.h.CachedPage(loc)
 			}
 			m, _, err := r.h.AddMessage(handset.Message{Kind: handset.KindBrowser, From: fromOf(loc),
 				Subject: subject, URL: loc, ContentType: e.ContentType, Text: e.Text,
@@ -215,16 +227,24 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		if loc == "" {
 			loc = chID
 		}
+		from := ""
 		if loc == "" {
-			return nil, errf(statusMalformed, "Browser-Content needs Content-Location")
+			loc, from = contentURL(p)
+		}
+		if loc == "" {
+			return nil, errf(statusMalformed, "Browser-Content needs Content-Location (or a push id or REQUESTURI to cache it under)")
 		}
 		return func(ctx context.Context) error {
-			e := r.cacheEntry(loc, ct, pt.body, expires)
-			if err := r.h.PutCache(e); err != nil {
+			if err := r.cachePage(loc, ct, pt.body, expires); err != nil {
 				return err
 			}
-			r.h.Emit(handset.EventPushContent, "cache refreshed: "+loc,
-				map[string]string{"url": loc, "push_id": p.id, "size": fmt.Sprint(len(pt.body))})
+			fields := map[string]string{"url": loc, "push_id": p.id, "size": fmt.Sprint(len(pt.body))}
+			text := "cache refreshed: " + loc
+			if from != "" {
+				fields["url_from"] = from
+				text += " (no Content-Location: cached under the " + from + ")"
+			}
+			r.h.Emit(handset.EventPushContent, text, fields)
 			return nil
 		}, nil
 
@@ -245,10 +265,109 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		}, nil
 
 	case "":
-		return nil, errf(statusMalformed, "push to the browser port without X-RIM-Push-Type")
+		// RIM's material names no default for a push to the browser's port without a push
+		// type, so the handset refuses it, and says why: the reason reaches the initiator.
+		return nil, errf(statusMalformed, "push to the browser port %d without X-RIM-Push-Type (want Browser-Channel, Browser-Message, Browser-Content or Browser-Channel-Delete)", BrowserPort)
 	default:
 		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get("X-Rim-Push-Type"))
 	}
+}
+
+// contentURL is the URL a Browser-Content push without Content-Location is cached under:
+// the push's REQUESTURI when that is an absolute URL, else cache://push/<push-id>. It
+// returns which of the two it chose ("REQUESTURI" or "push-id").
+func contentURL(p *push) (string, string) {
+	if u, err := url.Parse(strings.TrimSpace(p.header.Get(rim.HeaderRequestURI))); err == nil && u.IsAbs() && u.Host != "" {
+		return u.String(), "REQUESTURI"
+	}
+	if p.id == "" {
+		return "", ""
+	}
+	return "cache://push/" + url.PathEscape(p.id), "push-id"
+}
+
+// cachePage stores pushed content under loc. An empty body keeps a page already cached
+// there (RIM's multipart sample sends its channel part empty, after the content part that
+// cached the page). A multipart body is a page and its resources: the page is cached under
+// loc, each other part under its Content-Location resolved against loc, or under cid:<id>
+// for a part of a multipart/related known by its Content-ID; the page's text then lists
+// them.
+func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) error {
+	if len(body) == 0 {
+		if _, ok := r.h.CachedPage(loc); ok {
+			return nil
+		}
+	}
+	if !rim.IsMultipart(ct) {
+		return r.h.PutCache(r.cacheEntry(loc, ct, body, expires))
+	}
+	mps, err := rim.SplitMultipart(ct, body, maxParts)
+	if err != nil {
+		// Checked as the push arrived (checkContent); a page that cannot be split is
+		// cached as it came.
+		return r.h.PutCache(r.cacheEntry(loc, ct, body, expires))
+	}
+	base, _ := url.Parse(loc)
+	page := -1
+	for i, mp := range mps {
+		cl := strings.TrimSpace(mp.Header.Get("Content-Location"))
+		if mt, _, _ := rim.ParseMediaType(mp.Header.Get("Content-Type")); page < 0 && (cl == "" || cl == loc) && (mt == "text/html" || mt == "application/xhtml+xml" || mt == "") {
+			page = i
+		}
+	}
+	if page < 0 {
+		page = 0
+	}
+	var listed []string
+	for i, mp := range mps {
+		if i == page {
+			continue
+		}
+		pbody, _, err := rim.DecodeBody(mp.Header, mp.Body)
+		if err != nil {
+			continue
+		}
+		u := partURL(base, mp.Header)
+		if u == "" {
+			continue
+		}
+		pct := mp.Header.Get("Content-Type")
+		if err := r.h.PutCache(r.cacheEntry(u, pct, pbody, expires)); err != nil {
+			return err
+		}
+		mt, _, _ := rim.ParseMediaType(pct)
+		listed = append(listed, fmt.Sprintf("%s (%s, %d bytes)", u, cmp.Or(mt, "unknown type"), len(pbody)))
+	}
+	pg := mps[page]
+	pbody, _, err := rim.DecodeBody(pg.Header, pg.Body)
+	if err != nil {
+		pbody = pg.Body
+	}
+	e := r.cacheEntry(loc, pg.Header.Get("Content-Type"), pbody, expires)
+	if len(listed) > 0 {
+		e.Text = strings.TrimRight(e.Text, "\n") + "\n\nImages and other parts cached with this page:\n  " + strings.Join(listed, "\n  ") + "\n"
+	}
+	return r.h.PutCache(e)
+}
+
+// partURL is the URL a part of a multipart page is cached under: its Content-Location
+// resolved against the page's URL, or cid:<Content-ID>.
+func partURL(base *url.URL, h map[string][]string) string {
+	hdr := http.Header(h)
+	if cl := strings.TrimSpace(hdr.Get("Content-Location")); cl != "" {
+		u, err := url.Parse(cl)
+		if err != nil {
+			return ""
+		}
+		if base != nil {
+			u = base.ResolveReference(u)
+		}
+		return u.String()
+	}
+	if id := strings.Trim(strings.TrimSpace(hdr.Get("Content-Id")), "<>"); id != "" {
+		return "cid:" + id
+	}
+	return ""
 }
 
 func isHTTPURL(s string) bool {

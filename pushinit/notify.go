@@ -2,12 +2,15 @@ package pushinit
 
 import (
 	"bytes"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
+	"github.com/bbsim/bbsim/rim/pap"
 )
 
 // Notification is one result notification received from the push server.
@@ -30,19 +33,6 @@ func (n Notification) String() string {
 	}
 }
 
-type papNotification struct {
-	XMLName xml.Name `xml:"pap"`
-	Msg     struct {
-		PushID  string `xml:"push-id,attr"`
-		State   string `xml:"message-state,attr"`
-		Code    string `xml:"code,attr"`
-		Desc    string `xml:"desc,attr"`
-		Address struct {
-			Value string `xml:"address-value,attr"`
-		} `xml:"address"`
-	} `xml:"resultnotification-message"`
-}
-
 // NotifyHandler receives result notifications, both RIM push style (headers) and PAP
 // resultnotification-message bodies, and passes each to f. PAP notifications are answered
 // with a resultnotification-response, as initiators must.
@@ -51,25 +41,22 @@ func NotifyHandler(f func(Notification)) http.Handler {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		n := Notification{At: time.Now()}
 		if bytes.Contains(body, []byte("resultnotification-message")) {
-			var pn papNotification
-			d := xml.NewDecoder(bytes.NewReader(body))
-			d.Strict = false
-			d.Entity = map[string]string{}
-			if err := d.Decode(&pn); err != nil {
+			pn, err := pap.ParseNotification(body)
+			if err != nil {
 				http.Error(w, "bad result notification: "+err.Error(), http.StatusBadRequest)
 				return
 			}
-			n.ID, n.State, n.Desc = pn.Msg.PushID, pn.Msg.State, pn.Msg.Desc
-			n.Destination = pn.Msg.Address.Value
-			n.Code, _ = strconv.Atoi(pn.Msg.Code)
+			n.ID, n.State, n.Desc, n.Destination, n.Code = pn.PushID, pn.State, pn.Desc, pn.Address, pn.Code
 			f(n)
 			w.Header().Set("Content-Type", "application/xml")
-			fmt.Fprintf(w, "<?xml version=\"1.0\"?>\n<!DOCTYPE pap PUBLIC \"-//WAPFORUM//DTD PAP 2.0//EN\" \"http://www.wapforum.org/DTD/pap_2.0.dtd\">\n<pap><resultnotification-response push-id=\"%s\" code=\"1000\"/></pap>\n", xmlAttr(n.ID))
+			w.Write(pap.ResultNotificationResponse(pap.Version20, n.ID, rim.CodeOK))
 			return
 		}
-		n.ID = r.Header.Get("X-RIM-Push-ID")
-		n.Destination = r.Header.Get("X-RIM-Push-Destination")
-		n.Status, _ = strconv.Atoi(r.Header.Get("X-RIM-Push-Status"))
+		n.ID = r.Header.Get(rim.HeaderPushID)
+		n.Destination = r.Header.Get(rim.HeaderDestination)
+		n.Status, _ = strconv.Atoi(r.Header.Get(rim.HeaderStatus))
+		// The body, when there is one, is the device's reason for refusing the push.
+		n.Desc = strings.TrimSpace(string(body))
 		if n.ID == "" {
 			http.Error(w, "not a result notification: no X-RIM-Push-ID", http.StatusBadRequest)
 			return

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
+	"github.com/bbsim/bbsim/rim/pap"
 )
 
 // Protocol selects how a push is sent.
@@ -34,10 +36,10 @@ const (
 
 // Browser push types accepted by Push.Type.
 var pushTypes = map[string]string{
-	"channel": "Browser-Channel",
-	"message": "Browser-Message",
-	"content": "Browser-Content",
-	"delete":  "Browser-Channel-Delete",
+	"channel": rim.TypeChannel,
+	"message": rim.TypeMessage,
+	"content": rim.TypeContent,
+	"delete":  rim.TypeChannelDelete,
 }
 
 // Push is one push request.
@@ -139,26 +141,10 @@ func (e *Error) Retryable() bool {
 
 // CodeMeaning is the meaning of a PAP or BIS result code.
 func CodeMeaning(code int) string {
-	if m, ok := codeMeanings[code]; ok {
-		return m
+	if !rim.Known(code) {
+		return "unknown code"
 	}
-	return "unknown code"
-}
-
-var codeMeanings = map[int]string{
-	1000: "OK", 1001: "accepted for processing", 1500: "accepted over daily quota",
-	2000: "bad request", 2001: "forbidden", 2002: "address error", 2003: "bad URL",
-	2004: "push-id not found", 2005: "capabilities mismatch", 2006: "unsupported function",
-	2007: "duplicate push-id", 2008: "cancellation not possible", 2009: "status not yet available",
-	2500: "quota rejection", 3000: "internal error", 3001: "not implemented",
-	3002: "PAP version not supported", 3003: "message no longer available",
-	3004: "capability not supported", 3005: "multiple recipients not supported",
-	3006: "transformation failure", 3007: "delivery method not possible",
-	3009: "network not available", 4000: "service failure", 4001: "server busy",
-	4500: "expired", 4501: "failed", 4502: "no application listening on the device",
-	4503: "push service blocked on the device", 21000: "done", 22000: "malformed",
-	22001: "application ID not found", 22002: "invalid PIN", 22003: "incorrect status",
-	22004: "no results", 22005: "call-rate limit", 23000: "internal error",
+	return rim.Desc(code)
 }
 
 // NewID returns a random push ID.
@@ -227,7 +213,7 @@ func (p *Push) defaults() error {
 func (p *Push) browserHeaders(h http.Header) {
 	h.Set("Content-Type", p.ContentType)
 	if p.Type != "" {
-		h.Set("X-RIM-Push-Type", pushTypes[strings.ToLower(p.Type)])
+		h.Set(rim.HeaderPushType, pushTypes[strings.ToLower(p.Type)])
 	}
 	set := func(k, v string) {
 		if v != "" {
@@ -298,22 +284,7 @@ func (p *Push) papAddress(to string) string {
 	if p.Protocol == BIS || strings.HasPrefix(to, "WAPPUSH=") {
 		return to
 	}
-	var b strings.Builder
-	for _, c := range []byte(to) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '+', c == '-', c == '.', c == '_':
-			b.WriteByte(c)
-		default:
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return fmt.Sprintf("WAPPUSH=%s%%3A%d/TYPE=USER@rim.net", b.String(), p.Port)
-}
-
-func xmlAttr(s string) string {
-	var b bytes.Buffer
-	xml.EscapeText(&b, []byte(s))
-	return strings.ReplaceAll(b.String(), `"`, "&#34;")
+	return rim.FormatAddress(to, p.Port)
 }
 
 // papBody builds the multipart/related PAP push: the control entity, then the content.
@@ -321,22 +292,22 @@ func (p *Push) papBody() ([]byte, string, error) {
 	var ctl strings.Builder
 	ctl.WriteString("<?xml version=\"1.0\"?>\r\n")
 	if p.Protocol == BIS {
-		ctl.WriteString("<!DOCTYPE pap PUBLIC \"-//WAPFORUM//DTD PAP 2.1//EN\" \"http://www.openmobilealliance.org/tech/DTD/pap_2.1.dtd\">\r\n")
+		ctl.WriteString(pap.Doctype(pap.Version21) + "\r\n")
 	} else {
-		ctl.WriteString("<!DOCTYPE pap PUBLIC \"-//WAPFORUM//DTD PAP 2.0//EN\" \"http://www.wapforum.org/DTD/pap_2.0.dtd\">\r\n")
+		ctl.WriteString(pap.Doctype(pap.Version20) + "\r\n")
 	}
-	ctl.WriteString("<pap>\r\n<push-message push-id=\"" + xmlAttr(p.ID) + "\"")
+	ctl.WriteString("<pap>\r\n<push-message push-id=\"" + pap.Escape(p.ID) + "\"")
 	if p.Protocol == BIS {
-		ctl.WriteString(" source-reference=\"" + xmlAttr(p.Username) + "\"")
+		ctl.WriteString(" source-reference=\"" + pap.Escape(p.Username) + "\"")
 	}
-	deadline := time.Now().UTC().Add(24 * time.Hour).Format("2006-01-02T15:04:05Z")
+	deadline := pap.FormatTime(time.Now().Add(24 * time.Hour))
 	ctl.WriteString(" deliver-before-timestamp=\"" + deadline + "\"")
 	if p.NotifyURL != "" {
-		ctl.WriteString(" ppg-notify-requested-to=\"" + xmlAttr(p.NotifyURL) + "\"")
+		ctl.WriteString(" ppg-notify-requested-to=\"" + pap.Escape(p.NotifyURL) + "\"")
 	}
 	ctl.WriteString(">\r\n")
 	for _, to := range p.To {
-		ctl.WriteString("<address address-value=\"" + xmlAttr(p.papAddress(to)) + "\"/>\r\n")
+		ctl.WriteString("<address address-value=\"" + pap.Escape(p.papAddress(to)) + "\"/>\r\n")
 	}
 	method := p.Reliability
 	switch strings.ToLower(method) {
@@ -347,7 +318,7 @@ func (p *Push) papBody() ([]byte, string, error) {
 	case "application-preferred":
 		method = "preferconfirmed"
 	}
-	ctl.WriteString("<quality-of-service delivery-method=\"" + xmlAttr(method) + "\"/>\r\n")
+	ctl.WriteString("<quality-of-service delivery-method=\"" + pap.Escape(method) + "\"/>\r\n")
 	ctl.WriteString("</push-message>\r\n</pap>\r\n")
 
 	var buf bytes.Buffer
@@ -457,7 +428,7 @@ func (c *Client) sendOnce(ctx context.Context, p Push) Result {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	r.HTTPStatus = resp.StatusCode
-	code, desc := parsePAPAnswer(body)
+	code, desc := pap.AnswerCode(body)
 	r.Code, r.Desc = code, desc
 	if r.Desc == "" {
 		r.Desc = firstLine(body)
@@ -481,37 +452,4 @@ func firstLine(b []byte) string {
 		return ""
 	}
 	return strings.TrimSpace(s)
-}
-
-// parsePAPAnswer reads the code and desc of a PAP answer: response-result,
-// badmessage-response, or any element with a code attribute.
-func parsePAPAnswer(body []byte) (int, string) {
-	if !bytes.Contains(body, []byte("code=")) {
-		return 0, ""
-	}
-	d := xml.NewDecoder(bytes.NewReader(body))
-	d.Strict = false
-	d.Entity = map[string]string{}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return 0, ""
-		}
-		se, ok := tok.(xml.StartElement)
-		if !ok {
-			continue
-		}
-		var code, desc string
-		for _, a := range se.Attr {
-			switch a.Name.Local {
-			case "code":
-				code = a.Value
-			case "desc":
-				desc = a.Value
-			}
-		}
-		if n, err := strconv.Atoi(code); err == nil {
-			return n, desc
-		}
-	}
 }

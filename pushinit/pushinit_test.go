@@ -137,7 +137,7 @@ func TestRefusals(t *testing.T) {
 		code    int
 		wantErr string
 	}{
-		{"bad address", 400, `<pap><push-response><response-result code="2002" desc="Address error"/></push-response></pap>`, 2002, "PAP code 2002 (address error"},
+		{"bad address", 400, `<pap><push-response><response-result code="2002" desc="Address error"/></push-response></pap>`, 2002, "PAP code 2002 (Address error"},
 		{"malformed", 400, `<pap><badmessage-response code="2000" desc="Bad request" bad-message-fragment="x"/></pap>`, 2000, "PAP code 2000"},
 		{"forbidden", 403, "unknown recipient 2100FFFF\n", 0, "HTTP 403, forbidden"},
 		{"auth", 401, "", 0, "--username"},
@@ -311,7 +311,7 @@ func TestNotifyHandler(t *testing.T) {
 	if len(got) != 2 || got[0].Status != 200 || got[0].Destination != "2100000A" || got[1].Code != 4500 || got[1].State != "expired" {
 		t.Fatalf("got %+v", got)
 	}
-	if s := got[1].String(); !strings.Contains(s, "expired, code 4500 (expired)") {
+	if s := got[1].String(); !strings.Contains(s, "expired, code 4500 (Expired)") {
 		t.Errorf("string %q", s)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/rim/pap"
 )
 
 // delivery is one push reassembled by the test receiver.
@@ -294,3 +296,11 @@ func waitState(t testing.TB, s *Server, pushID, pin, state string) RecipientStat
 	t.Fatalf("push %s for %s never reached %s: %+v", pushID, pin, state, last)
 	return RecipientStatus{}
 }
+
+// DOCTYPEs and timestamps as initiators write them.
+var (
+	papDoctype20 = pap.Doctype(pap.Version20)
+	papDoctype21 = pap.Doctype(pap.Version21)
+)
+
+const papTimeLayout = pap.TimeLayout

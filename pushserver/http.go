@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"time"
 
 	"github.com/bbsim/bbsim/rim"
 )
@@ -277,5 +276,3 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.m.write(w, s.st, queued, deepest, attached, pending, active)
 }
-
-func papTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }

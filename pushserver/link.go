@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // linkWindow is how many packets may be unacknowledged on a device link at once.
@@ -215,7 +217,7 @@ func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
 			return fail(err)
 		}
 		answered++
-		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if err == nil {
 			// The body must have ended for the connection to carry the next answer.
 			var one [1]byte
@@ -225,7 +227,7 @@ func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
 		}
 		resp.Body.Close()
 		keep := err == nil && !resp.Close
-		res := classify(resp)
+		res := classify(resp, answer)
 		if !keep {
 			l.close()
 		}
@@ -249,15 +251,26 @@ func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
 	return sendResult{ok: true}, nil
 }
 
-// classify turns a receiver's answer to a packet into a delivery result.
-func classify(resp *http.Response) sendResult {
+// classify turns a receiver's answer to a packet into a delivery result; a refusal keeps
+// the first line of the answer's body, the device's reason.
+func classify(resp *http.Response, body []byte) sendResult {
 	if resp.StatusCode/100 == 2 {
 		return sendResult{ok: true}
 	}
-	code, _ := strconv.Atoi(resp.Header.Get("X-RIM-Push-Status"))
+	code, _ := strconv.Atoi(resp.Header.Get(rim.HeaderStatus))
 	if code == 0 || code == 234 || code == 237 {
 		// Unreachable, busy or "refused, retry allowed": keep trying until the deadline.
 		return sendResult{retry: true, code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
 	}
-	return sendResult{code: code, err: fmt.Errorf("receiver answered %s", resp.Status)}
+	return sendResult{code: code, reason: deviceReason(body), err: fmt.Errorf("receiver answered %s", resp.Status)}
+}
+
+// deviceReason is the first line of a receiver's refusal, at most 200 bytes of valid UTF-8.
+func deviceReason(body []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	line = strings.TrimSpace(line)
+	if len(line) > 200 {
+		line = line[:200]
+	}
+	return strings.ToValidUTF8(line, "")
 }

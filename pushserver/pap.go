@@ -1,277 +1,74 @@
 package pushserver
 
 import (
-	"bytes"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bbsim/bbsim/rim"
+	"github.com/bbsim/bbsim/rim/pap"
 )
 
 // PAP codes used in answers.
 const (
-	papOK              = 1000
-	papAccepted        = 1001
-	papBadRequest      = 2000
-	papForbidden       = 2001
-	papAddressError    = 2002
-	papNotFound        = 2004
-	papDuplicate       = 2007
-	papNotCancellable  = 2008
-	papInternal        = 3000
-	papBusy            = 4001
-	papExpired         = 4500
-	papFailed          = 4501
-	papTimeLayout      = "2006-01-02T15:04:05Z"
-	papDoctype20       = `<!DOCTYPE pap PUBLIC "-//WAPFORUM//DTD PAP 2.0//EN" "http://www.wapforum.org/DTD/pap_2.0.dtd">`
-	papDoctype21       = `<!DOCTYPE pap PUBLIC "-//WAPFORUM//DTD PAP 2.1//EN" "http://www.openmobilealliance.org/tech/DTD/pap_2.1.dtd">`
-	papSenderName      = "bbsim push server"
-	maxPAPControlBytes = 1 << 20
+	papOK             = rim.CodeOK
+	papAccepted       = rim.CodeAccepted
+	papBadRequest     = rim.CodeBadRequest
+	papForbidden      = rim.CodeForbidden
+	papAddressError   = rim.CodeAddressError
+	papNotFound       = rim.CodeNotFound
+	papDuplicate      = rim.CodeDuplicate
+	papNotCancellable = rim.CodeNotCancellable
+	papInternal       = rim.CodeInternal
+	papBusy           = rim.CodeBusy
 )
 
-// papDoc is a parsed PAP control entity: exactly one of the messages is set.
-type papDoc struct {
-	XMLName     xml.Name        `xml:"pap"`
-	Push        *papPushMessage `xml:"push-message"`
-	StatusQuery *papQuery       `xml:"statusquery-message"`
-	Cancel      *papQuery       `xml:"cancel-message"`
-	Version     string          `xml:"-"` // "2.0" or "2.1", from the DOCTYPE (default 2.0)
-}
+// papSender names this server in PAP answers and notifications.
+var papSender = pap.Sender{Address: "/pap", Name: "bbsim push server"}
 
-type papPushMessage struct {
-	PushID          string       `xml:"push-id,attr"`
-	DeliverBefore   string       `xml:"deliver-before-timestamp,attr"`
-	DeliverAfter    string       `xml:"deliver-after-timestamp,attr"`
-	SourceReference string       `xml:"source-reference,attr"`
-	NotifyTo        string       `xml:"ppg-notify-requested-to,attr"`
-	ReplacePushID   string       `xml:"replace-push-id,attr"`
-	ReplaceMethod   string       `xml:"replace-method,attr"`
-	ProgressNotes   string       `xml:"progress-notes-requested,attr"`
-	Addresses       []papAddress `xml:"address"`
-	QoS             *struct {
-		Priority       string `xml:"priority,attr"`
-		DeliveryMethod string `xml:"delivery-method,attr"`
-	} `xml:"quality-of-service"`
-}
-
-type papQuery struct {
-	PushID    string       `xml:"push-id,attr"`
-	Addresses []papAddress `xml:"address"`
-}
-
-type papAddress struct {
-	Value string `xml:"address-value,attr"`
-}
-
-// parsePAP parses a PAP control entity strictly: well-formed XML, one <pap> root with one
-// message, a PAP DOCTYPE at most, no entity declarations; no DTD is ever fetched.
-func parsePAP(b []byte) (*papDoc, error) {
-	if len(b) > maxPAPControlBytes {
-		return nil, errors.New("control entity too large")
-	}
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
-	d.CharsetReader = func(charset string, in io.Reader) (io.Reader, error) {
-		switch strings.ToLower(charset) {
-		case "utf-8", "us-ascii", "ascii":
-			return in, nil
-		}
-		return nil, fmt.Errorf("unsupported encoding %q", charset)
-	}
-	doc := &papDoc{Version: "2.0"}
-	seenRoot := false
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("malformed XML: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.Directive:
-			if seenRoot {
-				return nil, errors.New("directive after the root element")
-			}
-			s := string(t)
-			if !strings.HasPrefix(s, "DOCTYPE") {
-				return nil, fmt.Errorf("unexpected directive <!%.20s", s)
-			}
-			if strings.Contains(strings.ToUpper(s), "<!ENTITY") {
-				return nil, errors.New("entity declarations are refused")
-			}
-			switch {
-			case strings.Contains(s, "PAP 2.1"):
-				doc.Version = "2.1"
-			case strings.Contains(s, "PAP 2.0"):
-				doc.Version = "2.0"
-			default:
-				return nil, errors.New("DOCTYPE is not PAP 2.0 or 2.1")
-			}
-		case xml.StartElement:
-			if seenRoot {
-				return nil, errors.New("more than one root element")
-			}
-			seenRoot = true
-			if t.Name.Local != "pap" {
-				return nil, fmt.Errorf("root element <%s>, want <pap>", t.Name.Local)
-			}
-			if err := d.DecodeElement(doc, &t); err != nil {
-				return nil, fmt.Errorf("malformed XML: %w", err)
-			}
-		case xml.CharData:
-			if len(bytes.TrimSpace(t)) > 0 {
-				return nil, errors.New("text outside the root element")
-			}
-		}
-	}
-	if !seenRoot {
-		return nil, errors.New("no <pap> element")
-	}
-	n := 0
-	for _, set := range []bool{doc.Push != nil, doc.StatusQuery != nil, doc.Cancel != nil} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return nil, errors.New("want exactly one of push-message, statusquery-message, cancel-message")
-	}
-	return doc, nil
-}
-
-// papAddr is one parsed PAP address.
-type papAddr struct {
-	Dest string // PIN or e-mail
-	Port int    // 0 when the address names none
-	All  bool   // push_all
-}
-
-// parsePAPAddress parses WAPPUSH=<escaped id>%3A<port>/TYPE=USER@rim.net (or
-// @blackberry.com), a bare PIN, or push_all.
-func parsePAPAddress(v string) (papAddr, error) {
-	v = strings.TrimSpace(v)
-	if strings.EqualFold(v, "push_all") {
-		return papAddr{All: true}, nil
-	}
-	if len(v) >= 8 && strings.EqualFold(v[:8], "WAPPUSH=") {
-		rest := v[8:]
-		i := strings.LastIndex(strings.ToUpper(rest), "/TYPE=")
-		if i < 0 {
-			return papAddr{}, fmt.Errorf("address %q: no /TYPE=", v)
-		}
-		typ := strings.ToUpper(rest[i+6:])
-		if typ != "USER@RIM.NET" && typ != "USER@BLACKBERRY.COM" {
-			return papAddr{}, fmt.Errorf("address %q: type %q, want USER@rim.net", v, rest[i+6:])
-		}
-		id, err := url.PathUnescape(rest[:i])
-		if err != nil {
-			return papAddr{}, fmt.Errorf("address %q: %w", v, err)
-		}
-		a := papAddr{Dest: id}
-		if j := strings.LastIndexByte(id, ':'); j >= 0 {
-			p, err := strconv.Atoi(id[j+1:])
-			if err != nil || p <= 0 || p > 65535 {
-				return papAddr{}, fmt.Errorf("address %q: bad port", v)
-			}
-			a.Dest, a.Port = id[:j], p
-		}
-		if a.Dest == "" {
-			return papAddr{}, fmt.Errorf("address %q: empty", v)
-		}
-		return a, nil
-	}
-	if v == "" {
-		return papAddr{}, errors.New("empty address")
-	}
-	return papAddr{Dest: v}, nil
-}
-
-func parsePAPTime(name, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(papTimeLayout, strings.TrimSpace(v))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("bad %s %q: want YYYY-MM-DDThh:mm:ssZ", name, v)
-	}
-	return t, nil
-}
-
-func xmlEsc(s string) string {
-	var b bytes.Buffer
-	xml.EscapeText(&b, []byte(s))
-	return strings.ReplaceAll(b.String(), `"`, "&#34;")
-}
-
-func papDoctype(version string) string {
-	if version == "2.1" {
-		return papDoctype21
-	}
-	return papDoctype20
-}
-
-var papDescs = map[int]string{
-	papOK: "The request succeeded", papAccepted: "The request has been accepted for processing",
-	papBadRequest: "Bad request", papForbidden: "Forbidden", papAddressError: "Address error",
-	papNotFound: "Push-id not found", papDuplicate: "Duplicate push-id", papNotCancellable: "Cancellation not possible",
-	papInternal: "Internal server error", papBusy: "Server busy", papExpired: "Expired", papFailed: "Delivery failed",
-	4502: "No application listening on the device",
-}
-
-func papDesc(code int) string {
-	if d, ok := papDescs[code]; ok {
-		return d
-	}
-	return "Result code " + strconv.Itoa(code)
-}
-
-// papStatus maps a PAP result code to the HTTP status of the answer.
+// papStatus is the HTTP status of a PAP answer. MDS answered 202 to every PAP request it
+// handled (push, replace, status query, cancel), with the outcome in the XML codes, and
+// RIM's PAP sample throws on any other status; only a busy server (503, to be retried),
+// an initiator refused access (403, as RIM push answers it), an internal error (500) and
+// a badmessage-response (400, see papBad) differ.
 func papStatus(code int) int {
 	switch {
-	case code == papAccepted:
-		return http.StatusAccepted
 	case code == papForbidden:
 		return http.StatusForbidden
 	case code == papBusy:
 		return http.StatusServiceUnavailable
-	case code/1000 == 2:
-		return http.StatusBadRequest
 	case code/1000 == 3:
 		return http.StatusInternalServerError
 	}
-	return http.StatusOK
+	return http.StatusAccepted
 }
 
-func (s *Server) writePAP(w http.ResponseWriter, status int, version, inner string) {
+func (s *Server) writePAP(w http.ResponseWriter, status int, doc []byte) {
 	w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "<?xml version=\"1.0\"?>\n%s\n<pap>\n%s</pap>\n", papDoctype(version), inner)
+	w.Write(doc)
 }
 
+// papBad answers a request that is not a PAP message bbsim can read: 400 with a
+// badmessage-response.
 func (s *Server) papBad(w http.ResponseWriter, version string, code int, desc string, fragment []byte) {
 	s.m.rejected.Add(1)
-	if len(fragment) > 200 {
-		fragment = fragment[:200]
+	status := http.StatusBadRequest
+	if code == papForbidden {
+		status = http.StatusForbidden
 	}
-	s.writePAP(w, papStatus(code), version, fmt.Sprintf("<badmessage-response code=\"%d\" desc=\"%s\" bad-message-fragment=\"%s\"/>\n",
-		code, xmlEsc(desc), xmlEsc(strings.ToValidUTF8(string(fragment), "?"))))
+	s.writePAP(w, status, pap.BadMessage(version, code, desc, fragment))
 }
 
 func (s *Server) papPushResponse(w http.ResponseWriter, version, pushID string, code int, desc string) {
 	if code != papAccepted {
 		s.m.rejected.Add(1)
 	}
-	s.writePAP(w, papStatus(code), version, fmt.Sprintf("<push-response push-id=\"%s\" sender-address=\"%s\" sender-name=\"%s\" reply-time=\"%s\">\n<response-result code=\"%d\" desc=\"%s\"/>\n</push-response>\n",
-		xmlEsc(pushID), "/pap", papSenderName, papTime(s.now()), code, xmlEsc(desc)))
+	s.writePAP(w, papStatus(code), pap.PushResponse(version, papSender, pushID, s.now(), code, desc))
 }
 
 // handlePAP answers POST /pap: push (and replace), status query and cancel.
@@ -293,7 +90,7 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			s.writePAP(w, http.StatusRequestEntityTooLarge, "2.0", fmt.Sprintf("<badmessage-response code=\"%d\" desc=\"body over the %d-byte limit\" bad-message-fragment=\"\"/>\n", papBadRequest, s.opts.MaxBodyBytes))
+			s.writePAP(w, http.StatusRequestEntityTooLarge, pap.BadMessage(pap.Version20, papBadRequest, fmt.Sprintf("body over the %d-byte limit", s.opts.MaxBodyBytes), nil))
 			s.m.rejected.Add(1)
 			return
 		}
@@ -324,7 +121,7 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 		s.papBad(w, "2.0", papBadRequest, "Content-Type must be multipart/related or application/xml, not "+mt, body)
 		return
 	}
-	doc, err := parsePAP(control)
+	doc, err := pap.Parse(control)
 	if err != nil {
 		s.papBad(w, "2.0", papBadRequest, err.Error(), control)
 		return
@@ -339,7 +136,7 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator, doc *papDoc, content *part, control []byte) {
+func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator, doc *pap.Message, content *part, control []byte) {
 	pm := doc.Push
 	v := doc.Version
 	if strings.TrimSpace(pm.PushID) == "" {
@@ -354,31 +151,41 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		s.papPushResponse(w, v, pm.PushID, papAddressError, "push-message without address")
 		return
 	}
-	before, err := parsePAPTime("deliver-before-timestamp", pm.DeliverBefore)
+	before, err := pap.ParseTime("deliver-before-timestamp", pm.DeliverBefore)
 	if err != nil {
 		s.papBad(w, v, papBadRequest, err.Error(), control)
 		return
 	}
-	after, err := parsePAPTime("deliver-after-timestamp", pm.DeliverAfter)
+	after, err := pap.ParseTime("deliver-after-timestamp", pm.DeliverAfter)
 	if err != nil {
 		s.papBad(w, v, papBadRequest, err.Error(), control)
 		return
 	}
-	rel := "transport"
+	rel := rim.ReliabilityTransport
 	if pm.QoS != nil {
-		switch lower(pm.QoS.DeliveryMethod) {
-		case "", "unconfirmed", "preferconfirmed", "notspecified":
-		case "confirmed", "application-level":
-			rel = "application"
-		default:
-			s.papBad(w, v, papBadRequest, "unknown delivery-method "+pm.QoS.DeliveryMethod, control)
+		rel, err = pap.DeliveryMethod(pm.QoS.DeliveryMethod)
+		if err != nil {
+			s.papBad(w, v, papBadRequest, err.Error(), control)
 			return
 		}
 	}
-	if pm.NotifyTo != "" {
-		u, err := url.Parse(pm.NotifyTo)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			s.papBad(w, v, papBadRequest, "bad ppg-notify-requested-to", control)
+	// RIM's PAP sample asks for its notification and reliability with the content part's
+	// X-RIM-Push-* headers, as MDS honoured them; the control entity wins when both say.
+	notifyTo := strings.TrimSpace(pm.NotifyTo)
+	if notifyTo != "" && !isHTTPURL(notifyTo) {
+		s.papBad(w, v, papBadRequest, "bad ppg-notify-requested-to", control)
+		return
+	}
+	if n := strings.TrimSpace(content.Header.Get(rim.HeaderNotifyURL)); notifyTo == "" && n != "" {
+		if !isHTTPURL(n) {
+			s.papBad(w, v, papBadRequest, fmt.Sprintf("bad X-RIM-Push-NotifyURL %q in the content part", n), control)
+			return
+		}
+		notifyTo = n
+	}
+	if pm.QoS == nil || strings.TrimSpace(pm.QoS.DeliveryMethod) == "" {
+		if rel, err = rim.ParseReliability(rim.ReliabilityHeader(content.Header.Get)); err != nil {
+			s.papBad(w, v, papBadRequest, err.Error()+" in the content part", control)
 			return
 		}
 	}
@@ -389,7 +196,7 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 	var pins []string
 	var ports []int
 	for _, a := range pm.Addresses {
-		pa, err := parsePAPAddress(a.Value)
+		pa, err := rim.ParseAddress(a.Value)
 		if err != nil {
 			s.papPushResponse(w, v, pm.PushID, papAddressError, err.Error())
 			return
@@ -435,10 +242,20 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		}
 		h[ck] = vs
 	}
-	if t := h.Get("X-RIM-Push-Type"); t != "" {
-		if canon, ok := pushTypes[lower(t)]; ok {
-			h.Set("X-RIM-Push-Type", canon)
+	if t := h.Get(rim.HeaderPushType); t != "" {
+		if canon, ok := rim.PushType(t); ok {
+			h.Set(rim.HeaderPushType, canon)
 		}
+	}
+	body, decoded, err := rim.DecodeBody(content.Header, content.Body)
+	if err != nil {
+		s.papBad(w, v, papBadRequest, err.Error(), control)
+		return
+	}
+	if decoded {
+		// The device gets the content itself, as MDS delivered it.
+		h.Del("Content-Transfer-Encoding")
+		h.Del("Content-Encoding")
 	}
 	src := pm.SourceReference
 	if ini != nil {
@@ -461,8 +278,8 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		}
 	}
 	_, err = s.enqueue(r.Context(), Submission{
-		PushID: pm.PushID, Source: src, PINs: pins, Port: 7874, Headers: h, Body: content.Body,
-		Reliability: rel, DeliverBefore: before, DeliverAfter: after, NotifyURL: pm.NotifyTo,
+		PushID: pm.PushID, Source: src, PINs: pins, Port: 7874, Headers: h, Body: body,
+		Reliability: rel, DeliverBefore: before, DeliverAfter: after, NotifyURL: notifyTo,
 		notifyPAP: true, papVersion: v, ports: ports,
 	})
 	switch {
@@ -484,103 +301,175 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 				s.log.Warn("cancel replaced push", "push_id", pm.ReplacePushID, "err", err)
 			}
 		}
-		s.papPushResponse(w, v, pm.PushID, papAccepted, papDesc(papAccepted))
+		s.papPushResponse(w, v, pm.PushID, papAccepted, rim.Desc(papAccepted))
 	}
 }
 
-// papState maps a recipient state to PAP message-state and code.
-func papState(state string, code int) (string, int) {
-	switch state {
-	case "queued", "pending":
-		return "pending", papAccepted
-	case "delivered":
-		return "delivered", papOK
-	case "expired":
-		return "expired", papExpired
-	case "timeout":
-		return "timeout", papExpired
-	case "cancelled":
-		return "cancelled", papFailed
-	case "failed":
-		if code == 0 {
-			code = papFailed
+// papTarget is one address of a status query or cancel, resolved the way a push resolves
+// it.
+type papTarget struct {
+	written string          // the address-value as the initiator wrote it
+	pins    map[string]bool // nil: every recipient (push_all)
+	err     error
+}
+
+// papTargets resolves the addresses of a status query or cancel. No address means every
+// recipient, each named by its PIN.
+func (s *Server) papTargets(addrs []pap.AddressElem, ps PushStatus) []papTarget {
+	if len(addrs) == 0 {
+		ts := make([]papTarget, 0, len(ps.Recipients))
+		for _, rs := range ps.Recipients {
+			ts = append(ts, papTarget{written: rs.PIN, pins: map[string]bool{rs.PIN: true}})
 		}
-		return "undeliverable", code
+		return ts
 	}
-	return "unknown", papFailed
+	ts := make([]papTarget, 0, len(addrs))
+	for _, a := range addrs {
+		t := papTarget{written: a.Value}
+		pa, err := rim.ParseAddress(a.Value)
+		switch {
+		case err != nil:
+			t.err = err
+		case pa.All:
+		default:
+			// The initiator may query its own pushes whatever its push rights are now.
+			pins, _, err := s.resolve(pa.Dest, nil)
+			if err != nil {
+				t.err = err
+				break
+			}
+			t.pins = map[string]bool{}
+			for _, p := range pins {
+				t.pins[p] = true
+			}
+		}
+		ts = append(ts, t)
+	}
+	return ts
 }
 
-func wantedAddress(filter []papAddress, pin string) bool {
-	if len(filter) == 0 {
-		return true
-	}
-	for _, a := range filter {
-		if pa, err := parsePAPAddress(a.Value); err == nil && (strings.EqualFold(pa.Dest, pin) || pa.All) {
-			return true
+// recipientsOf returns the recipients of ps an address names.
+func (t papTarget) recipientsOf(ps PushStatus) []RecipientStatus {
+	var out []RecipientStatus
+	for _, rs := range ps.Recipients {
+		if t.pins == nil || t.pins[rs.PIN] {
+			out = append(out, rs)
 		}
 	}
-	return false
+	return out
 }
 
-func (s *Server) papStatusQuery(w http.ResponseWriter, doc *papDoc) {
+// papResult is the PAP result of one address's recipients: the recipient's own, or for a
+// group the least advanced of them (a pending recipient makes the group pending), with the
+// time of the latest change.
+func papResult(address string, rss []RecipientStatus) pap.Result {
+	best := -1
+	rank := func(rs RecipientStatus) int {
+		switch rs.State {
+		case rim.StateQueued, rim.StatePending:
+			return 0
+		case rim.StateDelivered:
+			return 2
+		}
+		return 1
+	}
+	var at time.Time
+	for i, rs := range rss {
+		if best < 0 || rank(rs) < rank(rss[best]) {
+			best = i
+		}
+		if rs.UpdatedAt.After(at) {
+			at = rs.UpdatedAt
+		}
+	}
+	rs := rss[best]
+	st, code := rim.MessageState(rs.State, rs.Code)
+	desc := rim.Desc(code)
+	if rs.Reason != "" {
+		desc += ": " + rs.Reason
+	}
+	return pap.Result{Code: code, Desc: desc, State: st, At: at, Address: address}
+}
+
+func (s *Server) papStatusQuery(w http.ResponseWriter, doc *pap.Message) {
 	q := doc.StatusQuery
 	ps, err := s.PushState(q.PushID)
-	var b strings.Builder
-	fmt.Fprintf(&b, "<statusquery-response push-id=\"%s\" sender-address=\"/pap\" sender-name=\"%s\" reply-time=\"%s\">\n", xmlEsc(q.PushID), papSenderName, papTime(s.now()))
+	var rs []pap.Result
 	switch {
 	case errors.Is(err, ErrNotFound):
-		fmt.Fprintf(&b, "<statusquery-result code=\"%d\" desc=\"%s\" message-state=\"unknown\"/>\n", papNotFound, papDesc(papNotFound))
+		rs = append(rs, pap.Result{Code: papNotFound, Desc: rim.Desc(papNotFound), State: "unknown"})
 	case err != nil:
 		s.log.Error("status query", "err", err)
-		fmt.Fprintf(&b, "<statusquery-result code=\"%d\" desc=\"%s\" message-state=\"unknown\"/>\n", papInternal, papDesc(papInternal))
+		rs = append(rs, pap.Result{Code: papInternal, Desc: rim.Desc(papInternal), State: "unknown"})
 	default:
-		for _, rs := range ps.Recipients {
-			if !wantedAddress(q.Addresses, rs.PIN) {
+		for _, t := range s.papTargets(q.Addresses, ps) {
+			rss := t.recipientsOf(ps)
+			if t.err != nil || len(rss) == 0 {
+				desc := "no recipient of push " + q.PushID + " at this address"
+				if t.err != nil {
+					desc = t.err.Error()
+				}
+				rs = append(rs, pap.Result{Code: papAddressError, Desc: desc, State: "unknown", Address: t.written})
 				continue
 			}
-			st, code := papState(rs.State, rs.Code)
-			fmt.Fprintf(&b, "<statusquery-result code=\"%d\" desc=\"%s\" message-state=\"%s\" event-time=\"%s\">\n<address address-value=\"%s\"/>\n</statusquery-result>\n",
-				code, xmlEsc(papDesc(code)), st, papTime(rs.UpdatedAt), rs.PIN)
+			rs = append(rs, papResult(t.written, rss))
 		}
 	}
-	b.WriteString("</statusquery-response>\n")
-	s.writePAP(w, http.StatusOK, doc.Version, b.String())
+	s.writePAP(w, http.StatusAccepted, pap.StatusQueryResponse(doc.Version, papSender, q.PushID, s.now(), rs))
 }
 
-func (s *Server) papCancel(w http.ResponseWriter, doc *papDoc) {
+func (s *Server) papCancel(w http.ResponseWriter, doc *pap.Message) {
 	q := doc.Cancel
-	n, err := s.cancel1(q.PushID)
-	var b strings.Builder
-	fmt.Fprintf(&b, "<cancel-response push-id=\"%s\">\n", xmlEsc(q.PushID))
-	code := papOK
-	switch {
-	case errors.Is(err, ErrNotFound):
-		code = papNotFound
-	case err != nil:
-		s.log.Error("cancel", "err", err)
-		code = papInternal
-	case n == 0:
-		code = papNotCancellable
-	}
-	fmt.Fprintf(&b, "<cancel-result code=\"%d\" desc=\"%s\">\n", code, xmlEsc(papDesc(code)))
-	if code == papOK {
-		if ps, err := s.PushState(q.PushID); err == nil {
-			for _, rs := range ps.Recipients {
-				if rs.State == "cancelled" {
-					fmt.Fprintf(&b, "<address address-value=\"%s\"/>\n", rs.PIN)
+	var rs []pap.Result
+	ps, err := s.PushState(q.PushID)
+	var targets []papTarget
+	var cancelled []string
+	n := 0
+	if err == nil {
+		targets = s.papTargets(q.Addresses, ps)
+		var only map[string]bool
+		if len(q.Addresses) > 0 {
+			only = map[string]bool{}
+			for _, t := range targets {
+				if t.err == nil && t.pins == nil {
+					only = nil // push_all
+					break
+				}
+				for p := range t.pins {
+					only[p] = true
 				}
 			}
 		}
+		cancelled, n, err = s.cancelPINs(q.PushID, only)
 	}
-	b.WriteString("</cancel-result>\n</cancel-response>\n")
-	s.writePAP(w, http.StatusOK, doc.Version, b.String())
-}
-
-// papResultNotification renders the resultnotification-message for one recipient.
-func papResultNotification(p *push, pin, state string, code int, at time.Time) []byte {
-	st, c := papState(state, code)
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "<?xml version=\"1.0\"?>\n%s\n<pap>\n<resultnotification-message push-id=\"%s\" sender-address=\"/pap\" sender-name=\"%s\" received-time=\"%s\" event-time=\"%s\" message-state=\"%s\" code=\"%d\" desc=\"%s\">\n<address address-value=\"%s\"/>\n</resultnotification-message>\n</pap>\n",
-		papDoctype(p.papVersion), xmlEsc(p.id), papSenderName, papTime(p.acceptedAt), papTime(at), st, c, xmlEsc(papDesc(c)), pin)
-	return b.Bytes()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		rs = append(rs, pap.Result{Code: papNotFound, Desc: rim.Desc(papNotFound)})
+	case err != nil:
+		s.log.Error("cancel", "err", err)
+		rs = append(rs, pap.Result{Code: papInternal, Desc: rim.Desc(papInternal)})
+	default:
+		for _, t := range targets {
+			rss := t.recipientsOf(ps)
+			if t.err != nil || len(rss) == 0 {
+				desc := "no recipient of push " + q.PushID + " at this address"
+				if t.err != nil {
+					desc = t.err.Error()
+				}
+				rs = append(rs, pap.Result{Code: papAddressError, Desc: desc, Address: t.written})
+				continue
+			}
+			r := pap.Result{Code: papNotCancellable, Desc: rim.Desc(papNotCancellable), Address: t.written}
+			for _, rc := range rss {
+				if (cancelled == nil && n > 0) || slices.Contains(cancelled, rc.PIN) {
+					r = pap.Result{Code: papOK, Desc: "Cancelled", Address: t.written}
+					break
+				}
+				st, _ := rim.MessageState(rc.State, rc.Code)
+				r.Desc = rim.Desc(papNotCancellable) + ": " + st
+			}
+			rs = append(rs, r)
+		}
+	}
+	s.writePAP(w, http.StatusAccepted, pap.CancelResponse(doc.Version, q.PushID, rs))
 }

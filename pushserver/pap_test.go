@@ -192,14 +192,14 @@ func TestPAPErrors(t *testing.T) {
 		}, 400, 2000, 0},
 		{"unknown address", func() (string, string) {
 			return push(`<push-message push-id="u"><address address-value="WAPPUSH=nobody%40bbsim.test%3A7874/TYPE=USER@rim.net"/></push-message>`)
-		}, 400, 0, 2002},
+		}, 202, 0, 2002},
 		{"bad address type", func() (string, string) {
 			return push(`<push-message push-id="u2"><address address-value="WAPPUSH=2100000A/TYPE=PLMN@rim.net"/></push-message>`)
-		}, 400, 0, 2002},
-		{"duplicate push-id", func() (string, string) { return push(okMsg) }, 400, 0, 2007},
+		}, 202, 0, 2002},
+		{"duplicate push-id", func() (string, string) { return push(okMsg) }, 202, 0, 2007},
 		{"replace unknown", func() (string, string) {
 			return push(`<push-message push-id="r" replace-push-id="nope" replace-method="all"><address address-value="2100000A"/></push-message>`)
-		}, 400, 0, 2004},
+		}, 202, 0, 2004},
 		{"wrong content type", func() (string, string) { return "x", "text/plain" }, 400, 2000, 0},
 	}
 	for _, tc := range tests {
@@ -253,8 +253,8 @@ func papStatusCancelReplace(t *testing.T, opts Options) {
 	}
 	query := func(kind, id string) papAnswer {
 		code, ans := rawPOST(t, base, "/pap", "application/xml", `<?xml version="1.0"?>`+"\r\n"+papDoctype20+"\r\n"+`<pap><`+kind+` push-id="`+id+`"/></pap>`)
-		if code != 200 {
-			t.Fatalf("%s = %d %s", kind, code, ans)
+		if code != 202 {
+			t.Fatalf("%s = %d %s, want 202", kind, code, ans)
 		}
 		return decodeAnswer(t, ans)
 	}

@@ -71,6 +71,7 @@ type Result struct {
 	Port        int
 	State       string // delivered|expired|failed|cancelled
 	Code        int
+	Reason      string // the device's words when it refused the push
 	At          time.Time
 }
 
@@ -109,6 +110,7 @@ type RecipientStatus struct {
 	Port        int        `json:"port"`
 	State       string     `json:"state"`
 	Code        int        `json:"code"`
+	Reason      string     `json:"reason,omitempty"` // the device's words when it refused the push
 	TransportAt *time.Time `json:"transport_at,omitempty"`
 	UpdatedAt   time.Time  `json:"updated_at"`
 }

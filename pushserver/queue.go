@@ -482,10 +482,11 @@ func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 }
 
 type sendResult struct {
-	code  int // X-RIM-Push-Status from the receiver, 0 if none
-	ok    bool
-	retry bool
-	err   error
+	code   int    // X-RIM-Push-Status from the receiver, 0 if none
+	reason string // the receiver's words when it refused the push
+	ok     bool
+	retry  bool
+	err    error
 }
 
 // deliver sends one push to one device, retrying while the device stays attached.
@@ -517,7 +518,7 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 			}
 			return
 		case !res.retry:
-			s.finish(r, "failed", res.code, s.now().UTC())
+			s.finishWhy(r, "failed", res.code, res.reason, s.now().UTC())
 			return
 		}
 		s.log.Debug("device unreachable, retrying", "pin", r.pin, "push_id", r.p.id, "attempt", attempt, "backoff", backoff, "err", res.err)
@@ -636,9 +637,9 @@ func (s *Server) post(ctx context.Context, url string, base http.Header, i, n in
 	if err != nil {
 		return sendResult{retry: true, err: err}
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) // read whole, the connection is reused
 	resp.Body.Close()
-	return classify(resp)
+	return classify(resp, answer)
 }
 
 func (s *Server) dequeue(r *recip) {
@@ -686,6 +687,11 @@ func (s *Server) ack(pin, pushID string, code int) bool {
 
 // finish makes a recipient's state final once: store, metrics, notification, OnResult.
 func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
+	return s.finishWhy(r, state, code, "", at)
+}
+
+// finishWhy is finish with the device's reason for refusing the push.
+func (s *Server) finishWhy(r *recip, state string, code int, reason string, at time.Time) bool {
 	s.mu.Lock()
 	if r.final {
 		s.mu.Unlock()
@@ -717,7 +723,7 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 	}
 	s.mu.Unlock()
 	// The device loop goes on at once; the result is reported once the state is stored.
-	s.st.later(s.st.stateOp(r, state, code, transportAt, at), func(err error) {
+	s.st.later(s.st.stateOp(r, state, code, reason, transportAt, at), func(err error) {
 		if s.sharing() {
 			s.mu.Lock()
 			s.stored(r.seq, time.Now())
@@ -729,17 +735,17 @@ func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
 		if err != nil {
 			s.log.Warn("store final state", "push_id", r.p.id, "pin", r.pin, "state", state, "err", err)
 		}
-		s.report(r, state, code, at)
+		s.report(r, state, code, reason, at)
 	})
 	return true
 }
 
 // report tells the world a recipient's final state: metrics, log, OnResult and the
 // initiator's notification URL. It does not block.
-func (s *Server) report(r *recip, state string, code int, at time.Time) {
+func (s *Server) report(r *recip, state string, code int, reason string, at time.Time) {
 	s.m.count(state)
 	s.log.Debug("push result", "push_id", r.p.id, "pin", r.pin, "state", state, "code", code)
-	res := Result{PushID: r.p.id, PIN: r.pin, Port: r.port, State: state, Code: code, At: at}
+	res := Result{PushID: r.p.id, PIN: r.pin, Port: r.port, State: state, Code: code, Reason: reason, At: at}
 	if state == "timeout" {
 		res.State = "expired"
 	}
@@ -747,7 +753,7 @@ func (s *Server) report(r *recip, state string, code int, at time.Time) {
 		go s.opts.OnResult(res)
 	}
 	if r.p.notifyURL != "" {
-		s.notify(r.p, r.pin, state, code, at)
+		s.notify(r.p, r.pin, state, code, reason, at)
 	}
 }
 
@@ -826,26 +832,46 @@ func (s *Server) cancel1(pushID string) (int, error) {
 	return s.cancelHeld(func(q *push) bool { return q == p }), nil
 }
 
+// cancelPINs cancels what is open of a push for the recipients in pins (nil: all of
+// them) and returns the PINs it cancelled. Between gateways sharing a store the whole push
+// is cancelled, and only the count is known (nil PINs).
+func (s *Server) cancelPINs(pushID string, pins map[string]bool) ([]string, int, error) {
+	s.mu.Lock()
+	p := s.byID[pushID]
+	s.mu.Unlock()
+	if p == nil || s.sharing() {
+		n, err := s.cancel1(pushID)
+		return nil, n, err
+	}
+	done := s.cancelHeldPINs(func(q *push) bool { return q == p }, pins)
+	return done, len(done), nil
+}
+
 // cancelHeld cancels the queued recipients held here of the pushes that match.
 func (s *Server) cancelHeld(match func(*push) bool) int {
+	return len(s.cancelHeldPINs(match, nil))
+}
+
+// cancelHeldPINs is cancelHeld for the recipients in pins (nil: all), returning their PINs.
+func (s *Server) cancelHeldPINs(match func(*push) bool, pins map[string]bool) []string {
 	var rs []*recip
 	s.mu.Lock()
 	for _, d := range s.devices {
 		for _, r := range d.queue {
-			if match(r.p) {
+			if match(r.p) && (pins == nil || pins[r.pin]) {
 				rs = append(rs, r)
 			}
 		}
 	}
 	s.mu.Unlock()
-	n := 0
+	var done []string
 	now := s.now().UTC()
 	for _, r := range rs {
 		if s.finish(r, "cancelled", 0, now) {
-			n++
+			done = append(done, r.pin)
 		}
 	}
-	return n
+	return done
 }
 
 // PushState returns the per-recipient states of the latest push with this id.

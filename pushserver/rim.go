@@ -28,18 +28,11 @@ type rimRequest struct {
 
 // controlHeaders are RIM push delivery options: read by the server, not forwarded.
 var controlHeaders = map[string]bool{
-	"X-Rim-Push-Id": true, "X-Rim-Push-Notifyurl": true, "X-Rim-Push-Reliability-Mode": true,
-	"X-Rim-Push-Reliability": true, "X-Rim-Push-Deliver-After": true, "X-Rim-Push-Deliver-Before": true,
-	"X-Rim-Push-Dest-Port": true, "X-Rim-Push-Request-Uri": true, "User-Agent": true,
+	rim.HeaderPushID: true, rim.HeaderNotifyURL: true, rim.HeaderReliabilityMode: true,
+	rim.HeaderReliability: true, rim.HeaderDeliverAfter: true, rim.HeaderDeliverBefore: true,
+	rim.HeaderDestPort: true, rim.HeaderRequestURI: true, "User-Agent": true,
 	"X-Bbsim-Packet": true, "X-Bbsim-Push-Length": true, "X-Bbsim-Link-Token": true,
 }
-
-var pushTypes = map[string]string{
-	"browser-channel": "Browser-Channel", "browser-message": "Browser-Message",
-	"browser-content": "Browser-Content", "browser-channel-delete": "Browser-Channel-Delete",
-}
-
-var priorities = map[string]bool{"none": true, "low": true, "medium": true, "high": true}
 
 // parseRIM parses the query and headers of a RIM push. Header names are matched
 // case-insensitively (net/http canonicalizes them).
@@ -72,28 +65,19 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 			rr.RequestURI = v[0]
 		}
 	}
-	rr.PushID = strings.TrimSpace(h.Get("X-RIM-Push-ID"))
+	rr.PushID = strings.TrimSpace(h.Get(rim.HeaderPushID))
 	if len(rr.PushID) > 256 {
 		return nil, errors.New("X-RIM-Push-ID longer than 256 bytes")
 	}
-	if n := strings.TrimSpace(h.Get("X-RIM-Push-NotifyURL")); n != "" {
-		u, err := url.Parse(n)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if n := strings.TrimSpace(h.Get(rim.HeaderNotifyURL)); n != "" {
+		if !isHTTPURL(n) {
 			return nil, fmt.Errorf("bad X-RIM-Push-NotifyURL %q", n)
 		}
 		rr.NotifyURL = n
 	}
-	rel := h.Get("X-RIM-Push-Reliability-Mode")
-	if rel == "" {
-		rel = h.Get("X-Rim-Push-Reliability")
-	}
-	switch lower(rel) {
-	case "", "transport":
-		rr.Reliability = "transport"
-	case "application", "application-preferred":
-		rr.Reliability = "application"
-	default:
-		return nil, fmt.Errorf("bad reliability %q", rel)
+	var err error
+	if rr.Reliability, err = rim.ParseReliability(rim.ReliabilityHeader(h.Get)); err != nil {
+		return nil, err
 	}
 	for _, d := range []struct {
 		name string
@@ -108,14 +92,14 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 		}
 	}
 	pushType := ""
-	if t := h.Get("X-RIM-Push-Type"); t != "" {
-		canon, ok := pushTypes[lower(t)]
+	if t := h.Get(rim.HeaderPushType); t != "" {
+		canon, ok := rim.PushType(t)
 		if !ok {
 			return nil, fmt.Errorf("unknown X-RIM-Push-Type %q", t)
 		}
 		pushType = canon
 	}
-	if p := h.Get("X-RIM-Push-Priority"); p != "" && !priorities[lower(p)] {
+	if p := h.Get(rim.HeaderPriority); p != "" && !rim.Priority(p) {
 		return nil, fmt.Errorf("bad X-RIM-Push-Priority %q", p)
 	}
 	for k, v := range h {
@@ -125,7 +109,7 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 		rr.Headers[k] = v
 	}
 	if pushType != "" {
-		rr.Headers["X-Rim-Push-Type"] = []string{pushType}
+		rr.Headers[rim.HeaderPushType] = []string{pushType}
 	}
 	return rr, nil
 }
@@ -296,4 +280,10 @@ func (s *Server) inAllowedGroup(list []string, pin string) bool {
 		}
 	}
 	return false
+}
+
+// isHTTPURL reports whether s is an absolute http or https URL, as notify URLs must be.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS recipients(
 	port INTEGER NOT NULL,
 	state TEXT NOT NULL,
 	code INTEGER NOT NULL DEFAULT 0,
+	reason TEXT NOT NULL DEFAULT '', -- the device's words when it refused the push
 	transport_at INTEGER NOT NULL DEFAULT 0,
 	updated_at INTEGER NOT NULL,
 	UNIQUE(pid, pin)
@@ -210,6 +211,12 @@ func openStore(dir, pushDB, instance string) (*store, error) {
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create push store schema %s: %w", path, err)
+	}
+	// A store written before recipients had a reason gets the column; SQLite has no ADD
+	// COLUMN IF NOT EXISTS, so "duplicate column" means it is there already.
+	if _, err := db.Exec("ALTER TABLE recipients ADD COLUMN reason TEXT NOT NULL DEFAULT ''"); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+		db.Close()
+		return nil, fmt.Errorf("add reason to push store %s: %w", path, err)
 	}
 	wconn, err := db.Conn(context.Background())
 	if err != nil {

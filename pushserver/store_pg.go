@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS recipients(
 	updated_at BIGINT NOT NULL,
 	UNIQUE(pid, pin)
 );
+-- reason: the device's words when it refused the push.
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT '';
 -- gateway: the gateway that holds an open recipient (queues it, delivers it).
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS gateway TEXT NOT NULL DEFAULT '';
 UPDATE recipients r SET gateway = p.gateway FROM pushes p

@@ -86,22 +86,22 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 }
 
 func (st *store) setState(ctx context.Context, r *recip, state string, code int, transportAt, at time.Time) error {
-	return st.do(ctx, st.stateOp(r, state, code, transportAt, at))
+	return st.do(ctx, st.stateOp(r, state, code, "", transportAt, at))
 }
 
-const setStateSQL = "UPDATE recipients SET state=?, code=?, transport_at=?, updated_at=? WHERE seq=?"
+const setStateSQL = "UPDATE recipients SET state=?, code=?, reason=?, transport_at=?, updated_at=? WHERE seq=?"
 
 // pgSetState also names the gateway: a recipient handed over to another gateway meanwhile
 // is that gateway's to record.
-const pgSetState = "UPDATE recipients SET state=$1, code=$2, transport_at=$3, updated_at=$4 WHERE seq=$5 AND gateway=$6"
+const pgSetState = "UPDATE recipients SET state=$1, code=$2, reason=$3, transport_at=$4, updated_at=$5 WHERE seq=$6 AND gateway=$7"
 
 // errMoved: the recipient is held by another gateway now (handover.go); its outcome is
 // that gateway's to record and report.
 var errMoved = errors.New("push store: recipient handed over to another gateway")
 
-// stateOp records a recipient's state.
-func (st *store) stateOp(r *recip, state string, code int, transportAt, at time.Time) *op {
-	args := []any{state, code, unixMs(transportAt), unixMs(at), r.seq}
+// stateOp records a recipient's state, with the device's reason when it refused the push.
+func (st *store) stateOp(r *recip, state string, code int, reason string, transportAt, at time.Time) *op {
+	args := []any{state, code, reason, unixMs(transportAt), unixMs(at), r.seq}
 	if !st.d.pg {
 		return &op{
 			fn: func(tx *wtx) error {
@@ -147,7 +147,7 @@ func (st *store) pushStatus(ctx context.Context, pushID string) (PushStatus, err
 		return ps, fmt.Errorf("read push %s: %w", pushID, err)
 	}
 	ps.AcceptedAt = fromMs(acc)
-	rows, err := st.db.QueryContext(ctx, st.d.bind("SELECT pin, port, state, code, transport_at, updated_at FROM recipients WHERE pid=? ORDER BY seq"), key)
+	rows, err := st.db.QueryContext(ctx, st.d.bind("SELECT pin, port, state, code, reason, transport_at, updated_at FROM recipients WHERE pid=? ORDER BY seq"), key)
 	if err != nil {
 		return ps, fmt.Errorf("read push %s recipients: %w", pushID, err)
 	}
@@ -155,7 +155,7 @@ func (st *store) pushStatus(ctx context.Context, pushID string) (PushStatus, err
 	for rows.Next() {
 		var rs RecipientStatus
 		var ta, up int64
-		if err := rows.Scan(&rs.PIN, &rs.Port, &rs.State, &rs.Code, &ta, &up); err != nil {
+		if err := rows.Scan(&rs.PIN, &rs.Port, &rs.State, &rs.Code, &rs.Reason, &ta, &up); err != nil {
 			return ps, err
 		}
 		if ta != 0 {

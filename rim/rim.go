@@ -5,6 +5,7 @@
 package rim
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -154,3 +155,24 @@ func NormalizePIN(s string) (string, bool) {
 
 // FormatInt is strconv.Itoa, kept here so codes print one way.
 func formatInt(n int) string { return strconv.Itoa(n) }
+
+// ParseReliability reads X-RIM-Push-Reliability-Mode (or X-Rim-Push-Reliability, which
+// RIM's own samples send) in any case: transport (or none) or application;
+// application-preferred is application, as every emulated device supports it.
+func ParseReliability(v string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "transport":
+		return ReliabilityTransport, nil
+	case "application", "application-preferred":
+		return ReliabilityApplication, nil
+	}
+	return "", fmt.Errorf("bad reliability %q", v)
+}
+
+// ReliabilityHeader is the reliability a header set asks for, under either name.
+func ReliabilityHeader(get func(string) string) string {
+	if v := get(HeaderReliabilityMode); v != "" {
+		return v
+	}
+	return get(HeaderReliability)
+}

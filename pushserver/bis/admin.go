@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/bbsim/bbsim/rim"
+	"github.com/bbsim/bbsim/rim/pap"
 )
 
 // cpDeregUser ends a subscriber's subscription: GET /mss/PD_cpDeregUser?pin=.
@@ -112,7 +113,7 @@ func (s *Service) cpSubQuery(w http.ResponseWriter, r *http.Request) {
 			}
 			p = pin
 		}
-		fmt.Fprintf(&b, "<subscriber pin=\"%s\" status=\"%s\"/>\n", esc(p), st)
+		fmt.Fprintf(&b, "<subscriber pin=\"%s\" status=\"%s\"/>\n", pap.Escape(p), st)
 	}
 	b.WriteString("</bpds>\n")
 	fmt.Fprint(w, b.String())

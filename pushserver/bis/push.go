@@ -1,8 +1,6 @@
 package bis
 
 import (
-	"bytes"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -14,77 +12,28 @@ import (
 
 	"github.com/bbsim/bbsim/pushserver"
 	"github.com/bbsim/bbsim/rim"
+	"github.com/bbsim/bbsim/rim/pap"
 )
 
 // MaxPayload is the largest content of a BIS push.
 const MaxPayload = 8 << 10
 
-type papAddress struct {
-	Value string `xml:"address-value,attr"`
-}
+// bisSender names the BIS push service in its answers.
+var bisSender = pap.Sender{Address: "bbsim", Name: "bbsim BIS push"}
 
-type papDoc struct {
-	XMLName xml.Name `xml:"pap"`
-	Push    *struct {
-		PushID        string       `xml:"push-id,attr"`
-		SourceRef     string       `xml:"source-reference,attr"`
-		DeliverBefore string       `xml:"deliver-before-timestamp,attr"`
-		DeliverAfter  string       `xml:"deliver-after-timestamp,attr"`
-		Addresses     []papAddress `xml:"address"`
-		QoS           struct {
-			Method string `xml:"delivery-method,attr"`
-		} `xml:"quality-of-service"`
-	} `xml:"push-message"`
-	Status *struct {
-		PushID string `xml:"push-id,attr"`
-	} `xml:"statusquery-message"`
-	Cancel *struct {
-		PushID string `xml:"push-id,attr"`
-	} `xml:"cancel-message"`
-}
-
-const papHead = `<?xml version="1.0"?>
-<!DOCTYPE pap PUBLIC "-//WAPFORUM//DTD PAP 2.1//EN" "http://www.openmobilealliance.org/tech/DTD/pap_2.1.dtd">
-<pap>`
-
-func esc(s string) string {
-	var b bytes.Buffer
-	xml.EscapeText(&b, []byte(s))
-	return strings.ReplaceAll(b.String(), `"`, "&#34;")
-}
-
-func writePAP(w http.ResponseWriter, status int, inner string) {
+// writePAP answers in PAP 2.1, as BIS did, with HTTP 200 unless the status says otherwise.
+func writePAP(w http.ResponseWriter, status int, doc []byte) {
 	w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "%s\n%s\n</pap>\n", papHead, inner)
+	w.Write(doc)
 }
 
 func badMessage(w http.ResponseWriter, code int, desc string) {
-	writePAP(w, http.StatusBadRequest, fmt.Sprintf(`<badmessage-response code="%d" desc="%s"/>`, code, esc(desc)))
+	writePAP(w, http.StatusBadRequest, pap.BadMessage(pap.Version21, code, desc, nil))
 }
 
 func pushResponse(w http.ResponseWriter, status int, id string, code int, desc string) {
-	writePAP(w, status, fmt.Sprintf(`<push-response push-id="%s" reply-time="%s" sender-address="bbsim" sender-name="bbsim BIS push">
-<response-result code="%d" desc="%s"/>
-</push-response>`, esc(id), time.Now().UTC().Format("2006-01-02T15:04:05Z"), code, esc(desc)))
-}
-
-// parseControl decodes a PAP control entity strictly: no DTD is fetched and no entity
-// expanded; a document declaring entities is refused.
-func parseControl(b []byte) (*papDoc, error) {
-	if bytes.Contains(b, []byte("<!ENTITY")) {
-		return nil, errors.New("entity declarations are not accepted")
-	}
-	var doc papDoc
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
-	if err := d.Decode(&doc); err != nil {
-		return nil, err
-	}
-	if doc.Push == nil && doc.Status == nil && doc.Cancel == nil {
-		return nil, errors.New("no push-message, statusquery-message or cancel-message")
-	}
-	return &doc, nil
+	writePAP(w, status, pap.PushResponse(pap.Version21, bisSender, id, time.Now(), code, desc))
 }
 
 func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
@@ -124,14 +73,14 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 		badMessage(w, 2000, "want multipart/related (push) or application/xml (status query, cancel), not "+mt)
 		return
 	}
-	doc, err := parseControl(control)
+	doc, err := pap.Parse(control)
 	if err != nil {
 		badMessage(w, 2000, "malformed PAP: "+err.Error())
 		return
 	}
 	switch {
-	case doc.Status != nil:
-		s.statusQuery(w, doc.Status.PushID)
+	case doc.StatusQuery != nil:
+		s.statusQuery(w, doc.StatusQuery.PushID)
 		return
 	case doc.Cancel != nil:
 		s.cancel(w, doc.Cancel.PushID)
@@ -150,8 +99,8 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 		badMessage(w, 2000, "push-id is required")
 		return
 	}
-	if pm.SourceRef != app.ID {
-		pushResponse(w, http.StatusOK, pm.PushID, 2001, fmt.Sprintf("source-reference %q does not match the credentials of %s", pm.SourceRef, app.ID))
+	if pm.SourceReference != app.ID {
+		pushResponse(w, http.StatusOK, pm.PushID, 2001, fmt.Sprintf("source-reference %q does not match the credentials of %s", pm.SourceReference, app.ID))
 		return
 	}
 	var pins, refused []string
@@ -178,18 +127,31 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 		pushResponse(w, http.StatusOK, pm.PushID, 2002, desc)
 		return
 	}
-	sub := pushserver.Submission{PushID: pm.PushID, Source: app.ID, PINs: pins, Port: app.Port,
-		Headers: http.Header(contentHdr), Body: content}
-	switch strings.ToLower(pm.QoS.Method) {
-	case "confirmed", "application-level":
-		sub.Reliability = "confirmed"
-	case "preferconfirmed":
-		sub.Reliability = "application"
+	body, decoded, err := rim.DecodeBody(contentHdr, content)
+	if err != nil {
+		pushResponse(w, http.StatusOK, pm.PushID, 2000, err.Error())
+		return
 	}
-	if t, err := time.Parse("2006-01-02T15:04:05Z", pm.DeliverBefore); err == nil {
+	hdr := http.Header(contentHdr)
+	if decoded {
+		hdr = hdr.Clone()
+		hdr.Del("Content-Transfer-Encoding")
+		hdr.Del("Content-Encoding")
+	}
+	sub := pushserver.Submission{PushID: pm.PushID, Source: app.ID, PINs: pins, Port: app.Port,
+		Headers: hdr, Body: body}
+	if pm.QoS != nil {
+		switch strings.ToLower(pm.QoS.DeliveryMethod) {
+		case "confirmed", "application-level":
+			sub.Reliability = rim.ReliabilityConfirmed
+		case "preferconfirmed":
+			sub.Reliability = rim.ReliabilityApplication
+		}
+	}
+	if t, err := pap.ParseTime("deliver-before-timestamp", pm.DeliverBefore); err == nil {
 		sub.DeliverBefore = t
 	}
-	if t, err := time.Parse("2006-01-02T15:04:05Z", pm.DeliverAfter); err == nil {
+	if t, err := pap.ParseTime("deliver-after-timestamp", pm.DeliverAfter); err == nil {
 		sub.DeliverAfter = t
 	}
 	switch err := s.opts.Gateway.Enqueue(r.Context(), sub); {
@@ -205,46 +167,30 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// papState maps a recipient's state to a PAP message-state.
-func papState(st string) string {
-	switch st {
-	case "queued", "pending":
-		return "pending"
-	case "delivered", "expired", "cancelled", "timeout":
-		return st
-	case "failed":
-		return "undeliverable"
-	}
-	return "unknown"
-}
-
 func (s *Service) statusQuery(w http.ResponseWriter, id string) {
 	st, err := s.opts.Gateway.PushState(id)
+	var rs []pap.Result
 	if err != nil {
-		writePAP(w, http.StatusOK, fmt.Sprintf(`<statusquery-response push-id="%s"><statusquery-result code="2004" desc="push-id not found" message-state="unknown"/></statusquery-response>`, esc(id)))
-		return
+		rs = append(rs, pap.Result{Code: rim.CodeNotFound, Desc: rim.Desc(rim.CodeNotFound), State: "unknown"})
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<statusquery-response push-id="%s">`, esc(id))
 	for _, r := range st.Recipients {
-		code := 1000
-		if r.Code != 0 && r.Code != 200 {
-			code = r.Code
+		state, code := rim.MessageState(r.State, r.Code)
+		desc := rim.Desc(code)
+		if r.Reason != "" {
+			desc += ": " + r.Reason
 		}
-		fmt.Fprintf(&b, "\n<statusquery-result code=\"%d\" desc=\"%s\" message-state=\"%s\"><address address-value=\"%s\"/></statusquery-result>",
-			code, esc(r.State), papState(r.State), esc(r.PIN))
+		rs = append(rs, pap.Result{Code: code, Desc: desc, State: state, At: r.UpdatedAt, Address: r.PIN})
 	}
-	b.WriteString("\n</statusquery-response>")
-	writePAP(w, http.StatusOK, b.String())
+	writePAP(w, http.StatusOK, pap.StatusQueryResponse(pap.Version21, bisSender, id, time.Now(), rs))
 }
 
 func (s *Service) cancel(w http.ResponseWriter, id string) {
-	code, desc := 1000, "cancelled"
+	code, desc := rim.CodeOK, "cancelled"
 	switch err := s.opts.Gateway.Cancel(id); {
 	case errors.Is(err, pushserver.ErrNotFound):
-		code, desc = 2004, "push-id not found"
+		code, desc = rim.CodeNotFound, rim.Desc(rim.CodeNotFound)
 	case err != nil:
-		code, desc = 2008, "cancellation not possible: "+err.Error()
+		code, desc = rim.CodeNotCancellable, rim.Desc(rim.CodeNotCancellable)+": "+err.Error()
 	}
-	writePAP(w, http.StatusOK, fmt.Sprintf(`<cancel-response push-id="%s"><cancel-result code="%d" desc="%s"/></cancel-response>`, esc(id), code, esc(desc)))
+	writePAP(w, http.StatusOK, pap.CancelResponse(pap.Version21, id, []pap.Result{{Code: code, Desc: desc}}))
 }
