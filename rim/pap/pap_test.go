@@ -46,7 +46,6 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-
 func TestParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
