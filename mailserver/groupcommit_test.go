@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,13 +36,16 @@ func holdWriter(t *testing.T, s *Server) (release func()) {
 		t.Fatal(err)
 	}
 	<-started
-	return func() { close(gate) }
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release) // a test that stops early must not leave the writer held
+	return release
 }
 
 // waitQueued waits until n operations wait for the store's writer.
 func waitQueued(t *testing.T, s *Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for s.db.w.Queued() < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d operations queued, want %d", s.db.w.Queued(), n)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -222,19 +223,26 @@ func (d *db) load(email string, u *imapmem.User) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	mrows, err := d.sql.Query(`SELECT mailbox, uid, flags, internal_date, body FROM messages WHERE user = ? ORDER BY mailbox, uid`, email)
+	// Large messages stay in the store, to be read back when asked for.
+	mrows, err := d.sql.Query(`SELECT mailbox, uid, flags, internal_date, length(body), rowid,
+		CASE WHEN length(body) > ? THEN NULL ELSE body END FROM messages WHERE user = ? ORDER BY mailbox, uid`, spillBytes, email)
 	if err != nil {
 		return err
 	}
 	defer mrows.Close()
 	for mrows.Next() {
 		var box, flags string
-		var uid, date int64
+		var uid, date, size, ref int64
 		var body []byte
-		if err := mrows.Scan(&box, &uid, &flags, &date, &body); err != nil {
+		if err := mrows.Scan(&box, &uid, &flags, &date, &size, &ref, &body); err != nil {
 			return err
 		}
-		if mb := boxes[box]; mb != nil {
+		mb := boxes[box]
+		switch {
+		case mb == nil:
+		case size > spillBytes:
+			mb.LoadStored(imap.UID(uid), size, ref, time.Unix(0, date), parseFlags(flags))
+		default:
 			mb.Load(imap.UID(uid), body, time.Unix(0, date), parseFlags(flags))
 		}
 	}
@@ -270,12 +278,36 @@ type userStore struct {
 // the outcome. It is one statement, so it needs no savepoint: the mailbox's next UID is
 // kept by the messages themselves (load raises it past the highest) and written down only
 // when messages are deleted (Delete).
-func (s userStore) Insert(mailbox string, uid imap.UID, buf []byte, t time.Time, flags []imap.Flag, committed func(error)) error {
-	return s.d.later(&op{single: true, then: committed, fn: func(w *wtx) error {
-		_, err := w.exec(`INSERT INTO messages(user, mailbox, uid, flags, internal_date, body) VALUES(?, ?, ?, ?, ?, ?)`,
+//
+// A message spilled to a file is read at its turn in the commit, so that it sits in memory
+// only while its statement runs (the driver binds a BLOB whole).
+func (s userStore) Insert(mailbox string, uid imap.UID, body imapmem.Body, t time.Time, flags []imap.Flag, committed func(int64, error)) error {
+	var ref int64
+	return s.d.later(&op{single: true, then: func(err error) { committed(ref, err) }, fn: func(w *wtx) error {
+		buf := body.Buf
+		if body.Path != "" {
+			var err error
+			if buf, err = os.ReadFile(body.Path); err != nil {
+				return fmt.Errorf("read spooled message: %w", err)
+			}
+		}
+		res, err := w.exec(`INSERT INTO messages(user, mailbox, uid, flags, internal_date, body) VALUES(?, ?, ?, ?, ?, ?)`,
 			s.user, mailbox, int64(uid), joinFlags(flags), t.UnixNano(), buf)
+		if err != nil {
+			return err
+		}
+		ref, err = res.LastInsertId()
 		return err
 	}})
+}
+
+// Body reads back a message the mailbox keeps out of memory, by its rowid. The rowid of
+// a row stays while the store is open (it is only renumbered by a VACUUM, which the server
+// never runs), and the references are read afresh at each start.
+func (s userStore) Body(ref int64) ([]byte, error) {
+	var body []byte
+	err := s.d.sql.QueryRow(`SELECT body FROM messages WHERE rowid = ?`, ref).Scan(&body)
+	return body, err
 }
 
 func (s userStore) SetFlags(mailbox string, uid imap.UID, flags []imap.Flag) error {

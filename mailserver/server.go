@@ -147,6 +147,12 @@ func New(opts Options) (*Server, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("mailserver: %w", err)
 	}
+	if err := os.RemoveAll(spoolDir(opts.DataDir)); err != nil {
+		return nil, fmt.Errorf("mailserver: %w", err)
+	}
+	if err := os.MkdirAll(spoolDir(opts.DataDir), 0o700); err != nil {
+		return nil, fmt.Errorf("mailserver: %w", err)
+	}
 	d, err := openDB(filepath.Join(opts.DataDir, "mail.db"))
 	if err != nil {
 		return nil, err
@@ -346,26 +352,31 @@ func (s *Server) Deliver(ctx context.Context, from string, to []string, msg []by
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.deliverTo(accts, msg)
+	return s.deliverTo(accts, spooled{buf: msg, size: int64(len(msg))})
 }
 
 // deliverTo appends msg to each account's INBOX at once, so that the copies share a
 // group commit, and returns once every copy is committed or has failed.
-func (s *Server) deliverTo(accts []*account, msg []byte) error {
-	if len(accts) == 1 {
-		if _, err := accts[0].inbox().Append(msg, nil); err != nil {
-			return fmt.Errorf("mailserver: deliver to %s: %w", accts[0].Email, err)
+func (s *Server) deliverTo(accts []*account, msg spooled) error {
+	add := func(a *account) error {
+		var err error
+		if msg.path != "" {
+			_, err = a.inbox().AppendFile(msg.path, msg.size, nil)
+		} else {
+			_, err = a.inbox().Append(msg.buf, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("mailserver: deliver to %s: %w", a.Email, err)
 		}
 		return nil
+	}
+	if len(accts) == 1 {
+		return add(accts[0])
 	}
 	errs := make([]error, len(accts))
 	var wg sync.WaitGroup
 	for i, a := range accts {
-		wg.Go(func() {
-			if _, err := a.inbox().Append(msg, nil); err != nil {
-				errs[i] = fmt.Errorf("mailserver: deliver to %s: %w", a.Email, err)
-			}
-		})
+		wg.Go(func() { errs[i] = add(a) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -1,7 +1,6 @@
 package mailserver
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -135,22 +134,19 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	if len(ss.to) == 0 {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(r); err != nil {
+	msg, err := ss.s.spool(r, []byte("Return-Path: <"+strings.ReplaceAll(ss.from, "\r\n", "")+">\r\n"))
+	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the limit"}
 		}
 		return err
 	}
-	msg := buf.Bytes()
-	if !bytes.HasPrefix(msg, []byte("Return-Path:")) {
-		msg = append([]byte("Return-Path: <"+strings.ReplaceAll(ss.from, "\r\n", "")+">\r\n"), msg...)
-	}
+	defer msg.remove()
 	if err := ss.s.deliverTo(ss.to, msg); err != nil {
 		ss.s.log.Error("smtp delivery failed", "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot store the message now, try again"}
 	}
-	ss.s.log.Debug("smtp delivered", "from", ss.from, "recipients", len(ss.to), "bytes", len(msg))
+	ss.s.log.Debug("smtp delivered", "from", ss.from, "recipients", len(ss.to), "bytes", msg.size, "spilled", msg.path != "")
 	return nil
 }
 

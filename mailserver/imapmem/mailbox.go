@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -144,7 +145,7 @@ func (mbox *Mailbox) countByFlagLocked(flag imap.Flag) uint32 {
 func (mbox *Mailbox) sizeLocked() int64 {
 	var size int64
 	for _, msg := range mbox.l {
-		size += int64(len(msg.buf))
+		size += msg.size
 	}
 	return size
 }
@@ -161,7 +162,11 @@ func (mbox *Mailbox) appendLiteral(r imap.LiteralReader, options *imap.AppendOpt
 }
 
 func (mbox *Mailbox) copyMsg(msg *message) (*imap.AppendData, error) {
-	return mbox.appendBytes(msg.buf, &imap.AppendOptions{
+	buf, err := msg.text()
+	if err != nil {
+		return nil, err
+	}
+	return mbox.appendBytes(buf, &imap.AppendOptions{
 		Time:  msg.t,
 		Flags: msg.flagList(),
 	})
@@ -176,10 +181,39 @@ func (mbox *Mailbox) Append(buf []byte, options *imap.AppendOptions) (*imap.Appe
 	return mbox.appendBytes(buf, options)
 }
 
+// AppendFile is Append for a large message spilled to the file at path, of size bytes:
+// the Store reads the file when it commits the message, and the mailbox then keeps no copy
+// in memory but reads the text back from the Store when asked for it. The file may go
+// once AppendFile returns.
+func (mbox *Mailbox) AppendFile(path string, size int64, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if options == nil {
+		options = &imap.AppendOptions{}
+	}
+	if mbox.store == nil {
+		buf, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		return mbox.appendBytes(buf, options)
+	}
+	return mbox.appendBody(Body{Path: path, Size: size}, options)
+}
+
 func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if buf == nil {
+		buf = []byte{} // nil is for a text only the store keeps
+	}
+	return mbox.appendBody(Body{Buf: buf, Size: int64(len(buf))}, options)
+}
+
+func (mbox *Mailbox) appendBody(body Body, options *imap.AppendOptions) (*imap.AppendData, error) {
 	msg := &message{
 		flags: flagSet{},
-		buf:   buf,
+		buf:   body.Buf,
+		size:  body.Size,
+	}
+	if body.Buf == nil {
+		msg.keeper = mbox.store
 	}
 
 	if options.Time.IsZero() {
@@ -206,7 +240,7 @@ func (mbox *Mailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap
 	// store, and then the mailbox, in the order of their UIDs. The lock is not held while
 	// the store commits: messages appended meanwhile share the commit.
 	p := &pendingMsg{msg: msg, done: make(chan struct{})}
-	if err := mbox.store.Insert(mbox.name, msg.uid, buf, msg.t, msg.flagList(), p.settle); err != nil {
+	if err := mbox.store.Insert(mbox.name, msg.uid, body, msg.t, msg.flagList(), p.settle); err != nil {
 		mbox.mutex.Unlock()
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Cannot store the message: " + err.Error()}
 	}
@@ -231,8 +265,8 @@ type pendingMsg struct {
 }
 
 // settle records the store's answer; it runs on the store's goroutine.
-func (p *pendingMsg) settle(err error) {
-	p.err = err
+func (p *pendingMsg) settle(ref int64, err error) {
+	p.msg.ref, p.err = ref, err
 	close(p.done)
 }
 
@@ -274,7 +308,20 @@ func isClosed(ch chan struct{}) bool {
 
 // Load adds a message read back from the Store at start-up, without writing it again.
 func (mbox *Mailbox) Load(uid imap.UID, buf []byte, t time.Time, flags []imap.Flag) {
-	msg := &message{uid: uid, buf: buf, t: t, flags: flagSet{}}
+	if buf == nil {
+		buf = []byte{}
+	}
+	mbox.load(&message{uid: uid, buf: buf, size: int64(len(buf)), t: t, flags: flagSet{}}, flags)
+}
+
+// LoadStored is Load for a large message that stays in the Store, of size bytes, read
+// back by ref (as Store.Body takes it) when asked for.
+func (mbox *Mailbox) LoadStored(uid imap.UID, size, ref int64, t time.Time, flags []imap.Flag) {
+	mbox.load(&message{uid: uid, size: size, keeper: mbox.store, ref: ref, t: t, flags: flagSet{}}, flags)
+}
+
+func (mbox *Mailbox) load(msg *message, flags []imap.Flag) {
+	uid := msg.uid
 	for _, f := range flags {
 		msg.flags.add(f)
 	}
@@ -314,21 +361,26 @@ func (mbox *Mailbox) Messages() []Info {
 	defer mbox.mutex.Unlock()
 	out := make([]Info, len(mbox.l))
 	for i, m := range mbox.l {
-		out[i] = Info{UID: m.uid, Size: len(m.buf), Time: m.t, Flags: m.flagList()}
+		out[i] = Info{UID: m.uid, Size: int(m.size), Time: m.t, Flags: m.flagList()}
 	}
 	return out
 }
 
-// Body returns a message's raw text.
+// Body returns a message's raw text (nil when the Store cannot read it back).
 func (mbox *Mailbox) Body(uid imap.UID) ([]byte, bool) {
 	mbox.mutex.Lock()
-	defer mbox.mutex.Unlock()
+	var msg *message
 	for _, m := range mbox.l {
 		if m.uid == uid {
-			return m.buf, true
+			msg = m
+			break
 		}
 	}
-	return nil, false
+	mbox.mutex.Unlock()
+	if msg == nil {
+		return nil, false
+	}
+	return msg.textOrEmpty(), true
 }
 
 // AddFlag sets a flag on a message and tells the sessions that have it selected.

@@ -22,15 +22,48 @@ import (
 
 type message struct {
 	// immutable
-	uid imap.UID
-	buf []byte
-	t   time.Time
+	uid  imap.UID
+	buf  []byte // the text, or nil when only the store keeps it (a large message)
+	size int64
+	t    time.Time
+
+	// A large message is read back from the store by this reference when asked for; ref
+	// is set by the store's commit, before the message is shown.
+	keeper Store
+	ref    int64
 
 	// mutable, protected by Mailbox.mutex
 	flags flagSet
 }
 
+// text returns the message's text, from the store when only the store keeps it.
+func (msg *message) text() ([]byte, error) {
+	if msg.buf != nil || msg.keeper == nil {
+		return msg.buf, nil
+	}
+	b, err := msg.keeper.Body(msg.ref)
+	if err != nil {
+		return nil, fmt.Errorf("read message %d from the store: %w", msg.uid, err)
+	}
+	return b, nil
+}
+
+// textOrEmpty is text for what cannot report an error (SEARCH, ENVELOPE): a message the
+// store cannot read back matches as an empty one.
+func (msg *message) textOrEmpty() []byte {
+	b, _ := msg.text()
+	return b
+}
+
 func (msg *message) fetch(w *imapserver.FetchResponseWriter, options *imap.FetchOptions) error {
+	var buf []byte
+	if options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		var err error
+		if buf, err = msg.text(); err != nil {
+			return err
+		}
+	}
 	w.WriteUID(msg.uid)
 
 	if options.Flags {
@@ -40,17 +73,17 @@ func (msg *message) fetch(w *imapserver.FetchResponseWriter, options *imap.Fetch
 		w.WriteInternalDate(msg.t)
 	}
 	if options.RFC822Size {
-		w.WriteRFC822Size(int64(len(msg.buf)))
+		w.WriteRFC822Size(msg.size)
 	}
 	if options.Envelope {
-		w.WriteEnvelope(msg.envelope())
+		w.WriteEnvelope(envelope(buf))
 	}
 	if options.BodyStructure != nil {
-		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(msg.buf)))
+		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(buf)))
 	}
 
 	for _, bs := range options.BodySection {
-		buf := imapserver.ExtractBodySection(bytes.NewReader(msg.buf), bs)
+		buf := imapserver.ExtractBodySection(bytes.NewReader(buf), bs)
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, writeErr := wc.Write(buf)
 		closeErr := wc.Close()
@@ -63,7 +96,7 @@ func (msg *message) fetch(w *imapserver.FetchResponseWriter, options *imap.Fetch
 	}
 
 	for _, bs := range options.BinarySection {
-		buf := imapserver.ExtractBinarySection(bytes.NewReader(msg.buf), bs)
+		buf := imapserver.ExtractBinarySection(bytes.NewReader(buf), bs)
 		wc := w.WriteBinarySection(bs, int64(len(buf)))
 		_, writeErr := wc.Write(buf)
 		closeErr := wc.Close()
@@ -76,15 +109,15 @@ func (msg *message) fetch(w *imapserver.FetchResponseWriter, options *imap.Fetch
 	}
 
 	for _, bss := range options.BinarySectionSize {
-		n := imapserver.ExtractBinarySectionSize(bytes.NewReader(msg.buf), bss)
+		n := imapserver.ExtractBinarySectionSize(bytes.NewReader(buf), bss)
 		w.WriteBinarySectionSize(bss, n)
 	}
 
 	return w.Close()
 }
 
-func (msg *message) envelope() *imap.Envelope {
-	br := bufio.NewReader(bytes.NewReader(msg.buf))
+func envelope(buf []byte) *imap.Envelope {
+	br := bufio.NewReader(bytes.NewReader(buf))
 	header, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil
@@ -113,7 +146,7 @@ func (msg *message) store(store *imap.StoreFlags) {
 }
 
 func (msg *message) reader() *gomessage.Entity {
-	r, _ := gomessage.Read(bytes.NewReader(msg.buf))
+	r, _ := gomessage.Read(bytes.NewReader(msg.textOrEmpty()))
 	if r == nil {
 		r, _ = gomessage.New(gomessage.Header{}, bytes.NewReader(nil))
 	}
@@ -146,10 +179,10 @@ func (msg *message) search(seqNum uint32, criteria *imap.SearchCriteria) bool {
 		}
 	}
 
-	if criteria.Larger != 0 && int64(len(msg.buf)) <= criteria.Larger {
+	if criteria.Larger != 0 && msg.size <= criteria.Larger {
 		return false
 	}
-	if criteria.Smaller != 0 && int64(len(msg.buf)) >= criteria.Smaller {
+	if criteria.Smaller != 0 && msg.size >= criteria.Smaller {
 		return false
 	}
 

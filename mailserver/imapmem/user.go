@@ -35,14 +35,25 @@ func NewUser(username, password string) *User {
 // memory and acknowledged; a nil Store keeps everything in memory.
 type Store interface {
 	// Insert queues a new message and returns at once; committed is called (on the store's
-	// own goroutine, so it must not block) once the message is committed or has failed.
-	// Inserts are committed in the order of the calls.
-	Insert(mailbox string, uid imap.UID, buf []byte, t time.Time, flags []imap.Flag, committed func(error)) error
+	// own goroutine, so it must not block) once the message is committed, with the
+	// reference Body takes, or has failed. Inserts are committed in the order of the calls.
+	Insert(mailbox string, uid imap.UID, body Body, t time.Time, flags []imap.Flag, committed func(ref int64, err error)) error
+	// Body reads back the text of a message inserted from a file (Body.Path), which the
+	// mailbox keeps out of memory.
+	Body(ref int64) ([]byte, error)
 	SetFlags(mailbox string, uid imap.UID, flags []imap.Flag) error
 	Delete(mailbox string, uids []imap.UID) error
 	CreateMailbox(name string, uidValidity uint32) error
 	DeleteMailbox(name string) error
 	RenameMailbox(oldName, newName string) error
+}
+
+// Body is a new message's text: in memory (Buf), or, for a large message, in the file at
+// Path, of Size bytes, which the Store reads when it commits the message.
+type Body struct {
+	Buf  []byte
+	Path string
+	Size int64
 }
 
 // NewStoredUser creates a user whose changes go through store.
