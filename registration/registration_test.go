@@ -212,7 +212,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	r.papPush(t, appID, appPass, "all2", "push_all")
 	waitFor(t, "push_all on A", func() bool { return pushes(a) == 3 })
-	time.Sleep(100 * time.Millisecond)
+	// Once the push is final for all its recipients, B's share would have arrived.
+	waitFor(t, "all2 delivered to all its recipients", func() bool {
+		_, status := r.call(t, "POST", "/mss/PD_pushRequest", "application/xml", `<pap><statusquery-message push-id="all2"/></pap>`, true)
+		return strings.Contains(status, `message-state="delivered"`)
+	})
 	if pushes(b) != 1 {
 		t.Fatal("a suspended subscriber got a push")
 	}
