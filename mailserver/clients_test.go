@@ -386,8 +386,8 @@ func TestFetchmail(t *testing.T) {
 	t.Run("IMAP-idle", func(t *testing.T) {
 		r := startServer(t, Options{})
 		dir := t.TempDir()
-		rc, mbox := fetchmailRC(t, dir, "IMAP", r.imap, "nokeep idle")
-		cmd := exec.CommandContext(t.Context(), "fetchmail", "-f", rc, "-v")
+		rc, mbox := fetchmailRC(t, dir, "IMAP", r.imap, "nokeep")
+		cmd := exec.CommandContext(t.Context(), "fetchmail", "-f", rc, "-v", "--idle")
 		cmd.Env = fetchmailEnv(dir)
 		var log strings.Builder
 		cmd.Stdout, cmd.Stderr = &log, &log
