@@ -29,6 +29,9 @@ type Config struct {
 	LogFile string
 	// Debug turns on debug logging.
 	Debug bool
+	// AuthFailureDelay is how long a failed login waits before its answer (IMAP, POP3, SMTP
+	// AUTH, webmail, BIS push Basic), as Dovecot's auth_failure_delay. Default 2s.
+	AuthFailureDelay time.Duration
 }
 
 // Mail is the bundled mail server.
@@ -96,6 +99,8 @@ var DefaultUser = User{Email: "alice@bbsim.test", Password: "blackberry", PIN: "
 func Default() Config {
 	return Config{
 		Data: DefaultDataDir(),
+		// Dovecot's auth_failure_delay default: guessing a password costs 2 s a try.
+		AuthFailureDelay: 2 * time.Second,
 		Mail: Mail{
 			IMAP: "127.0.0.1:1143", POP3: "127.0.0.1:1110", SMTP: "127.0.0.1:2525", Webmail: "127.0.0.1:8025",
 			Domain: "bbsim.test", Users: []User{DefaultUser}, StoreLocking: "exclusive",

@@ -118,6 +118,9 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.BoolVar(&m.NoIMAP, "no-imap", m.NoIMAP, "turn IMAP off")
 		fs.IntVar(&m.MaxConnectionsPerUser, "max-connections-per-user", m.MaxConnectionsPerUser, "refuse logins over N per user and protocol (0: no limit)")
 	}
+	if groups&(GroupMail|GroupPush) != 0 {
+		fs.DurationVar(&c.AuthFailureDelay, "auth-failure-delay", c.AuthFailureDelay, "wait this long before answering a failed login (IMAP, POP3, SMTP AUTH, webmail, BIS push; 0: no wait)")
+	}
 	if groups&GroupPush != 0 {
 		p := &c.Push
 		fs.StringVar(&p.Addr, "push", p.Addr, "push server listen address (empty: off)")

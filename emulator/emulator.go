@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/internal/termtext"
 	"github.com/bbsim/bbsim/ui"
 )
@@ -99,7 +99,7 @@ func New(opts Options) (_ *Emulator, err error) {
 	if err := e.bind(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(e.cfg.Data, 0o755); err != nil {
+	if err := statedir.Mkdir(e.cfg.Data); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	if e.mode&ModeServer != 0 {
@@ -223,6 +223,9 @@ func isClosed(err error) bool {
 
 func (e *Emulator) buildHandset() error {
 	c := e.cfg.Handset
+	if err := statedir.Mkdir(filepath.Join(e.cfg.Data, "handset")); err != nil {
+		return err
+	}
 	h, err := handset.New(handset.Options{PIN: c.PIN, Email: c.Email, Dir: filepath.Join(e.cfg.Data, "handset", strings.ToUpper(c.PIN))})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/bbsim/bbsim/bisclient"
 	"github.com/bbsim/bbsim/browserpush"
@@ -39,6 +40,7 @@ func (e *Emulator) buildMail() error {
 		DataDir: filepath.Join(e.cfg.Data, "mail"), Domain: c.Domain, Users: users,
 		Locking: mailserver.Locking(c.StoreLocking), PoliteDisconnect: c.PoliteDisconnect,
 		NoIdle: c.NoIdle, MaxConnectionsPerUser: c.MaxConnectionsPerUser, Logger: e.log,
+		AuthFailureDelay: noDelayIsNegative(e.cfg.AuthFailureDelay),
 	})
 	if err != nil {
 		return fmt.Errorf("mail server: %w", err)
@@ -114,7 +116,8 @@ func (e *Emulator) buildPush() error {
 		return fmt.Errorf("push server: %w", err)
 	}
 	e.closers = append(e.closers, ps.Close)
-	svc, err = bis.New(bis.Options{DataDir: filepath.Join(c.Data, "push"), Apps: apps, Gateway: ps, Logger: e.log})
+	svc, err = bis.New(bis.Options{DataDir: filepath.Join(c.Data, "push"), Apps: apps, Gateway: ps, Logger: e.log,
+		AuthFailureDelay: noDelayIsNegative(c.AuthFailureDelay)})
 	if err != nil {
 		return fmt.Errorf("BIS push service: %w", err)
 	}
@@ -228,4 +231,13 @@ func (e *Emulator) MailCertFile() string {
 		return ""
 	}
 	return mailserver.CertFile(filepath.Join(e.cfg.Data, "mail"))
+}
+
+// noDelayIsNegative maps the flag's 0 (no wait) to the Options' negative (no wait), whose
+// zero means the default.
+func noDelayIsNegative(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

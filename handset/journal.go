@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/bbsim/bbsim/internal/statedir"
 )
 
 // The journal is an append-only file of JSON lines, one per state change, replayed on
@@ -44,7 +46,7 @@ type journal struct {
 }
 
 func openJournal(dir string, sync bool, replay func(record) error) (*journal, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := statedir.Mkdir(dir); err != nil {
 		return nil, fmt.Errorf("handset state dir: %w", err)
 	}
 	path := filepath.Join(dir, journalName)
@@ -57,7 +59,7 @@ func openJournal(dir string, sync bool, replay func(record) error) (*journal, er
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := statedir.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -191,7 +193,7 @@ func (h *Handset) replay(rec record) error {
 // compactLocked rewrites the journal as one record per live object, then swaps it in.
 func (h *Handset) compactLocked() error {
 	tmp := filepath.Join(h.j.dir, journalName+".tmp")
-	f, err := os.Create(tmp)
+	f, err := statedir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("compact journal: %w", err)
 	}

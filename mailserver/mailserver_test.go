@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -409,6 +412,26 @@ func formToken(t *testing.T, page string) string {
 		t.Fatalf("no form token in the page:\n%s", page)
 	}
 	return m[1]
+}
+
+// webmailSignIn signs alice in through the webmail's form (with its token) on hc, which
+// must keep cookies.
+func webmailSignIn(t *testing.T, hc *http.Client, addr string) {
+	t.Helper()
+	resp, err := hc.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp, err = hc.PostForm("http://"+addr+"/login", url.Values{"csrf": {formToken(t, string(page))}, "email": {alice}, "password": {pass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/inbox" {
+		t.Fatalf("webmail sign-in ended on %s (HTTP %d), want /inbox", resp.Request.URL.Path, resp.StatusCode)
+	}
 }
 
 // webmailLogin signs in to the webmail with curl and reports whether it was refused

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/bbsim/bbsim/internal/groupcommit"
+	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/mailserver/imapmem"
 )
 
@@ -86,6 +87,9 @@ CREATE TABLE IF NOT EXISTS messages (
 func openDB(path string) (*db, error) {
 	// foreign_keys(ON): the store declares none, but a deferred one is how the tests make a
 	// commit itself fail.
+	if err := statedir.SQLite(path); err != nil {
+		return nil, err
+	}
 	s, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
 	if err != nil {
 		return nil, fmt.Errorf("open mail store %s: %w", path, err)
@@ -183,11 +187,22 @@ func (d *db) run(batch []*op) ([]error, error) {
 func (d *db) stats() (commits, ops int64) { return d.w.Stats() }
 
 // ensureUser creates the user and its default mailboxes when missing, updating the
-// password and PIN from the configuration.
+// password (kept hashed) and PIN from the configuration. A password stored in plain text
+// by an older version is replaced by its hash.
 func (d *db) ensureUser(u User) error {
+	var stored string
+	err := d.sql.QueryRow(`SELECT password FROM users WHERE email = ?`, u.Email).Scan(&stored)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read user %s: %w", u.Email, err)
+	}
+	if !passwordMatches(stored, u.Password) {
+		if stored, err = hashPassword(u.Password); err != nil {
+			return err
+		}
+	}
 	return d.do(false, func(w *wtx) error {
 		if _, err := w.exec(`INSERT INTO users(email, password, pin) VALUES(?, ?, ?)
-		ON CONFLICT(email) DO UPDATE SET password = excluded.password, pin = excluded.pin`, u.Email, u.Password, u.PIN); err != nil {
+		ON CONFLICT(email) DO UPDATE SET password = excluded.password, pin = excluded.pin`, u.Email, stored, u.PIN); err != nil {
 			return err
 		}
 		base := uint32(time.Now().Unix())

@@ -278,7 +278,6 @@ func (p *pop3Conn) login(user, pass string) {
 	a := p.srv.authenticate(user, pass)
 	if a == nil {
 		p.srv.log.Info("pop3 login failed", "user", user)
-		time.Sleep(50 * time.Millisecond) // no fast password guessing
 		p.reply("-ERR [AUTH] Authentication failed")
 		return
 	}

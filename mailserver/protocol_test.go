@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -292,19 +291,8 @@ func TestWebmailDateOfUndatedMail(t *testing.T) {
 	deliverRaw(t, r.s, "From: bob@example.test\r\nSubject: undated\r\n\r\nNo date here.\r\n")
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	resp, err := hc.Get("http://" + r.webmail + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	form, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp, err = hc.PostForm("http://"+r.webmail+"/login",
-		url.Values{"csrf": {formToken(t, string(form))}, "email": {alice}, "password": {pass}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	resp, err = hc.Get("http://" + r.webmail + "/message/1")
+	webmailSignIn(t, hc, r.webmail)
+	resp, err := hc.Get("http://" + r.webmail + "/message/1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 
+	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/mailserver/imapmem"
 )
 
@@ -68,6 +68,9 @@ type Options struct {
 	// WebmailIdle ends a webmail session (and frees the store) after this long without a
 	// request. Default 2 minutes.
 	WebmailIdle time.Duration
+	// AuthFailureDelay is how long a failed login (IMAP, POP3, SMTP AUTH, webmail) waits
+	// before its answer, as Dovecot's auth_failure_delay. Default 2s; negative: none.
+	AuthFailureDelay time.Duration
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -138,13 +141,16 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 10 << 20
 	}
+	if opts.AuthFailureDelay == 0 {
+		opts.AuthFailureDelay = 2 * time.Second
+	}
 	if opts.WebmailIdle <= 0 {
 		opts.WebmailIdle = 2 * time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+	if err := statedir.Mkdir(opts.DataDir); err != nil {
 		return nil, fmt.Errorf("mailserver: %w", err)
 	}
 	if err := os.RemoveAll(spoolDir(opts.DataDir)); err != nil {
@@ -209,9 +215,24 @@ func (s *Server) rcptAccount(addr string) *account {
 func (s *Server) authenticate(login, password string) *account {
 	a := s.user(login)
 	if a == nil || a.mem.Login(a.Email, password) != nil {
+		s.failedAuth()
 		return nil
 	}
 	return a
+}
+
+// failedAuth makes a failed login wait AuthFailureDelay (less when the server stops), so
+// that guessing passwords costs time on every protocol alike.
+func (s *Server) failedAuth() {
+	if s.opts.AuthFailureDelay <= 0 {
+		return
+	}
+	t := time.NewTimer(s.opts.AuthFailureDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.shutdown:
+	}
 }
 
 // errInUse is a refusal because another session holds the store.

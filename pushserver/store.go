@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/bbsim/bbsim/internal/statedir"
 )
 
 // schema is the SQLite push store's.
@@ -198,10 +199,13 @@ func openStore(dir, pushDB, instance string) (*store, error) {
 	if pushDB != "" {
 		return nil, fmt.Errorf("push store %q: want a postgres:// or postgresql:// URL, or nothing for SQLite in the data directory", pushDB)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	if err := statedir.Mkdir(dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, "push.db")
+	if err := statedir.SQLite(path); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/emulator"
+	"github.com/bbsim/bbsim/internal/statedir"
 )
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
@@ -97,10 +98,11 @@ func runUI(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if logPath == "" {
 		logPath = filepath.Join(cfg.Data, "bbsim.log")
 	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	// The log names users and servers: private like the state beside it.
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return err
 	}
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	lf, err := statedir.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/pushserver"
 )
 
@@ -63,6 +63,9 @@ type Options struct {
 	// QueryWindow. Default 100 per 10 minutes.
 	QueryLimit  int
 	QueryWindow time.Duration
+	// AuthFailureDelay is how long a wrong application password waits for its 403. Default
+	// 2s; negative: none.
+	AuthFailureDelay time.Duration
 	// Now is the clock. Default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -124,6 +127,9 @@ func New(opts Options) (*Service, error) {
 	if opts.DataDir == "" || opts.Gateway == nil {
 		return nil, errors.New("bis: Options.DataDir and Options.Gateway are required")
 	}
+	if opts.AuthFailureDelay == 0 {
+		opts.AuthFailureDelay = 2 * time.Second
+	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 5 * time.Minute
 	}
@@ -139,7 +145,10 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+	if err := statedir.Mkdir(opts.DataDir); err != nil {
+		return nil, err
+	}
+	if err := statedir.SQLite(filepath.Join(opts.DataDir, "bis.db")); err != nil {
 		return nil, err
 	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(opts.DataDir, "bis.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")
@@ -308,6 +317,14 @@ func (s *Service) initiator(w http.ResponseWriter, r *http.Request) *App {
 	}
 	app := s.apps[id]
 	if app == nil || subtle.ConstantTimeCompare([]byte(pass), []byte(app.Password)) != 1 {
+		if d := s.opts.AuthFailureDelay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+		}
 		http.Error(w, "wrong application ID or password", http.StatusForbidden)
 		return nil
 	}
