@@ -13,15 +13,6 @@ import (
 	"github.com/bbsim/bbsim/internal/childproc"
 )
 
-// runArgs are the arguments of a headless bbsim run on the given ports, in dir.
-func runArgs(dir string, ports []string) []string {
-	args := []string{"run", "--headless", "--data", dir}
-	for i, n := range []string{"imap", "pop3", "smtp", "webmail", "push", "dns", "listen", "api"} {
-		args = append(args, "--"+n, ports[i])
-	}
-	return args
-}
-
 // stateModes lists the files and directories under dir that others could read.
 func stateModes(t *testing.T, dir string) []string {
 	t.Helper()
