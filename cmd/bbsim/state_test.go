@@ -50,7 +50,7 @@ func TestStateIsPrivate(t *testing.T) {
 	ports := freePorts(t, 8)
 	start := func() {
 		t.Helper()
-		run := startBBSim(t, runArgs(dir, ports)...)
+		run, _ := startBBSim(t, runArgs(dir, ports)...)
 		waitAPI(t, "http://"+ports[7]+"/api/v1/device", `"state": "idling"`, 30*time.Second)
 		pushMessage(t, ports[4], "2100000A", "StatePush")
 		if out, errOut, code := runBBSim(t, t.Context(), "send", "--smtp", ports[2], "--subject", "StateMail"); code != 0 {
