@@ -81,15 +81,23 @@ func startServerWire(t testing.TB, opts Options, w *wireLog) *rig {
 
 func sendSMTP(t testing.TB, addr, to, subject string) {
 	t.Helper()
+	if err := sendSMTPErr(addr, to, subject); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendSMTPErr is sendSMTP for goroutines other than the test's.
+func sendSMTPErr(addr, to, subject string) error {
 	c, err := smtp.Dial(addr)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close()
 	msg := fmt.Sprintf("From: bob@example.test\r\nTo: %s\r\nSubject: %s\r\n\r\nHello.\r\n", to, subject)
 	if err := c.SendMail("bob@example.test", []string{to}, strings.NewReader(msg)); err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("send %s: %w", subject, err)
 	}
+	return nil
 }
 
 // idler is a go-imap client idling on INBOX; exists receives each EXISTS count.
