@@ -71,6 +71,29 @@ func measures() []measure {
 	}
 }
 
+// Names lists the measurements in the order Run takes them.
+func Names() []string {
+	var out []string
+	for _, m := range measures() {
+		out = append(out, m.name)
+	}
+	return out
+}
+
+// CheckOnly reports the words of only that select no measurement.
+func CheckOnly(only []string) error {
+	for _, w := range only {
+		hit := false
+		for _, n := range Names() {
+			hit = hit || selected(n, []string{w})
+		}
+		if !hit {
+			return fmt.Errorf("--only %q selects no measurement; there are %s", w, strings.Join(Names(), ", "))
+		}
+	}
+	return nil
+}
+
 // Run runs the measurements one after the other.
 func Run(ctx context.Context, o Options) Report {
 	if o.Logger == nil {

@@ -5,6 +5,7 @@ package lockout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +90,15 @@ type Row struct {
 
 // OK reports whether the scenario behaved as expected.
 func (r Row) OK() bool { return r.Err == "" && len(r.Problems) == 0 }
+
+// MarshalJSON writes the row with "ok": OK().
+func (r Row) MarshalJSON() ([]byte, error) {
+	type row Row // without this method
+	return json.Marshal(struct {
+		row
+		OK bool `json:"ok"`
+	}{row(r), r.OK()})
+}
 
 // Target is an outside mail server to run against instead of the bundled one.
 type Target struct {

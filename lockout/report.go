@@ -17,13 +17,13 @@ func Table(rows []Row) string {
 	head := lipgloss.NewStyle().Bold(true)
 	bad := lipgloss.NewStyle().Foreground(lipgloss.Color("9"))
 	t := table.New().
-		Border(lipgloss.NormalBorder()).
-		Headers("scenario", "POP3 login", "2nd IMAP", "webmail", "handset", "BYE reason", "back in", "reconn", "mail delay", "lost/dup", "ok").
+		Border(lipgloss.NormalBorder()).BorderColumn(false).BorderLeft(false).BorderRight(false).
+		Headers("scenario", "POP3 login", "2nd IMAP", "webmail", "handset", "BYE", "back in", "recon", "delay", "lost/dup", "ok").
 		StyleFunc(func(row, col int) lipgloss.Style {
 			if row == table.HeaderRow {
-				return head.Padding(0, 1)
+				return head.Padding(0, 1, 0, 0)
 			}
-			return lipgloss.NewStyle().Padding(0, 1)
+			return lipgloss.NewStyle().Padding(0, 1, 0, 0)
 		})
 	for _, r := range rows {
 		ok := "yes"
@@ -31,18 +31,33 @@ func Table(rows []Row) string {
 			ok = bad.Render("NO")
 		}
 		if r.Err != "" {
-			t.Row(r.Scenario, "error: "+clip(r.Err, 40), "", "", "", "", "", "", "", "", ok)
+			t.Row(r.Scenario, "error (below)", "", "", "", "", "", "", "", "", ok)
 			continue
 		}
-		t.Row(r.Scenario, clip(r.POP3, 34), clip(r.IMAP, 26), clip(r.Webmail, 26), r.HandsetMode, clip(orDash(r.Bye), 34),
+		bye := "-"
+		if r.Bye != "" {
+			bye = "yes"
+		}
+		t.Row(r.Scenario, short(r.POP3), short(r.IMAP), short(r.Webmail), r.HandsetMode, bye,
 			dur(r.BackIn), fmt.Sprint(r.Reconnects), dur(r.MailDelay), fmt.Sprintf("%d/%d", r.Lost, r.Duplicated), ok)
 	}
 	var b strings.Builder
-	b.WriteString(t.Render())
-	b.WriteByte('\n')
+	for _, l := range strings.Split(t.Render(), "\n") {
+		b.WriteString(strings.TrimRight(l, " "))
+		b.WriteByte('\n')
+	}
+	// What the servers said, in full, below the table, which stays within 100 columns.
 	for _, r := range rows {
+		name := termtext.Line(r.Scenario)
+		for _, l := range []struct{ what, text string }{
+			{"error", r.Err}, {"POP3", r.POP3}, {"2nd IMAP", r.IMAP}, {"webmail", r.Webmail}, {"BYE", r.Bye},
+		} {
+			if l.text != "" {
+				fmt.Fprintf(&b, "%s: %s: %s\n", name, l.what, strings.Join(strings.Fields(termtext.Line(l.text)), " "))
+			}
+		}
 		for _, p := range r.Problems {
-			fmt.Fprintf(&b, "%s: %s\n", termtext.Line(r.Scenario), termtext.Line(p))
+			fmt.Fprintf(&b, "%s: problem: %s\n", name, termtext.Line(p))
 		}
 	}
 	return b.String()
@@ -53,6 +68,23 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// short is the gist of a server's reply for the table: its status and any bracketed
+// response code ("-ERR [IN-USE]", "NO [INUSE]", "HTTP 423", "inbox"); the full text is
+// printed below the table.
+func short(s string) string {
+	s = strings.TrimPrefix(strings.Join(strings.Fields(termtext.Line(s)), " "), "SELECT ")
+	if i := strings.IndexByte(s, ']'); i >= 0 && i < 16 {
+		return s[:i+1]
+	}
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		s = s[:i]
+	}
+	if f := strings.Fields(s); len(f) > 0 && (f[0] == "+OK" || f[0] == "OK") {
+		return f[0]
+	}
+	return clip(s, 14)
 }
 
 // clip shortens what a server said to n runes, without its control characters.

@@ -17,13 +17,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var only string
 	var jsonOut bool
 	fs.BoolVar(&o.Quick, "quick", false, "smaller runs: a first look, not figures to quote")
-	fs.StringVar(&only, "only", "", "comma-separated measurements to run (push, receiver, mail, handover, dovecot)")
+	fs.StringVar(&only, "only", "", "comma-separated measurements to run ("+strings.Join(bench.Names(), ", ")+")")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	if err := parseTool(fs, args); err != nil {
 		return err
 	}
 	if only != "" {
 		o.Only = strings.Split(only, ",")
+		if err := bench.CheckOnly(o.Only); err != nil {
+			fmt.Fprintf(stderr, "bbsim bench: %v\n", err)
+			return errUsage
+		}
 	}
 	dir, err := os.MkdirTemp("", "bbsim-bench-")
 	if err != nil {

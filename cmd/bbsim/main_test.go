@@ -190,7 +190,7 @@ func TestLockoutCommand(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 	for _, want := range []string{`"scenario": "exclusive"`, `"pop3": "-ERR [IN-USE]`, `"scenario": "polite-disconnect"`,
-		`"scenario": "shared"`, `"handset_mode": "polling"`, `"handset_mode": "pop3"`} {
+		`"scenario": "shared"`, `"handset_mode": "polling"`, `"handset_mode": "pop3"`, `"ok": true`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %s in\n%s", want, out)
 		}
@@ -291,5 +291,35 @@ func TestPushWait(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSmallCommands covers bbsim version and the usage errors of bench and lockout.
+func TestSmallCommands(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"version"}, 0, "bbsim "},
+		{[]string{"--version"}, 0, "go1."},
+		{[]string{"bench", "--only", "bogus"}, 2, `--only "bogus" selects no measurement; there are push, receiver, mail`},
+		{[]string{"bench", "--only", "handover"}, 2, "selects no measurement"},
+	} {
+		out, errOut, code := runBBSim(t, t.Context(), tt.args...)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("bbsim %v: exit %d, want %d and %q\n%s%s", tt.args, code, tt.code, tt.want, out, errOut)
+		}
+	}
+	// The lockout table fits 100 columns; what the servers said is below it, in full.
+	out, errOut, code := runBBSim(t, t.Context(), "lockout", "--scenarios", "exclusive")
+	if code != 0 || !strings.Contains(out, "exclusive: POP3: -ERR [IN-USE] Mailbox is locked by another IMAP session") {
+		t.Fatalf("lockout: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if n := len([]rune(l)); n > 100 && !strings.HasPrefix(l, "exclusive: ") {
+			t.Errorf("lockout table line of %d columns: %s", n, l)
+		}
 	}
 }

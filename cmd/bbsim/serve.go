@@ -52,6 +52,14 @@ func cmdServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := logger(cfg, stderr)
+	if cfg.LogFile != "" {
+		f, err := openLogFile(cfg)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		log = logger(cfg, f)
+	}
 	e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeServer, Logger: log})
 	if err != nil {
 		return err
@@ -60,12 +68,50 @@ func cmdServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return e.Run(ctx)
 }
 
+// eventLogger is the log of a process that prints events on stdout: the log file gets
+// everything (so stdout and the terminal carry events only), stderr the warnings and errors.
+func eventLogger(cfg config.Config, stderr io.Writer) (*slog.Logger, func(), error) {
+	f, err := openLogFile(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	h := slog.NewMultiHandler(
+		slog.NewTextHandler(f, &slog.HandlerOptions{Level: level}),
+		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(h), func() { f.Close() }, nil
+}
+
+// openLogFile opens --log-file (default <data>/bbsim.log) for appending.
+func openLogFile(cfg config.Config) (*os.File, error) {
+	logPath := cfg.LogFile
+	if logPath == "" {
+		logPath = filepath.Join(cfg.Data, "bbsim.log")
+	}
+	// The log names users and servers: private like the state beside it.
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	f, err := statedir.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	return f, nil
+}
+
 func cmdHandset(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig("handset", args, config.GroupData|config.GroupHandset, stderr)
 	if err != nil {
 		return err
 	}
-	log := logger(cfg, stderr)
+	log, closeLog, err := eventLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeHandset, Logger: log, Events: stdout})
 	if err != nil {
 		return err
@@ -81,7 +127,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	headless := cfg.Handset.Headless || !isTerminal(stdout)
 	if headless {
-		log := logger(cfg, stderr)
+		log, closeLog, err := eventLogger(cfg, stderr)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
 		e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeRun, Logger: log, Events: stdout})
 		if err != nil {
 			return err
@@ -94,17 +144,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // runUI runs everything with the handset drawn in the terminal; logs go to a file.
 func runUI(ctx context.Context, cfg config.Config, stdout io.Writer) error {
-	logPath := cfg.LogFile
-	if logPath == "" {
-		logPath = filepath.Join(cfg.Data, "bbsim.log")
-	}
-	// The log names users and servers: private like the state beside it.
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return err
-	}
-	lf, err := statedir.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY)
+	lf, err := openLogFile(cfg)
 	if err != nil {
-		return fmt.Errorf("log file: %w", err)
+		return err
 	}
 	defer lf.Close()
 	e, err := emulator.New(emulator.Options{Config: cfg, Mode: emulator.ModeRun, Logger: logger(cfg, lf)})
