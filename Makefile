@@ -8,8 +8,8 @@ TEST_DEBS := curl tmux python3 postgresql
 TEST_DEBS += dovecot-imapd dovecot-pop3d dovecot-lmtpd
 # mail: the clients people sync, fetch and send with
 TEST_DEBS += swaks libnet-ssleay-perl isync offlineimap fetchmail getmail6
-# push: real push initiators
-TEST_DEBS +=
+# push: real push initiators (PHP with curl as the BIS clients use it, Kannel's test_ppg)
+TEST_DEBS += php-cli php-curl kannel-extras
 # protocol clients for every server (DNS)
 TEST_DEBS += bind9-dnsutils
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

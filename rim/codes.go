@@ -50,6 +50,7 @@ const (
 	DeviceUnreachable = 236 // the destination on the device cannot be reached
 	DeviceResources   = 237 // out of resources
 	DeviceBadType     = 238 // content type not supported
+	DeviceMalformed   = 400 // bbsim's handset: a push it cannot read
 )
 
 var descs = map[int]string{
@@ -73,6 +74,7 @@ var descs = map[int]string{
 	DeviceRefused: "Refused by the device (may be retried)", DeviceRefusedHard: "Refused by the device",
 	DeviceUnreachable: "The destination on the device cannot be reached",
 	DeviceResources:   "The device is out of resources", DeviceBadType: "Content type not supported by the device",
+	DeviceMalformed: "Refused by the device as malformed",
 }
 
 // Desc is the description of a result code ("Result code N" for one it does not know).

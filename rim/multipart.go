@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"mime/quotedprintable"
 	"net/textproto"
 	"strings"
@@ -16,6 +15,86 @@ import (
 type Part struct {
 	Header textproto.MIMEHeader
 	Body   []byte
+}
+
+// splitParts returns the raw parts between delimiter lines: a delimiter is "--boundary" at
+// the start of a line, the close delimiter "--boundary--". The line ending before a
+// delimiter belongs to it; the preamble and whatever follows the close delimiter (an
+// epilogue, the BIS clients' "\n\r") are dropped, as RFC 2046 §5.1.1 says. A body without
+// a close delimiter ends at its end.
+func splitParts(body, delim []byte) [][]byte {
+	var starts []int // offsets of delimiter lines
+	for i := 0; i < len(body); {
+		j := bytes.Index(body[i:], delim)
+		if j < 0 {
+			break
+		}
+		at := i + j
+		if at == 0 || body[at-1] == '\n' {
+			starts = append(starts, at)
+		}
+		i = at + len(delim)
+	}
+	var parts [][]byte
+	for k, at := range starts {
+		rest := body[at+len(delim):]
+		if bytes.HasPrefix(rest, []byte("--")) {
+			break // the close delimiter
+		}
+		// The rest of the delimiter line (transport padding) is not part of the part.
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			break
+		}
+		start := at + len(delim) + nl + 1
+		end := len(body)
+		if k+1 < len(starts) {
+			end = starts[k+1]
+		}
+		p := body[start:end]
+		p = bytes.TrimSuffix(p, []byte("\n"))
+		p = bytes.TrimSuffix(p, []byte("\r"))
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// readPart reads one part's headers and body. The headers end at the first empty line or,
+// leniently, at the first line that is not a header: Kannel's test_ppg writes its extra
+// part header (-S) where the empty line should be.
+func readPart(raw []byte) (Part, error) {
+	h := textproto.MIMEHeader{}
+	rest := raw
+	var last string
+	for len(rest) > 0 {
+		line := rest
+		next := []byte(nil)
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, next = rest[:i], rest[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			rest = next
+			break
+		}
+		if (line[0] == ' ' || line[0] == '\t') && last != "" {
+			vs := h[last]
+			vs[len(vs)-1] += " " + strings.TrimSpace(string(line))
+			rest = next
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !isToken(name) {
+			break // the body starts here
+		}
+		last = textproto.CanonicalMIMEHeaderKey(string(name))
+		h.Add(last, strings.TrimSpace(string(value)))
+		rest = next
+		if next == nil {
+			rest = nil
+		}
+	}
+	return Part{Header: h, Body: rest}, nil
 }
 
 // ErrNoBoundary is returned for a multipart Content-Type without a usable boundary.
@@ -37,29 +116,16 @@ func SplitMultipart(contentType string, body []byte, maxParts int) ([]Part, erro
 	if boundary == "" || len(boundary) > 200 || !bytes.Contains(body, []byte("--"+boundary)) {
 		return nil, ErrNoBoundary
 	}
-	// RFC 2046 §5.1.1: what follows the close delimiter is to be ignored; Go's reader
-	// insists it be a line ending, so it is cut off.
-	if i := bytes.LastIndex(body, []byte("--"+boundary+"--")); i >= 0 {
-		body = body[:i+len(boundary)+4]
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	var parts []Part
-	for {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("multipart body: %w", err)
-		}
+	for _, raw := range splitParts(body, []byte("--"+boundary)) {
 		if maxParts > 0 && len(parts) == maxParts {
 			return nil, fmt.Errorf("multipart body of more than %d parts", maxParts)
 		}
-		b, err := io.ReadAll(p)
+		p, err := readPart(raw)
 		if err != nil {
-			return nil, fmt.Errorf("multipart body: %w", err)
+			return nil, fmt.Errorf("multipart body, part %d: %w", len(parts)+1, err)
 		}
-		parts = append(parts, Part{Header: p.Header, Body: b})
+		parts = append(parts, p)
 	}
 	if len(parts) == 0 {
 		return nil, errors.New("multipart body without parts")
@@ -103,4 +169,17 @@ func DecodeBody(h map[string][]string, body []byte) ([]byte, bool, error) {
 		return out, true, nil
 	}
 	return body, false, nil
+}
+
+// isToken reports whether b is a header field name: letters, digits and - _ .
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

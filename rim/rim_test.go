@@ -48,6 +48,11 @@ func TestSplitMultipart(t *testing.T) {
 			[]string{"<pap/>", "hello"}, ""},
 		{"lf, preamble, epilogue", "multipart/related; boundary=b", "preamble\n--b\nContent-Type: a/b\n\none\n--b\n\ntwo\n--b--\nepilogue\n",
 			[]string{"one", "two"}, ""},
+		// Kannel's test_ppg -S writes its extra header where the empty line should be.
+		{"header in place of the empty line", "multipart/related; boundary=asdlfkjiurwghasf; type=\"application/xml\"",
+			"--asdlfkjiurwghasf\nContent-Type: application/xml\n\n<pap/>\n\n--asdlfkjiurwghasf\nContent-Type: text/plain\nX-RIM-Push-Type: Browser-Message\naGk=\n--asdlfkjiurwghasf--\n",
+			[]string{"<pap/>\n", "aGk="}, ""},
+		{"folded header, colon in body", "multipart/mixed; boundary=b", "--b\r\nContent-Type: text/html;\r\n charset=utf-8\r\n\r\n<p>Note: x</p>\r\n--b--", []string{"<p>Note: x</p>"}, ""},
 		{"no boundary param", "multipart/related; type=application/xml", "--x\r\n\r\na\r\n--x--", nil, "usable boundary"},
 		{"boundary not in body", "multipart/related; boundary=zz", "--x\r\n\r\na\r\n--x--", nil, "usable boundary"},
 		{"not multipart", "text/plain", "x", nil, "not multipart"},
