@@ -112,13 +112,17 @@ func TestZone(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	for _, o := range []Options{
-		{Domain: "bad..name"},
-		{Addrs: map[string]string{"gopher": "127.0.0.1:70"}},
-		{Addrs: map[string]string{"imap": "nohost"}},
-	} {
-		if _, err := New(o); err == nil {
-			t.Errorf("%+v: no error", o)
+	tests := []struct {
+		o    Options
+		want string
+	}{
+		{Options{Domain: "bad..name"}, `dnsserver: domain "bad..name" is not a domain name`},
+		{Options{Addrs: map[string]string{"gopher": "127.0.0.1:70"}}, `dnsserver: unknown service "gopher"`},
+		{Options{Addrs: map[string]string{"imap": "nohost"}}, `dnsserver: imap address "nohost": address nohost: missing port in address`},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.o); err == nil || err.Error() != tt.want {
+			t.Errorf("New(%+v) = %v, want %q", tt.o, err, tt.want)
 		}
 	}
 }

@@ -169,13 +169,17 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 func TestFleetOptions(t *testing.T) {
-	for _, o := range []Options{
-		{FirstPIN: "xyz"},
-		{FirstPIN: "FFFFFFFF", Count: 2},
-		{Gateway: "http://127.0.0.1:1"},
-	} {
-		if _, err := New(o); err == nil {
-			t.Errorf("%+v: no error", o)
+	tests := []struct {
+		o    Options
+		want string
+	}{
+		{Options{FirstPIN: "xyz"}, `fleet: first PIN "xyz" is not 8 hex digits`},
+		{Options{FirstPIN: "FFFFFFFF", Count: 2}, "fleet: 2 PINs from FFFFFFFF run past FFFFFFFF"},
+		{Options{Gateway: "http://127.0.0.1:1"}, "fleet: a gateway needs the fleet's BaseURL"},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.o); err == nil || err.Error() != tt.want {
+			t.Errorf("New(%+v) = %v, want %q", tt.o, err, tt.want)
 		}
 	}
 }

@@ -30,8 +30,9 @@ func TestNormalizePIN(t *testing.T) {
 }
 
 func TestNewRejectsBadPIN(t *testing.T) {
-	if _, err := New(Options{PIN: "XYZ"}); err == nil {
-		t.Fatal("New with PIN XYZ: no error")
+	const want = `handset: PIN "XYZ" is not 8 hex digits`
+	if _, err := New(Options{PIN: "XYZ"}); err == nil || err.Error() != want {
+		t.Fatalf("New with PIN XYZ = %v, want %q", err, want)
 	}
 }
 

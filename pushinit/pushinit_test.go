@@ -195,16 +195,20 @@ func TestConnectionRefused(t *testing.T) {
 }
 
 func TestBadPush(t *testing.T) {
-	for _, p := range []Push{
-		{To: []string{"x"}},
-		{Gateway: "ftp://x", To: []string{"x"}},
-		{Gateway: "http://x"},
-		{Gateway: "http://x", To: []string{"x"}, Type: "banner"},
-		{Gateway: "http://x", To: []string{"x"}, Protocol: "smtp"},
-		{Gateway: "http://x", To: []string{"x"}, Protocol: BIS},
-	} {
-		if _, err := p.Request(context.Background()); err == nil {
-			t.Errorf("%+v: no error", p)
+	tests := []struct {
+		p    Push
+		want string
+	}{
+		{Push{To: []string{"x"}}, "no push server URL"},
+		{Push{Gateway: "ftp://x", To: []string{"x"}}, `push server "ftp://x": want an http:// or https:// URL`},
+		{Push{Gateway: "http://x"}, "no recipient (--to)"},
+		{Push{Gateway: "http://x", To: []string{"x"}, Type: "banner"}, `unknown push type "banner" (want channel, message, content or delete)`},
+		{Push{Gateway: "http://x", To: []string{"x"}, Protocol: "smtp"}, `unknown protocol "smtp" (want rim, pap or bis)`},
+		{Push{Gateway: "http://x", To: []string{"x"}, Protocol: BIS}, "BIS push needs the application ID and password (--username, --password)"},
+	}
+	for _, tt := range tests {
+		if _, err := tt.p.Request(context.Background()); err == nil || err.Error() != tt.want {
+			t.Errorf("Request(%+v) = %v, want %q", tt.p, err, tt.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/fleet"
+	"github.com/bbsim/bbsim/mailserver"
 	"github.com/bbsim/bbsim/pushserver"
 )
 
@@ -205,6 +207,44 @@ func TestSendCommand(t *testing.T) {
 	out, errOut, code := runBBSim(t, t.Context(), "send", "--smtp", "127.0.0.1:1")
 	if code != 1 || !strings.Contains(errOut, "connection refused") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// Against the bundled mail server: the message is in alice's mailbox, as sent.
+	ms, err := mailserver.New(mailserver.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	smtpLn, pop3Ln := listen(t), listen(t)
+	go ms.ServeSMTP(smtpLn)
+	go ms.ServePOP3(pop3Ln)
+	addr := smtpLn.Addr().String()
+	out, errOut, code = runBBSim(t, t.Context(), "send", "--smtp", addr, "--subject", "Sent by the command", "--body", "Hello from bbsim send.")
+	if code != 0 || !strings.HasPrefix(out, "sent ") || !strings.HasSuffix(out, " to alice@bbsim.test via "+addr+"\n") {
+		t.Fatalf("bbsim send = exit %d\n%s\n%s", code, out, errOut)
+	}
+	c, err := textproto.Dial("tcp", pop3Ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.ReadLine() // greeting
+	for _, cmd := range []string{"USER alice@bbsim.test", "PASS blackberry", "RETR 1"} {
+		c.PrintfLine("%s", cmd)
+		if l, err := c.ReadLine(); err != nil || !strings.HasPrefix(l, "+OK") {
+			t.Fatalf("POP3 %s: %q %v", cmd, l, err)
+		}
+	}
+	lines, err := c.ReadDotLines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Join(lines, "\n")
+	id := strings.Fields(out)[1]
+	for _, want := range []string{"Subject: Sent by the command", "From: tester@bbsim.test", "Hello from bbsim send.", id} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the delivered message lacks %q:\n%s", want, msg)
+		}
 	}
 }
 
