@@ -1,12 +1,12 @@
 package mailserver
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // spillBytes is the size over which a message arriving over SMTP is spilled to a file in
@@ -34,34 +34,46 @@ func (m spooled) remove() {
 	}
 }
 
+// scratch buffers for reading messages, so that the next message's read does not grow a
+// buffer afresh; what is kept is copied out at its exact size.
+var scratch = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // spool reads a message from r, preceded by head unless the message begins with head's
 // first field name, into memory up to spillBytes and beyond that into a spool file.
 func (s *Server) spool(r io.Reader, head []byte) (spooled, error) {
-	br := bufio.NewReader(r)
-	var buf bytes.Buffer
-	if name, _, ok := bytes.Cut(head, []byte(":")); ok {
-		if start, _ := br.Peek(len(name) + 1); !bytes.Equal(start, append(name, ':')) {
-			buf.Write(head)
+	buf := scratch.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<10 { // a large message's buffer is not kept for the next
+			scratch.Put(buf)
 		}
-	}
-	_, err := io.CopyN(&buf, br, spillBytes+1-int64(buf.Len()))
-	if err == io.EOF {
-		return spooled{buf: buf.Bytes(), size: int64(buf.Len())}, nil
-	}
-	if err != nil {
+	}()
+	_, err := io.CopyN(buf, r, spillBytes+1)
+	if err != nil && err != io.EOF {
 		return spooled{}, err
+	}
+	if name, _, ok := bytes.Cut(head, []byte(":")); ok && bytes.HasPrefix(buf.Bytes(), append(name, ':')) {
+		head = nil // the message has its own
+	}
+	if err == io.EOF {
+		msg := make([]byte, len(head)+buf.Len())
+		copy(msg[copy(msg, head):], buf.Bytes())
+		return spooled{buf: msg, size: int64(len(msg))}, nil
 	}
 	f, err := os.CreateTemp(spoolDir(s.opts.DataDir), "smtp-*.eml")
 	if err != nil {
 		return spooled{}, fmt.Errorf("spool message: %w", err)
 	}
-	m := spooled{path: f.Name()}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
-		m.remove()
-		return spooled{}, fmt.Errorf("spool message: %w", err)
+	m := spooled{path: f.Name(), size: int64(len(head) + buf.Len())}
+	_, err = f.Write(head)
+	if err == nil {
+		_, err = f.Write(buf.Bytes())
 	}
-	rest, err := io.Copy(f, br)
+	if err == nil {
+		var rest int64
+		rest, err = io.Copy(f, r)
+		m.size += rest
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("spool message: %w", cerr)
 	}
@@ -69,6 +81,5 @@ func (s *Server) spool(r io.Reader, head []byte) (spooled, error) {
 		m.remove()
 		return spooled{}, err
 	}
-	m.size = int64(buf.Len()) + rest
 	return m, nil
 }
