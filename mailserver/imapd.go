@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -100,6 +101,28 @@ func (c *imapSession) Login(username, password string) error {
 	c.UserSession = imapmem.NewUserSession(a.mem)
 	c.srv.log.Debug("imap login", "user", a.Email)
 	return nil
+}
+
+// Append stores an APPEND literal as SMTP mail is stored: a large one waits for its commit
+// in the spool and is never held whole in memory. A literal cut off by the end of the
+// connection stores nothing.
+func (c *imapSession) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	mbox, err := c.acct.mem.Mailbox(mailbox)
+	if err != nil {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	msg, err := c.srv.spool(io.LimitReader(r, r.Size()), nil)
+	if err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	defer msg.remove()
+	if msg.size != r.Size() {
+		return nil, fmt.Errorf("append: literal cut off after %d of %d bytes", msg.size, r.Size())
+	}
+	if msg.path == "" {
+		return mbox.Append(msg.buf, options)
+	}
+	return mbox.AppendFile(msg.path, msg.size, options)
 }
 
 func (c *imapSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {

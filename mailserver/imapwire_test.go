@@ -2,9 +2,12 @@ package mailserver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -322,5 +325,43 @@ func TestIMAPBeforeLogin(t *testing.T) {
 	}
 	if l, err := ic.r.ReadString('\n'); err == nil {
 		t.Errorf("the connection goes on after BYE: %q", l)
+	}
+}
+
+// A large APPEND is stored as large SMTP mail is: spooled while it waits for its commit,
+// and not kept in memory after it. (Not parallel: it measures the heap.)
+func TestIMAPAppendLargeStaysOutOfMemory(t *testing.T) {
+	r := startServer(t, Options{})
+	ic := dialIMAPRaw(t, r.imap)
+	ic.login()
+	const n, size = 3, 5 << 18 // 1.25 MiB each, over spillBytes
+	base := heapMiB()
+	for i := range n {
+		tag := fmt.Sprintf("a%d", i)
+		ic.send(fmt.Sprintf("%s APPEND INBOX {%d}", tag, size))
+		if l := ic.line(); !strings.HasPrefix(l, "+ ") {
+			t.Fatalf("APPEND: %q", l)
+		}
+		if _, err := io.CopyN(ic.c, newBigMessage(fmt.Sprintf("big %d", i), size), size); err != nil {
+			t.Fatal(err)
+		}
+		ic.send("")
+		if _, tagged := ic.until(tag); !strings.HasPrefix(tagged, tag+" OK [APPENDUID ") {
+			t.Fatalf("APPEND of %d bytes = %q", size, tagged)
+		}
+	}
+	// Held in memory, they would take n*size.
+	if grew := heapMiB() - base; grew > float64(n*size)/2/(1<<20) {
+		t.Errorf("heap grew %.1f MiB with %d appended messages of %.1f MiB in the mailbox", grew, n, float64(size)/(1<<20))
+	}
+	if spool, _ := os.ReadDir(spoolDir(r.s.opts.DataDir)); len(spool) != 0 {
+		t.Errorf("%d files left in the spool after APPEND", len(spool))
+	}
+	inbox := r.s.user(alice).inbox()
+	for i, m := range inbox.Messages() {
+		body, _ := inbox.Body(m.UID)
+		if want := readAllBig(t, fmt.Sprintf("big %d", i), size)[:size]; !bytes.Equal(body, want) || m.Size != size {
+			t.Errorf("message %d: %d bytes stored (size %d), want the %d appended", m.UID, len(body), m.Size, size)
+		}
 	}
 }
