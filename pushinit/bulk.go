@@ -139,11 +139,13 @@ func (p Progress) Bar(width int) string {
 	if p.Total > 0 {
 		pct = p.Done * 100 / p.Total
 	}
-	tail := fmt.Sprintf(" %3d%%  %d/%d  %.0f/s  ETA %s", pct, p.Done, p.Total, p.Rate(), p.ETA().Round(time.Second))
+	// Every field has a fixed width, so the bar keeps its length from start to 100 %.
+	digits := len(strconv.Itoa(p.Total))
+	tail := fmt.Sprintf(" %3d%%  %*d/%d  %6.0f/s  ETA %6s", pct, digits, p.Done, p.Total, p.Rate(), p.ETA().Round(time.Second))
+	n := max(width-len(tail)-2, 10)
 	if p.Failed > 0 {
 		tail += fmt.Sprintf("  %d failed", p.Failed)
 	}
-	n := max(width-len(tail)-2, 10)
 	fill := n * pct / 100
 	return "[" + strings.Repeat("#", fill) + strings.Repeat(".", n-fill) + "]" + tail
 }

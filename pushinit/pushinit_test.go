@@ -319,3 +319,18 @@ func TestNotifyHandler(t *testing.T) {
 		t.Errorf("string %q", s)
 	}
 }
+
+// TestBarKeepsItsWidth checks that the bar is as long at 100 % as at the start.
+func TestBarKeepsItsWidth(t *testing.T) {
+	want := -1
+	for _, done := range []int{0, 7, 99, 1000} {
+		p := Progress{Done: done, Total: 1000, Elapsed: time.Duration(done+1) * 7 * time.Millisecond}
+		got := strings.IndexByte(p.Bar(72), ']')
+		if want < 0 {
+			want = got
+		}
+		if got != want {
+			t.Errorf("Bar at %d/1000 is %d wide, want %d: %q", done, got, want, p.Bar(72))
+		}
+	}
+}

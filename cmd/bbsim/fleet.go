@@ -21,7 +21,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "push server URL the handsets attach to (empty: none)")
 	fs.DurationVar(&o.CheckEvery, "gateway-check", 5*time.Second, "how often each attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
 	fs.StringVar(&listen, "listen", "127.0.0.1:7900", "shared listener: pushes on /d/PIN/, control API on /h/PIN/api/v1/, counters on /api/v1/fleet")
-	fs.DurationVar(&every, "report", 5*time.Second, "how often to print the fleet's counters (0: never)")
+	fs.DurationVar(&every, "report", 5*time.Second, "how often to look at the fleet's counters, printed when they changed (0: never)")
 	if err := parseTool(fs, args); err != nil {
 		return err
 	}
@@ -44,6 +44,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if every > 0 {
 		t := time.NewTicker(every)
 		defer t.Stop()
+		last := ""
 	loop:
 		for {
 			select {
@@ -58,7 +59,11 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					msgs += c.Messages
 					chans += c.Channels
 				}
-				fmt.Fprintf(stdout, "fleet: %d/%d attached, %d messages, %d channels\n", attached, len(f.Members()), msgs, chans)
+				// A line when something changed, not the same line every period.
+				if line := fmt.Sprintf("fleet: %d/%d attached, %d messages, %d channels\n", attached, len(f.Members()), msgs, chans); line != last {
+					fmt.Fprint(stdout, line)
+					last = line
+				}
 			}
 		}
 	}

@@ -321,6 +321,13 @@ func TestPushWait(t *testing.T) {
 		{"refused by the handset", []string{"--type", "channel", "--title", "News"}, 1,
 			[]string{"to 2A000000: failed, code 400", "1 recipient(s) not delivered"}},
 	}
+	// A bulk file of one line still prints the summary.
+	host, port, _ := net.SplitHostPort(addr.String())
+	bulk := filepath.Join(t.TempDir(), "one.txt")
+	os.WriteFile(bulk, []byte(host+" "+port+" 2A000000\n"), 0o644)
+	if out, errOut, code := runBBSim(t, t.Context(), "push", "--bulk", bulk, "--type", "message", "--title", "one", "--file", "-"); code != 0 || !strings.Contains(out, "1 pushes, 1 accepted, 0 failed") {
+		t.Fatalf("one-line bulk: exit %d\n%s%s", code, out, errOut)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, errOut, code := runBBSim(t, t.Context(), append([]string{"push", "--wait", "--wait-timeout", "60s",

@@ -208,7 +208,7 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		failed += waitNotifications(ctx, notes, want, notifyWait, out)
 	}
-	if !jsonOut && len(results) > 1 {
+	if !jsonOut && (len(results) > 1 || bulk != "") {
 		fmt.Fprintf(stdout, "%d pushes, %d accepted, %d failed\n", len(results), len(results)-failed, failed)
 	}
 	if failed > 0 {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +99,8 @@ func TestFleetReattachesAfterServerRestart(t *testing.T) {
 	args := serverArgs(filepath.Join(dir, "server"), ports)
 	srv, _ := startBBSim(t, args...)
 	waitAPI(t, "http://"+push+"/api/v1/devices", "[", 30*time.Second)
-	startBBSim(t, "fleet", "--count", "3", "--gateway", "http://"+push, "--listen", ports[6], "--gateway-check", "1s")
+	_, fout := startBBSim(t, "fleet", "--count", "3", "--gateway", "http://"+push, "--listen", ports[6], "--gateway-check", "1s",
+		"--report", "100ms")
 	waitFor(t, 30*time.Second, "every handset of the fleet attached", func() bool {
 		out, _ := exec.Command("curl", "-s", fl+"/api/v1/fleet").CombinedOutput()
 		return bytes.Count(out, []byte(`"attached":true`)) == 3
@@ -114,5 +116,19 @@ func TestFleetReattachesAfterServerRestart(t *testing.T) {
 	out, _ := exec.Command("curl", "-s", fl+"/h/2A000002/api/v1/device").CombinedOutput()
 	if !bytes.Contains(out, []byte(`"attaches": 2`)) {
 		t.Fatalf("device after the restart: %s", out)
+	}
+	// The counters are printed when they change, not every period.
+	prev := ""
+	for _, l := range strings.Split(fout.String(), "\n") {
+		if !strings.HasPrefix(l, "fleet: ") || strings.Contains(l, "handsets from PIN") {
+			continue
+		}
+		if l == prev {
+			t.Fatalf("fleet printed the same counters twice in a row:\n%s", fout.String())
+		}
+		prev = l
+	}
+	if !strings.Contains(fout.String(), "fleet: 3/3 attached, 3 messages, 0 channels") {
+		t.Fatalf("fleet output:\n%s", fout.String())
 	}
 }
