@@ -317,6 +317,41 @@ func TestPushInitiatorsFromTheField(t *testing.T) {
 		wantIn(t, "the opened message", string(out), "Hello from Kannel test_ppg.")
 	})
 
+	t.Run("RIM multipart sample: a page, its images, and an empty channel part", func(t *testing.T) {
+		gif := "GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+		var inner strings.Builder
+		inner.WriteString("--innerBoundary\r\nContent-Type: text/html\r\n\r\n<html><body><h1>Waterloo campus</h1>")
+		names := []string{"waterloo.gif", "rim.gif", "dc.gif", "parking.gif", "map.gif", "logo.gif"}
+		for _, n := range names {
+			inner.WriteString(`<img src="` + n + `">`)
+		}
+		inner.WriteString("</body></html>\r\n")
+		for _, n := range names {
+			inner.WriteString("--innerBoundary\r\nContent-Type: image/gif\r\ncontent-location: " + n + "\r\n\r\n" + gif + "\r\n")
+		}
+		inner.WriteString("--innerBoundary--\r\n")
+		url := "cache://example.com/MultipartExample"
+		body := "--outerBoundary\r\nContent-Type: multipart/mixed; boundary=innerBoundary\r\nContent-Location: " + url +
+			"\r\nX-RIM-Push-Type: Browser-Content\r\nX-RIM-Transcode-Content: */*\r\n\r\n" + inner.String() +
+			"\r\n--outerBoundary\r\nX-RIM-Push-Type: Browser-Channel\r\nX-RIM-Push-Channel-ID: " + url +
+			"\r\nX-RIM-Push-Title: Multipart Example\r\nContent-Location: " + url + "\r\n\r\n\r\n--outerBoundary--\r\n"
+		code, ans := curlPOST(t, base+"/push?DESTINATION=2100000A&PORT=7874&REQUESTURI=/", "multipart/mixed; boundary=outerBoundary", []byte(body))
+		if code != 200 {
+			t.Fatalf("RIM push = %d, want 200:\n%s", code, ans)
+		}
+		out := bbsimWait(t, rig.api, "--channel", "Multipart Example")
+		id := regexp.MustCompile(`"id": ?"([^"]+)"`).FindStringSubmatch(out)
+		if id == nil {
+			t.Fatalf("bbsim wait printed no channel id: %s", out)
+		}
+		page, _ := exec.Command("curl", "-s", "-X", "POST", "http://"+rig.api+"/api/v1/channels/"+id[1]+"/open").CombinedOutput()
+		wantIn(t, "the opened channel", string(page), "Waterloo campus", "cache://example.com/waterloo.gif (image/gif")
+		cache, _ := exec.Command("curl", "-s", "http://"+rig.api+"/api/v1/browser/cache").CombinedOutput()
+		for _, n := range names {
+			wantIn(t, "the browser cache", string(cache), `"url": "cache://example.com/`+n+`"`)
+		}
+	})
+
 	t.Run("test_ppg SI without a push type: the handset's reason", func(t *testing.T) {
 		var mu sync.Mutex
 		var notes []string
