@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/httpguard"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -42,6 +44,11 @@ type Options struct {
 	// still holds, so that it attaches again after the gateway restarts. Default 5 s;
 	// negative: never.
 	CheckEvery time.Duration
+	// Token, when set, is required of every push (Authorization: Bearer, or HTTP Basic's
+	// password); the URL announced to the gateway carries it as user info, which the
+	// gateway's client sends as Basic. Required when the receiver listens beyond loopback.
+	// Default: none.
+	Token string
 	// MaxBody is the largest content of one push, in bytes, after reassembly. Default 1 MiB.
 	MaxBody int64
 	// Logger receives the receiver's logs. Default: discard.
@@ -57,6 +64,7 @@ type Receiver struct {
 	ownClient  bool
 	maxBody    int64
 	checkEvery time.Duration
+	token      string
 	log        *slog.Logger
 	srv        *http.Server
 	handler    http.Handler
@@ -122,12 +130,15 @@ func New(opts Options) (*Receiver, error) {
 	if ev := opts.Handset.Events(0); len(ev) > 0 {
 		r.startSeq = ev[len(ev)-1].Seq
 	}
+	r.token = opts.Token
 	if opts.ReceiverURL != "" {
-		r.recvURL = opts.ReceiverURL
+		r.recvURL = r.withToken(opts.ReceiverURL)
 		close(r.urlReady)
 	}
 	r.bgStop = make(chan struct{})
-	r.handler = http.HandlerFunc(r.serveHTTP)
+	// A page in the developer's browser must not push to the device (a cross-origin POST,
+	// or a rebound host name), nor anyone without the token when there is one.
+	r.handler = httpguard.Wrap(http.HandlerFunc(r.serveHTTP), httpguard.Options{Token: opts.Token})
 	r.srv = &http.Server{
 		Handler:           r.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -156,7 +167,7 @@ func (r *Receiver) ReceiverURL() string {
 func (r *Receiver) Serve(ln net.Listener) error {
 	r.urlMu.Lock()
 	if r.recvURL == "" {
-		r.recvURL = "http://" + announceAddr(ln.Addr()) + "/"
+		r.recvURL = r.withToken("http://" + announceAddr(ln.Addr()) + "/")
 		close(r.urlReady)
 	}
 	r.urlMu.Unlock()
@@ -165,6 +176,19 @@ func (r *Receiver) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	return err
+}
+
+// withToken puts the receiver's token into u as user info, so that the gateway sends it.
+func (r *Receiver) withToken(u string) string {
+	if r.token == "" {
+		return u
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	pu.User = url.UserPassword("bbsim", r.token)
+	return pu.String()
 }
 
 // announceAddr turns a listener address into one a local gateway can dial.

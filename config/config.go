@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bbsim/bbsim/internal/httpguard"
 	"github.com/bbsim/bbsim/rim"
 )
 
@@ -86,6 +87,8 @@ type Handset struct {
 	Gateway      string // push gateway URL
 	Listen       string // push receiver
 	API          string // control API
+	APIToken     string // required of control API requests when set; needed beyond loopback
+	ListenToken  string // required of pushes to the receiver when set; needed beyond loopback
 	Headless     bool
 	PollInterval time.Duration
 	GatewayCheck time.Duration // how often an attached handset checks its attachment
@@ -300,6 +303,13 @@ func (c Config) Validate() error {
 	add(checkAddr("listen", c.Handset.Listen, true))
 	add(checkAddr("api", c.Handset.API, true))
 	add(checkAddr("mail-server", c.Handset.MailServer, true))
+	// The control API and the receiver act as the device: beyond loopback only with a token.
+	if c.Handset.API != "" && !httpguard.IsLoopback(c.Handset.API) && c.Handset.APIToken == "" {
+		add(fmt.Errorf("--api %s listens beyond loopback: give --api-token (or BBSIM_API_TOKEN), which every request must then carry", c.Handset.API))
+	}
+	if c.Handset.Listen != "" && !httpguard.IsLoopback(c.Handset.Listen) && c.Handset.ListenToken == "" {
+		add(fmt.Errorf("--listen %s listens beyond loopback: give --listen-token (or BBSIM_LISTEN_TOKEN), which every push must then carry", c.Handset.Listen))
+	}
 	add(checkAddr("resolver", c.Handset.Resolver, true))
 	if c.Mail.StoreLocking != "exclusive" && c.Mail.StoreLocking != "shared" {
 		add(fmt.Errorf("--store-locking %q: want exclusive or shared", c.Mail.StoreLocking))

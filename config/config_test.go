@@ -160,3 +160,29 @@ func TestParsers(t *testing.T) {
 		t.Error("ParseGroup(sales=zz) = nil error")
 	}
 }
+
+func TestBeyondLoopbackNeedsToken(t *testing.T) {
+	tests := []struct {
+		api, apiToken, listen, listenToken string
+		want                               string // in the error; "" for none
+	}{
+		{"127.0.0.1:7880", "", "127.0.0.1:7874", "", ""},
+		{"localhost:7880", "", "[::1]:7874", "", ""},
+		{"0.0.0.0:7880", "", "127.0.0.1:7874", "", "--api-token"},
+		{":7880", "", "127.0.0.1:7874", "", "--api-token"},
+		{"0.0.0.0:7880", "t", "127.0.0.1:7874", "", ""},
+		{"127.0.0.1:7880", "", "192.0.2.1:7874", "", "--listen-token"},
+		{"127.0.0.1:7880", "", "192.0.2.1:7874", "t", ""},
+	}
+	for _, tt := range tests {
+		c := Default()
+		c.Handset.API, c.Handset.APIToken, c.Handset.Listen, c.Handset.ListenToken = tt.api, tt.apiToken, tt.listen, tt.listenToken
+		err := c.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("Validate(api %s, listen %s) = %v, want nil", tt.api, tt.listen, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("Validate(api %s, listen %s) = %v, want an error naming %s", tt.api, tt.listen, err, tt.want)
+		}
+	}
+}

@@ -67,6 +67,18 @@ func (v secretURL) String() string {
 
 func (v secretURL) Set(s string) error { *v.p = s; return nil }
 
+// secretString is a flag whose value --help does not show.
+type secretString struct{ p *string }
+
+func (v secretString) String() string {
+	if v.p == nil || *v.p == "" {
+		return ""
+	}
+	return "***"
+}
+
+func (v secretString) Set(s string) error { *v.p = s; return nil }
+
 func (u *userList) String() string {
 	if u.p == nil {
 		return ""
@@ -155,6 +167,8 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.DurationVar(&h.GatewayCheck, "gateway-check", h.GatewayCheck, "how often an attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
 		fs.StringVar(&h.Listen, "listen", h.Listen, "push receiver listen address")
 		fs.StringVar(&h.API, "api", h.API, "control API listen address (empty: off)")
+		fs.Var(secretString{&h.APIToken}, "api-token", "`token` the control API requires (Authorization: Bearer); required when --api is not loopback")
+		fs.Var(secretString{&h.ListenToken}, "listen-token", "`token` the push receiver requires (Bearer, or Basic's password; the gateway is told it); required when --listen is not loopback")
 		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")
 		fs.Var(&listValue{p: &h.Apps, inherited: true}, "app", "push application `APPID:PORT[:CPURL]` on the handset (repeatable)")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/httpguard"
 	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/internal/termtext"
 	"github.com/bbsim/bbsim/ui"
@@ -164,8 +165,31 @@ func (e *Emulator) bind() error {
 			continue
 		}
 		e.lns[w.flag] = ln
+		warnBeyondLoopback(e.log, w.flag, w.addr)
 	}
 	return errors.Join(errs...)
+}
+
+// beyondLoopback says, per listener, what still guards it when other machines can reach it.
+var beyondLoopback = map[string]string{
+	"imap":    "mail accounts' passwords only; plain text unless the client uses STARTTLS",
+	"pop3":    "mail accounts' passwords only; plain text unless the client uses STLS",
+	"smtp":    "nothing: it takes mail for local users from anyone",
+	"webmail": "mail accounts' passwords only, over plain HTTP",
+	"push":    "nothing unless --push-auth is given",
+	"dns":     "nothing: it answers anyone",
+	"listen":  "--listen-token",
+	"api":     "--api-token",
+}
+
+// warnBeyondLoopback logs a warning for a listener other machines can reach: bbsim is an
+// emulator, and listening beyond loopback should be a decision.
+func warnBeyondLoopback(log *slog.Logger, flag, addr string) {
+	if httpguard.IsLoopback(addr) {
+		return
+	}
+	log.Warn("listening beyond loopback: other machines can reach it", "listener", "--"+flag, "addr", addr,
+		"guarded_by", beyondLoopback[flag])
 }
 
 func busy(flag, addr string, err error) error {
@@ -232,7 +256,7 @@ func (e *Emulator) buildHandset() error {
 	}
 	e.Handset = h
 	if ln, ok := e.lns["api"]; ok {
-		api := controlapi.New(h, controlapi.Options{Logger: e.log})
+		api := controlapi.New(h, controlapi.Options{Logger: e.log, Token: e.cfg.Handset.APIToken})
 		e.addServer("control api", func() error { return api.Serve(ln) }, api.Shutdown)
 	}
 	if e.out != nil {

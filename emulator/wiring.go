@@ -201,7 +201,7 @@ func (e *Emulator) buildAgents() error {
 		receiverURL = "http://" + ln.Addr().String() + "/"
 	}
 	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: e.gateway(), ReceiverURL: receiverURL,
-		CheckEvery: c.GatewayCheck, Logger: e.log})
+		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("push receiver: %w", err)
 	}

@@ -253,6 +253,9 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered, Gateway: s.route[d.pin]}
 		if d.attached {
 			di.ReceiverURL = d.url
+			if u, err := url.Parse(d.url); err == nil {
+				di.ReceiverURL = u.Redacted() // a receiver's token stays with the gateway
+			}
 		}
 		out = append(out, di)
 	}

@@ -16,7 +16,10 @@ import (
 // Options configure a guard.
 type Options struct {
 	// Token, when not empty, must come with every request as "Authorization: Bearer
-	// TOKEN". Default: none.
+	// TOKEN" (or as the password of HTTP Basic, which is what a URL's user info makes Go's
+	// and curl's clients send). The Host check is then skipped: a page reached through a
+	// rebound name does not know the token, and a listener beyond loopback may be reached
+	// under any name. Default: none.
 	Token string
 	// Hosts are further names the Host header may carry, each also allowing its
 	// subdomains (for instance the emulated network's domain). IP literals, "localhost",
@@ -44,7 +47,7 @@ func Wrap(h http.Handler, opts Options) http.Handler {
 	}
 	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !HostAllowed(r.Host, hosts) {
+		if opts.Token == "" && !HostAllowed(r.Host, hosts) {
 			deny(w, http.StatusMisdirectedRequest, fmt.Sprintf("Host %q is not this server's name or address; use 127.0.0.1 or localhost", r.Host))
 			return
 		}
@@ -87,9 +90,11 @@ func HostAllowed(hostport string, names []string) bool {
 func tokenMatches(r *http.Request, token string) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return false
+		if _, pass, basic := r.BasicAuth(); basic {
+			got, ok = pass, true
+		}
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
 }
 
 // IsLoopback reports whether a listen address binds only loopback: 127.0.0.0/8, ::1 or
