@@ -147,10 +147,11 @@ func (e *Emulator) bind() error {
 		}
 		if w.udp {
 			// The DNS zone takes UDP on the port TCP got (which matters when it is :0).
-			addr := w.addr
-			if ln, ok := e.lns["dns"]; ok {
-				addr = ln.Addr().String()
+			ln, ok := e.lns["dns"]
+			if !ok {
+				continue // TCP could not bind: that error names the flag once
 			}
+			addr := ln.Addr().String()
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {
 				errs = append(errs, busy(w.flag, addr, err))
@@ -389,7 +390,7 @@ func (e *Emulator) RunWithUI(ctx context.Context, in io.Reader, out io.Writer) e
 	if f := e.MailCertFile(); f != "" {
 		servers = append(servers, ui.Server{Name: "tls cert", Addr: f})
 	}
-	uiErr := ui.Run(ctx, e.Handset, ui.Options{Servers: servers, Logger: e.log}, in, out)
+	uiErr := ui.Run(ctx, e.Handset, ui.Options{Servers: servers, Logger: e.log, SMTP: e.Addr("smtp"), PushURL: e.gateway()}, in, out)
 	cancel()
 	runErr := <-errc
 	if uiErr != nil {

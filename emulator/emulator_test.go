@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -39,6 +40,13 @@ func TestBusyPortNamesTheFlag(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+	// A busy --dns is named once, not once for TCP and once for UDP.
+	dc := testConfig(t)
+	dc.DNS.Addr = busy.Addr().String()
+	_, err = New(Options{Config: dc, Mode: ModeServer})
+	if n := strings.Count(fmt.Sprint(err), "for --dns"); n != 1 {
+		t.Errorf("busy --dns named %d times: %v", n, err)
 	}
 	// Nothing else was left bound: the same configuration with a free port works.
 	c.Handset.API = "127.0.0.1:0"

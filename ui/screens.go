@@ -32,7 +32,9 @@ func (m Model) tiles() []tile {
 		{label: "Event log", icon: glyph("≡", false), action: func(m *Model) tea.Cmd { m.eventTop = -1; m.go_(ScreenEvents); return nil }},
 	}
 	for _, a := range d.Apps {
-		ts = append(ts, tile{label: fmt.Sprintf("%s: %s", a.ID, a.State), icon: glyph("▣", len(a.Pushes) > 0)})
+		id := a.ID
+		ts = append(ts, tile{label: fmt.Sprintf("%s: %s", a.ID, a.State), icon: glyph("▣", len(a.Pushes) > 0),
+			action: func(m *Model) tea.Cmd { m.appID = id; m.go_(ScreenApp); return nil }})
 	}
 	for _, c := range m.h.Channels() {
 		c := c
@@ -122,7 +124,8 @@ func (m Model) viewMessages(w, h int) string {
 	var b strings.Builder
 	b.WriteString(boldStyle.Render(fmt.Sprintf("Messages (%d)", len(msgs))) + "\n")
 	if len(msgs) == 0 {
-		b.WriteString(dimStyle.Render("No messages yet. Send one: bbsim send --subject Hello"))
+		b.WriteString(dimStyle.Render("No messages yet. Send one from a shell:") + "\n\n")
+		b.WriteString(command(fmt.Sprintf("bbsim send --smtp %s --to %s --subject Hello", m.opts.SMTP, m.h.Email()), w))
 		return b.String()
 	}
 	sel := min(m.listSel, len(msgs)-1)
@@ -161,7 +164,9 @@ func (m Model) viewBrowser(w, h int) string {
 	var b strings.Builder
 	b.WriteString(boldStyle.Render(fmt.Sprintf("Browser: %d channels, %d cached pages", len(chs), len(m.h.Cache()))) + "\n")
 	if len(chs) == 0 {
-		b.WriteString(dimStyle.Render("No channels. Push one: bbsim push --to 2100000A --type channel --title News"))
+		b.WriteString(dimStyle.Render("No channels. Push one from a shell:") + "\n\n")
+		b.WriteString(command(fmt.Sprintf("bbsim push --gateway %s --to %s --type channel --title News --channel-id http://example.test/news --file /dev/null",
+			m.opts.PushURL, m.h.PIN()), w))
 		return b.String()
 	}
 	sel := min(m.chanSel, len(chs)-1)
@@ -242,12 +247,60 @@ func (m Model) viewOptions(w, h int) string {
 	return b.String()
 }
 
+// command lays out a shell command to fit w cells: broken between words, each line but
+// the last ending in " \\", so that it can be typed (or pasted) as shown.
+func command(cmd string, w int) string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(cmd) {
+		switch {
+		case line == "":
+			line = word
+		case lipgloss.Width(line+" "+word+" \\") > w:
+			lines = append(lines, line+" \\")
+			line = "  " + word
+		default:
+			line += " " + word
+		}
+	}
+	return strings.Join(append(lines, line), "\n")
+}
+
+// viewApp shows one push application: its full name, port, registration and pushes.
+func (m Model) viewApp(w, h int) string {
+	a, err := m.h.App(m.appID)
+	if err != nil {
+		return dimStyle.Render("No push application " + m.appID)
+	}
+	var b strings.Builder
+	b.WriteString(boldStyle.Render(a.ID) + "\n\n")
+	fmt.Fprintf(&b, "Port       %d\n", a.Port)
+	fmt.Fprintf(&b, "State      %s (wants %s)\n", a.State, a.Want)
+	if a.LastRC != 0 || a.Reason != "" {
+		fmt.Fprintf(&b, "Last rc    %d %s\n", a.LastRC, a.Reason)
+	}
+	if a.CPURL != "" {
+		fmt.Fprintf(&b, "Provider   %s\n", a.CPURL)
+	}
+	fmt.Fprintf(&b, "\nPushes (%d)\n", len(a.Pushes))
+	if len(a.Pushes) == 0 {
+		b.WriteString(dimStyle.Render(fmt.Sprintf("None yet. Push to port %d with --port %d.", a.Port, a.Port)))
+	}
+	for i := len(a.Pushes) - 1; i >= 0 && len(a.Pushes)-i <= h-8; i-- {
+		p := a.Pushes[i]
+		fmt.Fprintf(&b, "%s  %-24s %s\n", p.ReceivedAt.Local().Format("Jan 2 15:04:05"), pad(p.ContentType, 24), oneLine(p.Body))
+	}
+	return b.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 func (m Model) viewHelp(w, h int) string {
 	return boldStyle.Render("Keys") + `
 
   ↑ ↓ ← →  or  h j k l   move
   enter                  open
-  esc                    back
+  esc                    back (the footer names where to)
   m                      messages
   b                      browser channels
   e                      event log
@@ -291,6 +344,11 @@ func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.cancel()
 		return m, tea.Quit
 	case "esc", "backspace":
+		m.goBack()
+		return m, nil
+	case "alt+esc":
+		// Two esc presses in quick succession arrive as one alt+esc: go back twice.
+		m.goBack()
 		m.goBack()
 		return m, nil
 	case "?":

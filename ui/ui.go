@@ -34,6 +34,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger. Default: discard.
 	Logger *slog.Logger
+	// SMTP and PushURL are this run's SMTP server and push gateway, named in the commands
+	// the empty screens suggest so that they work as printed. Default 127.0.0.1:2525 and
+	// http://127.0.0.1:8080.
+	SMTP, PushURL string
 }
 
 // Screens.
@@ -46,6 +50,7 @@ const (
 	ScreenEvents   = "events"
 	ScreenOptions  = "options"
 	ScreenHelp     = "help"
+	ScreenApp      = "app"
 )
 
 // bannerFor is how long a notification banner stays.
@@ -63,6 +68,7 @@ type Model struct {
 	homeSel, listSel, chanSel, eventTop int
 	vp                                  viewport.Model
 	title                               string // of the message or page shown
+	appID                               string // of the push app shown
 
 	banner      string
 	bannerUntil time.Time
@@ -79,6 +85,12 @@ func New(h *handset.Handset, opts Options) Model {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SMTP == "" {
+		opts.SMTP = "127.0.0.1:2525"
+	}
+	if opts.PushURL == "" {
+		opts.PushURL = "http://127.0.0.1:8080"
 	}
 	m := Model{h: h, opts: opts, width: 80, height: 24, screen: ScreenHome}
 	if ev := h.Events(0); len(ev) > 0 {
@@ -119,6 +131,10 @@ func Render(h *handset.Handset, opts Options, screen string, width, height int) 
 		if chs := h.Channels(); len(chs) > 0 {
 			page, _ := h.CachedPage(chs[0].URL)
 			m.showText(chs[0].Title, page.Text, page.Links)
+		}
+	case ScreenApp:
+		if apps := h.Apps(); len(apps) > 0 {
+			m.appID = apps[0].ID
 		}
 	}
 	m.screen = screen
@@ -308,6 +324,8 @@ func (m Model) View() string {
 		body = m.viewOptions(w, h)
 	case ScreenHelp:
 		body = m.viewHelp(w, h)
+	case ScreenApp:
+		body = m.viewApp(w, h)
 	default:
 		body = m.viewHome(w, h)
 	}
@@ -349,15 +367,19 @@ func (m Model) statusBar(w int) string {
 		signal = warnStyle.Render("✕ out of coverage")
 	}
 	mail := mailState(d.Mail, m.opts.Now())
+	// What push brought: browser channels, and the push apps registered.
 	push := "push: none"
-	if len(d.Apps) > 0 {
-		active := 0
-		for _, a := range d.Apps {
-			if a.State == handset.AppActive {
-				active++
+	if n := len(m.h.Channels()); n > 0 || len(d.Apps) > 0 {
+		push = fmt.Sprintf("push: %d channel%s", n, plural(n))
+		if len(d.Apps) > 0 {
+			active := 0
+			for _, a := range d.Apps {
+				if a.State == handset.AppActive {
+					active++
+				}
 			}
+			push += fmt.Sprintf(", %d/%d apps", active, len(d.Apps))
 		}
-		push = fmt.Sprintf("push: %d/%d active", active, len(d.Apps))
 	}
 	left := fmt.Sprintf("%s  %s  ✉ %d unread  %s", signal, mail, d.Unread, push)
 	clock := m.opts.Now().Local().Format("15:04")
@@ -406,7 +428,49 @@ func (m Model) bannerLine(w int) string {
 	return bannerStyle.Render(pad("» "+m.banner, w))
 }
 
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// screenNames are the screens as the footer names them.
+var screenNames = map[string]string{
+	ScreenHome: "home", ScreenMessages: "messages", ScreenMessage: "message", ScreenBrowser: "browser",
+	ScreenPage: "page", ScreenEvents: "event log", ScreenOptions: "options", ScreenHelp: "help", ScreenApp: "app",
+}
+
+// helpBar is the footer: the keys of this screen, as many as fit, and always where esc
+// goes, "? help" and "q quit".
 func (m Model) helpBar(w int) string {
-	keys := "↑↓←→/hjkl move · enter open · esc back · m messages · b browser · e events · c coverage · ? help · q quit"
-	return dimStyle.Render(pad(keys, w))
+	var keys []string
+	switch m.screen {
+	case ScreenHome:
+		keys = []string{"←→↑↓ move", "enter open", "m messages", "b browser", "e events", "c coverage", "o options"}
+	case ScreenMessages, ScreenBrowser:
+		keys = []string{"↑↓ move", "enter open", "m messages", "b browser", "e events", "c coverage"}
+	case ScreenMessage, ScreenPage, ScreenEvents:
+		keys = []string{"↑↓ scroll", "m messages", "b browser", "e events", "c coverage"}
+	default:
+		keys = []string{"m messages", "b browser", "e events", "c coverage"}
+	}
+	var first []string
+	if m.screen != ScreenHome {
+		back := ScreenHome
+		if n := len(m.back); n > 0 {
+			back = m.back[n-1]
+		}
+		first = append(first, "esc ‹ "+screenNames[back])
+	}
+	last := []string{"? help", "q quit"}
+	const sep = " · "
+	var out []string
+	for i := len(keys); i >= 0; i-- {
+		out = append(append(append([]string{}, first...), keys[:i]...), last...)
+		if lipgloss.Width(strings.Join(out, sep)) <= w {
+			break
+		}
+	}
+	return dimStyle.Render(pad(strings.Join(out, sep), w))
 }

@@ -68,7 +68,7 @@ func seeded(t *testing.T) *handset.Handset {
 	return h
 }
 
-var screens = []string{ScreenHome, ScreenMessages, ScreenMessage, ScreenBrowser, ScreenPage, ScreenEvents, ScreenOptions, ScreenHelp}
+var screens = []string{ScreenHome, ScreenMessages, ScreenMessage, ScreenBrowser, ScreenPage, ScreenEvents, ScreenOptions, ScreenHelp, ScreenApp}
 
 func opts() Options {
 	return Options{Now: func() time.Time { return fixed }, Servers: []Server{{"imap", "127.0.0.1:1143"}, {"push", "127.0.0.1:8080"}}}
@@ -246,4 +246,62 @@ func TestChannelIconDrawing(t *testing.T) {
 	if _, ok := halfBlocks([]byte("not an image")); ok {
 		t.Error("garbage decoded as an icon")
 	}
+}
+
+// TestGoldenEmptyScreens: with nothing received, the empty screens suggest commands that
+// name this run's SMTP server and gateway, laid out to be typed as shown.
+func TestGoldenEmptyScreens(t *testing.T) {
+	h, err := handset.New(handset.Options{PIN: "2100000A", Email: "alice@bbsim.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := opts()
+	o.SMTP, o.PushURL = "127.0.0.1:22525", "http://127.0.0.1:18080"
+	for _, s := range []string{ScreenMessages, ScreenBrowser} {
+		t.Run(s+"-80x24", func(t *testing.T) {
+			out := Render(h, o, s, 80, 24)
+			golden.RequireEqual(t, []byte(out))
+			if !strings.Contains(out, "127.0.0.1:") {
+				t.Errorf("no port of this run in the hint:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestFooterFits: at 80 and 100 columns every screen's footer ends with "? help · q quit"
+// and names where esc goes.
+func TestFooterFits(t *testing.T) {
+	h := seeded(t)
+	for _, w := range []int{80, 100} {
+		for _, s := range screens {
+			lines := strings.Split(Render(h, opts(), s, w, 24), "\n")
+			foot := lines[len(lines)-2]
+			if !strings.Contains(foot, "? help · q quit") {
+				t.Errorf("%s at %d columns: footer %q", s, w, foot)
+			}
+			if s != ScreenHome && !strings.Contains(foot, "esc ‹ home") {
+				t.Errorf("%s at %d columns: footer %q does not say where esc goes", s, w, foot)
+			}
+		}
+	}
+}
+
+// TestAppScreenAndDoubleEsc: enter on a push app's icon opens its screen; two esc presses
+// in quick succession (one alt+esc) go back twice.
+func TestAppScreenAndDoubleEsc(t *testing.T) {
+	h := seeded(t)
+	h.AddAppPush(33333, handset.AppPush{ID: "p1", ContentType: "text/plain", Body: "hello app"})
+	tm := teatest.NewTestModel(t, New(h, opts()), teatest.WithInitialTermSize(100, 30))
+	waitScreen(t, tm, "Messages (")
+	for range 4 { // Messages, Browser, Options, Event log, then the app
+		tm.Send(key("right"))
+	}
+	tm.Send(key("enter"))
+	waitScreen(t, tm, "hello app")
+	tm.Send(key("e"))
+	waitScreen(t, tm, "esc ‹ app")
+	tm.Send(tea.KeyMsg{Type: tea.KeyEsc, Alt: true})
+	waitScreen(t, tm, "←→↑↓ move · enter open")
+	tm.Send(key("q"))
+	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
