@@ -136,3 +136,51 @@ func checkSubjects(t *testing.T, s *Server, want ...string) {
 		t.Fatalf("INBOX holds %q, want %q", got, want)
 	}
 }
+
+// TestDeliveriesShareACommit: messages that arrive while a commit runs share the next
+// one; none is answered or shown before it, and after it the idler sees them all, in the
+// order of their UIDs.
+func TestDeliveriesShareACommit(t *testing.T) {
+	t.Parallel()
+	r := startServer(t, Options{})
+	id := startIdler(t, r.imap)
+	waitIdling(t, r.s, 1)
+
+	const together = 6
+	release := holdWriter(t, r.s)
+	commits0, ops0 := r.s.db.stats()
+	answers := make(chan error, together)
+	for i := range together {
+		go func() { answers <- trySMTP(r.smtp, fmt.Sprintf("together %d", i), "Fine.") }()
+	}
+	waitQueued(t, r.s, together)
+	if n := len(r.s.user(alice).inbox().Messages()); n != 0 {
+		t.Fatalf("%d messages in the INBOX before their commit", n)
+	}
+	if len(answers) != 0 {
+		t.Fatalf("a message was answered before its commit: %v", <-answers)
+	}
+	release()
+	for range together {
+		if err := <-answers; err != nil {
+			t.Fatalf("SMTP: %v", err)
+		}
+	}
+	if commits, ops := r.s.db.stats(); commits != commits0+1 || ops != ops0+together {
+		t.Errorf("%d messages took %d commits (%d operations), want 1", together, commits-commits0, ops-ops0)
+	}
+	for got := uint32(0); got < together; {
+		select {
+		case got = <-id.exists:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("EXISTS %d, want %d", got, together)
+		}
+	}
+	var last uint32
+	for _, m := range r.s.user(alice).inbox().Messages() {
+		if uint32(m.UID) <= last {
+			t.Errorf("UID %d after %d", m.UID, last)
+		}
+		last = uint32(m.UID)
+	}
+}
