@@ -336,7 +336,8 @@ func BenchmarkRIMEndToEnd(b *testing.B) {
 	attachFleet(b, base, fl.url, devs)
 	accepted, busy, errs := pushAll(b, fl, base, devs, "e2e")
 	b.ReportMetric(float64(b.N)/accepted.Seconds(), "accepted/s")
-	b.ReportMetric(float64(s.st.nOps.Load())/float64(s.st.nCommits.Load()), "ops/commit")
+	commits, ops := s.st.stats()
+	b.ReportMetric(float64(ops)/float64(commits), "ops/commit")
 	b.ReportMetric(float64(busy), "busy-503")
 	b.ReportMetric(float64(errs), "errors")
 }
@@ -547,7 +548,8 @@ func benchStore(b *testing.B, pushDB string) {
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pushes/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/push")
-	b.ReportMetric(float64(st.nOps.Load())/float64(st.nCommits.Load()), "ops/commit")
+	commits, ops := st.stats()
+	b.ReportMetric(float64(ops)/float64(commits), "ops/commit")
 	if disk0 >= 0 {
 		b.ReportMetric(float64(diskWritten()-disk0)/float64(b.N), "disk-B/push")
 	}

@@ -69,8 +69,9 @@ func (m *metrics) write(w io.Writer, st *store, queued, deepest, attached, pendi
 	}
 	counter("bbsim_push_notifications_total", "Result notifications sent.", m.notified.Load())
 	counter("bbsim_push_notifications_dropped_total", "Result notifications dropped because too many were waiting.", m.notifyDropped.Load())
-	counter("bbsim_push_store_commits_total", "Store transactions committed (group commits).", st.nCommits.Load())
-	counter("bbsim_push_store_operations_total", "Store operations carried by those commits.", st.nOps.Load())
+	commits, ops := st.stats()
+	counter("bbsim_push_store_commits_total", "Store transactions committed (group commits).", commits)
+	counter("bbsim_push_store_operations_total", "Store operations carried by those commits.", ops)
 	gauge("bbsim_push_queued", "Recipients queued for delivery (queue depth over all devices).", queued)
 	gauge("bbsim_push_queue_depth_max", "Longest queue of one device.", deepest)
 	gauge("bbsim_push_pending_ack", "Recipients waiting for an application acknowledgement.", pending)

@@ -8,13 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
+	"github.com/bbsim/bbsim/internal/groupcommit"
 	"github.com/bbsim/bbsim/internal/statedir"
 )
 
@@ -95,13 +94,7 @@ type store struct {
 	db    *sql.DB
 	wconn *sql.Conn            // the writer's own connection, so prepared statements stay valid
 	stmts map[string]*sql.Stmt // writer-only cache of prepared statements
-	ops   chan *op
-	quit  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-
-	nCommits, nOps atomic.Int64 // group commits and the operations they carried
-	linger         time.Duration
+	w     *groupcommit.Writer[*op]
 }
 
 type op struct {
@@ -231,10 +224,13 @@ func openStore(dir, pushDB, instance string) (*store, error) {
 }
 
 func startStore(d dialect, db *sql.DB, wconn *sql.Conn) *store {
-	st := &store{d: d, db: db, wconn: wconn, stmts: map[string]*sql.Stmt{}, linger: 500 * time.Microsecond, ops: make(chan *op, 4096), quit: make(chan struct{}), done: make(chan struct{})}
-	go st.writer()
+	st := &store{d: d, db: db, wconn: wconn, stmts: map[string]*sql.Stmt{}}
+	st.w = groupcommit.Start(groupcommit.Options{}, st.commit)
 	return st
 }
+
+// stats returns how many group commits ran and how many operations they carried.
+func (st *store) stats() (commits, ops int64) { return st.w.Stats() }
 
 // do runs o in the next group transaction and returns once that transaction is committed.
 func (st *store) do(ctx context.Context, o *op) error {
@@ -246,93 +242,23 @@ func (st *store) do(ctx context.Context, o *op) error {
 // outcome after the commit, on the writer goroutine.
 func (st *store) later(o *op, then func(error)) {
 	o.then = then
-	select {
-	case st.ops <- o:
-	case <-st.quit:
+	if st.w.Submit(context.Background(), o) != nil {
 		then(errStoreClosed)
 	}
 }
 
 func (st *store) submit(ctx context.Context, o *op) error {
-	select {
-	case st.ops <- o:
-	case <-st.quit:
-		return errStoreClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-o.err:
-		return err
-	case <-st.done:
-		// The writer answers every op it took before it exits.
-		select {
-		case err := <-o.err:
-			return err
-		default:
+	if err := st.w.Submit(ctx, o); err != nil {
+		if errors.Is(err, groupcommit.ErrClosed) {
 			return errStoreClosed
 		}
+		return err
 	}
-}
-
-func (st *store) writer() {
-	defer close(st.done)
-	batch := make([]*op, 0, 512)
-	busy := false
-	for {
-		batch = batch[:0]
-		select {
-		case o := <-st.ops:
-			batch = append(batch, o)
-		case <-st.quit:
-			// Drain what was queued before the close.
-			for {
-				select {
-				case o := <-st.ops:
-					batch = append(batch, o)
-					continue
-				default:
-				}
-				break
-			}
-			if len(batch) > 0 {
-				st.commit(batch)
-			}
-			return
-		}
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case o := <-st.ops:
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
-		// Under load (the last commit carried several operations), linger briefly so
-		// concurrent arrivals share the commit and its fsync, which costs far more than
-		// the wait. A lone operation at low load is committed at once.
-		if busy && len(batch) < cap(batch) {
-			linger := time.NewTimer(st.linger)
-		fill:
-			for len(batch) < cap(batch) {
-				select {
-				case o := <-st.ops:
-					batch = append(batch, o)
-				case <-linger.C:
-					break fill
-				}
-			}
-			linger.Stop()
-		}
-		busy = len(batch) > 1
-		st.commit(batch)
-	}
+	// The writer answers every operation it took, those queued before a close included.
+	return <-o.err
 }
 
 func (st *store) commit(batch []*op) {
-	st.nCommits.Add(1)
-	st.nOps.Add(int64(len(batch)))
 	var errs []error
 	var err error
 	if st.d.pg {
@@ -401,8 +327,7 @@ func (st *store) run(batch []*op) ([]error, error) {
 }
 
 func (st *store) close() error {
-	st.once.Do(func() { close(st.quit) })
-	<-st.done
+	st.w.Close()
 	for _, ps := range st.stmts {
 		ps.Close()
 	}
