@@ -17,6 +17,7 @@ import (
 	"github.com/bbsim/bbsim/fleet"
 	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/pushserver"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // pushRig is a push server with a fleet of attached handsets.
@@ -96,8 +97,8 @@ func rimPush(ctx context.Context, gateway, pin, title string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "text/html")
-	req.Header.Set("X-RIM-Push-Type", "Browser-Message")
-	req.Header.Set("X-RIM-Push-Title", title)
+	req.Header.Set(rim.HeaderPushType, "Browser-Message")
+	req.Header.Set(rim.HeaderTitle, title)
 	resp, err := benchClient.Do(req)
 	if err != nil {
 		return err

@@ -25,14 +25,6 @@ const RenderWidth = htmltext.ScreenWidth
 // maxParts bounds the parts of a multipart push.
 const maxParts = 64
 
-// Browser push types (X-RIM-Push-Type).
-const (
-	TypeChannel       = "browser-channel"
-	TypeMessage       = "browser-message"
-	TypeContent       = "browser-content"
-	TypeChannelDelete = "browser-channel-delete"
-)
-
 // push is one reassembled push.
 type push struct {
 	id     string
@@ -52,9 +44,9 @@ type part struct {
 
 // inherited lists the push headers a part takes from the request when it lacks them.
 var inherited = map[string]bool{
-	"X-Rim-Push-Type": true, "X-Rim-Push-Title": true, "X-Rim-Push-Channel-Id": true,
-	"X-Rim-Push-Priority": true, "X-Rim-Push-Unread-Icon-Url": true,
-	"X-Rim-Push-Read-Icon-Url": true, "X-Rim-Push-Delete-Url": true,
+	rim.HeaderPushType: true, rim.HeaderTitle: true, rim.HeaderChannelID: true,
+	rim.HeaderPriority: true, rim.HeaderUnreadIconURL: true,
+	rim.HeaderReadIconURL: true, rim.HeaderDeleteURL: true,
 }
 
 // get returns a part's header; name must be in canonical form (http.CanonicalHeaderKey).
@@ -136,11 +128,14 @@ func splitParts(p *push) ([]part, *pushError) {
 
 // prepare checks one part and returns the operation that stores it.
 func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *pushError) {
-	typ := strings.ToLower(pt.get("X-Rim-Push-Type"))
+	typ, known := rim.PushType(pt.get(rim.HeaderPushType))
+	if !known && pt.get(rim.HeaderPushType) != "" {
+		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get(rim.HeaderPushType))
+	}
 	loc := pt.get("Content-Location")
-	chID := pt.get("X-Rim-Push-Channel-Id")
-	title := pt.get("X-Rim-Push-Title")
-	priority := strings.ToLower(pt.get("X-Rim-Push-Priority"))
+	chID := pt.get(rim.HeaderChannelID)
+	title := pt.get(rim.HeaderTitle)
+	priority := strings.ToLower(pt.get(rim.HeaderPriority))
 	switch priority {
 	case "none", "low", "medium", "high":
 	default:
@@ -158,7 +153,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 	}
 
 	switch typ {
-	case TypeChannel:
+	case rim.TypeChannel:
 		if chID == "" {
 			chID = loc
 		}
@@ -171,8 +166,8 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		if title == "" {
 			title = loc
 		}
-		unreadURL, readURL := pt.get("X-Rim-Push-Unread-Icon-Url"), pt.get("X-Rim-Push-Read-Icon-Url")
-		deleteURL := pt.get("X-Rim-Push-Delete-Url")
+		unreadURL, readURL := pt.get(rim.HeaderUnreadIconURL), pt.get(rim.HeaderReadIconURL)
+		deleteURL := pt.get(rim.HeaderDeleteURL)
 		return func(ctx context.Context) error {
 			ch := handset.Channel{ChannelID: chID, Title: title, URL: loc, Priority: priority,
 				UnreadIconURL: unreadURL, ReadIconURL: readURL, DeleteURL: deleteURL}
@@ -192,7 +187,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 			return nil
 		}, nil
 
-	case TypeMessage:
+	case rim.TypeMessage:
 		subject := title
 		if subject == "" {
 			subject = loc
@@ -223,7 +218,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 			return nil
 		}, nil
 
-	case TypeContent:
+	case rim.TypeContent:
 		if loc == "" {
 			loc = chID
 		}
@@ -248,7 +243,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 			return nil
 		}, nil
 
-	case TypeChannelDelete:
+	case rim.TypeChannelDelete:
 		if chID == "" {
 			chID = loc
 		}
@@ -269,7 +264,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 		// type, so the handset refuses it, and says why: the reason reaches the initiator.
 		return nil, errf(statusMalformed, "push to the browser port %d without X-RIM-Push-Type (want Browser-Channel, Browser-Message, Browser-Content or Browser-Channel-Delete)", BrowserPort)
 	default:
-		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get("X-Rim-Push-Type"))
+		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get(rim.HeaderPushType))
 	}
 }
 

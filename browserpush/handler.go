@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // Device-side push status codes (X-RIM-Push-Status), docs/device-link.md.
@@ -50,7 +51,7 @@ func writeError(w http.ResponseWriter, e *pushError) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if e.status != 0 {
-		h.Set("X-Rim-Push-Status", strconv.Itoa(e.status))
+		h.Set(rim.HeaderStatus, strconv.Itoa(e.status))
 	}
 	w.WriteHeader(e.http)
 	_, _ = io.WriteString(w, e.reason+"\n")
@@ -59,7 +60,7 @@ func writeError(w http.ResponseWriter, e *pushError) {
 // reliabilityApplication reports whether the push asks for an application-level
 // acknowledgement.
 func reliabilityApplication(h http.Header) bool {
-	for _, name := range []string{"X-Rim-Push-Reliability-Mode", "X-Rim-Push-Reliability"} {
+	for _, name := range []string{rim.HeaderReliabilityMode, rim.HeaderReliability} {
 		switch strings.ToLower(strings.TrimSpace(h.Get(name))) {
 		case "application", "application-preferred", "confirmed", "application-level":
 			return true
@@ -79,7 +80,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		writeError(w, &pushError{http: http.StatusServiceUnavailable, reason: "handset out of coverage"})
 		return
 	}
-	pushID := strings.TrimSpace(req.Header.Get("X-Rim-Push-Id"))
+	pushID := strings.TrimSpace(req.Header.Get(rim.HeaderPushID))
 	perr := r.receive(w, req, pushID)
 	if perr != nil {
 		r.log.Info("push rejected", "push_id", pushID, "status", perr.status, "http", perr.http, "err", perr.reason)
@@ -94,7 +95,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 // receive handles one packet and writes the 200 itself; it returns the error to answer.
 func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID string) *pushError {
 	port := BrowserPort
-	if v := strings.TrimSpace(req.Header.Get("X-Rim-Push-Dest-Port")); v != "" {
+	if v := strings.TrimSpace(req.Header.Get(rim.HeaderDestPort)); v != "" {
 		p, err := strconv.Atoi(v)
 		if err != nil || p < 1 || p > 65535 {
 			return errf(statusMalformed, "X-RIM-Push-Dest-Port %q is not a port", v)
@@ -198,7 +199,7 @@ func doneKey(h http.Header, pushID string, p packetInfo, total int64) string {
 	var b strings.Builder
 	b.WriteString(pushID)
 	fmt.Fprintf(&b, "\x00%d\x00%d", p.count, total)
-	for _, k := range []string{"X-Rim-Push-Type", "Content-Location", "X-Rim-Push-Channel-Id", "X-Rim-Push-Title", "Content-Type", "X-Rim-Push-Dest-Port"} {
+	for _, k := range []string{rim.HeaderPushType, "Content-Location", rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
 		b.WriteByte(0)
 		b.WriteString(h.Get(k))
 	}

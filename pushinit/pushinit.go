@@ -220,13 +220,13 @@ func (p *Push) browserHeaders(h http.Header) {
 			h.Set(k, v)
 		}
 	}
-	set("X-RIM-Push-Title", p.Title)
-	set("X-RIM-Push-Channel-ID", p.ChannelID)
+	set(rim.HeaderTitle, p.Title)
+	set(rim.HeaderChannelID, p.ChannelID)
 	set("Content-Location", p.ContentLocation)
-	set("X-RIM-Push-Read-Icon-URL", p.ReadIcon)
-	set("X-RIM-Push-Unread-Icon-URL", p.UnreadIcon)
-	set("X-RIM-Push-Priority", p.Priority)
-	set("X-Rim-Push-Delete-Url", p.DeleteURL)
+	set(rim.HeaderReadIconURL, p.ReadIcon)
+	set(rim.HeaderUnreadIconURL, p.UnreadIcon)
+	set(rim.HeaderPriority, p.Priority)
+	set(rim.HeaderDeleteURL, p.DeleteURL)
 }
 
 // Request builds the HTTP request for p.
@@ -250,12 +250,12 @@ func (p Push) Request(ctx context.Context) (*http.Request, error) {
 			return nil, err
 		}
 		p.browserHeaders(req.Header)
-		req.Header.Set("X-RIM-Push-ID", p.ID)
+		req.Header.Set(rim.HeaderPushID, p.ID)
 		if p.NotifyURL != "" {
-			req.Header.Set("X-RIM-Push-NotifyURL", p.NotifyURL)
+			req.Header.Set(rim.HeaderNotifyURL, p.NotifyURL)
 		}
 		if p.Reliability != "" {
-			req.Header.Set("X-RIM-Push-Reliability-Mode", p.Reliability)
+			req.Header.Set(rim.HeaderReliabilityMode, p.Reliability)
 		}
 	case PAP, BIS:
 		body, ctype, err := p.papBody()

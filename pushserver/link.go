@@ -85,7 +85,7 @@ func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 	bw.WriteString(l.hostHeader)
 	bw.WriteString("\r\nUser-Agent: bbsim-push-gateway\r\n")
 	for k, vs := range p.headers {
-		if linkOwn[k] && (k != "X-Rim-Push-Request-Uri" || p.requestURI != "") || !httpguts.ValidHeaderFieldName(k) {
+		if linkOwn[k] && (k != rim.HeaderRequestURI || p.requestURI != "") || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -93,14 +93,14 @@ func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 		}
 	}
 	var num [20]byte
-	l.field("X-Rim-Push-Id", p.id)
+	l.field(rim.HeaderPushID, p.id)
 	bw.WriteString("X-Rim-Push-Dest-Port: ")
 	bw.Write(strconv.AppendInt(num[:0], int64(r.port), 10))
 	bw.WriteString("\r\n")
 	if p.requestURI != "" {
-		l.field("X-Rim-Push-Request-Uri", p.requestURI)
+		l.field(rim.HeaderRequestURI, p.requestURI)
 	}
-	l.field("X-Rim-Push-Reliability-Mode", p.reliability)
+	l.field(rim.HeaderReliabilityMode, p.reliability)
 	bw.WriteString("X-Bbsim-Push-Length: ")
 	bw.Write(strconv.AppendInt(num[:0], int64(len(p.body)), 10))
 	bw.WriteString("\r\nX-Bbsim-Packet: ")
@@ -116,8 +116,8 @@ func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 // linkOwn are the headers the link sets itself (see linkHeaders); a push's own copies are
 // left out, except X-Rim-Push-Request-Uri when the push names no request URI.
 var linkOwn = map[string]bool{
-	"X-Rim-Push-Id": true, "X-Rim-Push-Dest-Port": true, "X-Rim-Push-Request-Uri": true,
-	"X-Rim-Push-Reliability-Mode": true, "X-Bbsim-Push-Length": true, "X-Bbsim-Packet": true,
+	rim.HeaderPushID: true, rim.HeaderDestPort: true, rim.HeaderRequestURI: true,
+	rim.HeaderReliabilityMode: true, "X-Bbsim-Push-Length": true, "X-Bbsim-Packet": true,
 }
 
 // field writes one header line, its value trimmed and on one line.

@@ -609,12 +609,12 @@ func linkHeaders(r *recip, n int) http.Header {
 	for k, v := range r.p.headers {
 		h[k] = v
 	}
-	h["X-Rim-Push-Id"] = []string{r.p.id}
-	h["X-Rim-Push-Dest-Port"] = []string{strconv.Itoa(r.port)}
+	h[rim.HeaderPushID] = []string{r.p.id}
+	h[rim.HeaderDestPort] = []string{strconv.Itoa(r.port)}
 	if r.p.requestURI != "" {
-		h["X-Rim-Push-Request-Uri"] = []string{r.p.requestURI}
+		h[rim.HeaderRequestURI] = []string{r.p.requestURI}
 	}
-	h["X-Rim-Push-Reliability-Mode"] = []string{r.p.reliability}
+	h[rim.HeaderReliabilityMode] = []string{r.p.reliability}
 	h["X-Bbsim-Push-Length"] = []string{strconv.Itoa(len(r.p.body))}
 	if n == 1 {
 		h["X-Bbsim-Packet"] = []string{"0/1"}

@@ -82,7 +82,7 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 	for _, d := range []struct {
 		name string
 		t    *time.Time
-	}{{"X-RIM-Push-Deliver-After", &rr.DeliverAfter}, {"X-RIM-Push-Deliver-Before", &rr.DeliverBefore}} {
+	}{{rim.HeaderDeliverAfter, &rr.DeliverAfter}, {rim.HeaderDeliverBefore, &rr.DeliverBefore}} {
 		if v := strings.TrimSpace(h.Get(d.name)); v != "" {
 			t, err := http.ParseTime(v)
 			if err != nil {
@@ -198,7 +198,7 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h["X-Rim-Push-Id"] = []string{p.id}
+	h[rim.HeaderPushID] = []string{p.id}
 	h["Content-Type"] = plainText
 	w.WriteHeader(http.StatusOK)
 	msg := make([]byte, 0, 48+len(p.id))

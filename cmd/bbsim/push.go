@@ -18,6 +18,7 @@ import (
 
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/pushinit"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // strList is a repeatable string flag.
@@ -88,11 +89,11 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&p.Port, "port", 7874, "device port (7874 is the browser)")
 	fs.StringVar(&p.RequestURI, "request-uri", "/", "URI handed to the device")
 	fs.StringVar(&p.Type, "type", "", "browser push type: channel, message, content or delete (empty: application push)")
-	fs.StringVar(&p.Title, "title", "", "X-RIM-Push-Title")
+	fs.StringVar(&p.Title, "title", "", rim.HeaderTitle)
 	fs.StringVar(&p.ChannelID, "channel-id", "", "X-RIM-Push-Channel-ID (default: --content-location or --url)")
 	fs.StringVar(&p.ContentLocation, "content-location", "", "Content-Location: the page's URL")
-	fs.StringVar(&p.ReadIcon, "read-icon", "", "X-RIM-Push-Read-Icon-URL")
-	fs.StringVar(&p.UnreadIcon, "unread-icon", "", "X-RIM-Push-Unread-Icon-URL")
+	fs.StringVar(&p.ReadIcon, "read-icon", "", rim.HeaderReadIconURL)
+	fs.StringVar(&p.UnreadIcon, "unread-icon", "", rim.HeaderUnreadIconURL)
 	fs.StringVar(&p.Priority, "priority", "", "none, low, medium or high")
 	fs.StringVar(&p.Reliability, "reliability", "", "transport, application or application-preferred")
 	fs.StringVar(&p.DeleteURL, "delete-url", "", "X-Rim-Push-Delete-Url, fetched when the user deletes the channel")
