@@ -186,3 +186,31 @@ func TestBeyondLoopbackNeedsToken(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageIsGrouped: --help lists the flags under their component, each once.
+func TestUsageIsGrouped(t *testing.T) {
+	c := Default()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	all := GroupData | GroupMail | GroupPush | GroupDNS | GroupHandset | GroupUI
+	c.Register(fs, all)
+	var out strings.Builder
+	PrintUsage(&out, fs, all)
+	u := out.String()
+	order := []string{"State and logs:", "--data", "Mail server:", "--imap", "Push server:", "--push-db", "DNS zone:", "--dns", "Handset:", "--pin"}
+	at := 0
+	for _, w := range order {
+		i := strings.Index(u[at:], w)
+		if i < 0 {
+			t.Fatalf("usage has no %q after position %d:\n%s", w, at, u)
+		}
+		at += i
+	}
+	if n := strings.Count(u, "  --headless\n"); n != 1 {
+		t.Errorf("--headless listed %d times", n)
+	}
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if got := strings.Count(u, "\n  --"); got != n {
+		t.Errorf("usage lists %d flags, the set has %d", got, n)
+	}
+}

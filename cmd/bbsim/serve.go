@@ -26,6 +26,10 @@ func loadConfig(name string, args []string, groups config.Group, stderr io.Write
 	cfg := config.Default()
 	fs := newFlagSet(name, stderr)
 	cfg.Register(fs, groups)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: bbsim %s [flags]\nEvery flag is also BBSIM_<FLAG>; the defaults shown are the effective ones.\n", name)
+		config.PrintUsage(fs.Output(), fs, groups)
+	}
 	if err := cfg.Load(fs, args, nil); err != nil {
 		if err == flag.ErrHelp {
 			return cfg, err
