@@ -30,6 +30,8 @@ type Config struct {
 	LogFile string
 	// Debug turns on debug logging.
 	Debug bool
+	// Reset moves Data aside before starting, so that the stores start empty.
+	Reset bool
 	// AuthFailureDelay is how long a failed login waits before its answer (IMAP, POP3, SMTP
 	// AUTH, webmail, BIS push Basic), as Dovecot's auth_failure_delay. Default 2s.
 	AuthFailureDelay time.Duration

@@ -115,6 +115,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 	if groups&GroupData != 0 {
 		fs.StringVar(&c.Data, "data", c.Data, "state directory (mail store, push store, handset journal)")
 		fs.BoolVar(&c.Debug, "debug", c.Debug, "debug logging")
+		fs.BoolVar(&c.Reset, "reset", c.Reset, "move --data aside (to DATA.old-TIME) and start with empty stores")
 		fs.StringVar(&c.LogFile, "log-file", c.LogFile, "log `FILE` (run, handset: default <data>/bbsim.log, warnings also on stderr; server: default stderr)")
 	}
 	if groups&GroupMail != 0 {

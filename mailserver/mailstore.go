@@ -87,17 +87,18 @@ CREATE TABLE IF NOT EXISTS messages (
 func openDB(path string) (*db, error) {
 	// foreign_keys(ON): the store declares none, but a deferred one is how the tests make a
 	// commit itself fail.
-	if err := statedir.SQLite(path); err != nil {
-		return nil, err
-	}
-	s, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
+	s, err := statedir.OpenSQLite("mail store", path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
 	if err != nil {
-		return nil, fmt.Errorf("open mail store %s: %w", path, err)
+		return nil, err
 	}
 	s.SetMaxOpenConns(4)
 	if _, err := s.Exec(schema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("mail store %s: %w", path, err)
+	}
+	if err := statedir.Keep(path); err != nil {
+		s.Close()
+		return nil, err
 	}
 	wconn, err := s.Conn(context.Background())
 	if err != nil {

@@ -196,13 +196,9 @@ func openStore(dir, pushDB, instance string) (*store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "push.db")
-	if err := statedir.SQLite(path); err != nil {
-		return nil, err
-	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := statedir.OpenSQLite("push store", path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
 	if err != nil {
-		return nil, fmt.Errorf("open push store %s: %w", path, err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(4)
 	if _, err := db.Exec(schema); err != nil {
@@ -214,6 +210,10 @@ func openStore(dir, pushDB, instance string) (*store, error) {
 	if _, err := db.Exec("ALTER TABLE recipients ADD COLUMN reason TEXT NOT NULL DEFAULT ''"); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 		db.Close()
 		return nil, fmt.Errorf("add reason to push store %s: %w", path, err)
+	}
+	if err := statedir.Keep(path); err != nil {
+		db.Close()
+		return nil, err
 	}
 	wconn, err := db.Conn(context.Background())
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/term"
 
@@ -38,6 +39,15 @@ func loadConfig(name string, args []string, groups config.Group, stderr io.Write
 			return cfg, fmt.Errorf("configuration:\n%w", err)
 		}
 		return cfg, errUsage
+	}
+	if cfg.Reset {
+		to, err := statedir.Reset(cfg.Data, time.Now())
+		if err != nil {
+			return cfg, err
+		}
+		if to != "" {
+			fmt.Fprintf(stderr, "bbsim: --reset: moved %s to %s; starting with empty stores\n", cfg.Data, to)
+		}
 	}
 	return cfg, nil
 }

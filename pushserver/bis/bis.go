@@ -148,10 +148,8 @@ func New(opts Options) (*Service, error) {
 	if err := statedir.Mkdir(opts.DataDir); err != nil {
 		return nil, err
 	}
-	if err := statedir.SQLite(filepath.Join(opts.DataDir, "bis.db")); err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(opts.DataDir, "bis.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")
+	path := filepath.Join(opts.DataDir, "bis.db")
+	db, err := statedir.OpenSQLite("BIS subscriber store", path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +162,10 @@ func New(opts Options) (*Service, error) {
 		PRIMARY KEY (app, pin));`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bis: %w", err)
+	}
+	if err := statedir.Keep(path); err != nil {
+		db.Close()
+		return nil, err
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("component", "bis"), db: db, apps: map[string]*App{},
 		tokens: map[string]*token{}, queries: map[string][]time.Time{}}
