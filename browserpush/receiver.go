@@ -17,8 +17,9 @@ import (
 	"github.com/bbsim/bbsim/internal/httpguard"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("browserpush: server closed")
+// ErrServerClosed is returned by Serve after Shutdown or Close. Like every bbsim server's,
+// it is http.ErrServerClosed, so one errors.Is test serves them all.
+var ErrServerClosed = http.ErrServerClosed
 
 // BrowserPort is the device port of the browser's push listener.
 const BrowserPort = 7874
@@ -171,11 +172,7 @@ func (r *Receiver) Serve(ln net.Listener) error {
 		close(r.urlReady)
 	}
 	r.urlMu.Unlock()
-	err := r.srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return r.srv.Serve(ln)
 }
 
 // withToken puts the receiver's token into u as user info, so that the gateway sends it.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"path"
 	"sort"
@@ -19,10 +20,14 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
+
+	"github.com/bbsim/bbsim/internal/serveall"
 )
 
 // ErrServerClosed is returned by ServeUDP and ServeTCP after Shutdown or Close.
-var ErrServerClosed = errors.New("dnsserver: server closed")
+// Like every bbsim server's, it is http.ErrServerClosed, so one errors.Is test serves them
+// all.
+var ErrServerClosed = http.ErrServerClosed
 
 // DefaultPushHosts are the push service's host names (PROTOCOLS.md §3). A leading label
 // with '*' is a glob over that label.
@@ -385,6 +390,19 @@ func (s *Server) refuse(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetRcode(r, dns.RcodeRefused)
 	_ = w.WriteMsg(m)
+}
+
+// Serve answers queries on pc and on connections accepted from ln (either may be nil)
+// until Shutdown or Close, then returns ErrServerClosed.
+func (s *Server) Serve(pc net.PacketConn, ln net.Listener) error {
+	var serves []func() error
+	if pc != nil {
+		serves = append(serves, func() error { return s.ServeUDP(pc) })
+	}
+	if ln != nil {
+		serves = append(serves, func() error { return s.ServeTCP(ln) })
+	}
+	return serveall.Run(s.Close, serves...)
 }
 
 // ServeUDP answers queries arriving on pc until Shutdown or Close. It returns

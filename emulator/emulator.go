@@ -242,8 +242,8 @@ func (e *Emulator) addAgent(name string, run func(ctx context.Context) error) {
 }
 
 func isClosed(err error) bool {
-	return err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) ||
-		strings.Contains(err.Error(), "server closed")
+	// Every server's ErrServerClosed is http.ErrServerClosed.
+	return err == nil || errors.Is(err, http.ErrServerClosed)
 }
 
 func (e *Emulator) buildHandset() error {

@@ -1,10 +1,7 @@
 package emulator
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,20 +43,9 @@ func (e *Emulator) buildMail() error {
 		return fmt.Errorf("mail server: %w", err)
 	}
 	e.closers = append(e.closers, ms.Close)
-	serves := []struct {
-		flag  string
-		serve func(net.Listener) error
-	}{{"imap", ms.ServeIMAP}, {"pop3", ms.ServePOP3}, {"smtp", ms.ServeSMTP}, {"webmail", ms.ServeWebmail}}
-	for i, sv := range serves {
-		ln, ok := e.lns[sv.flag]
-		if !ok {
-			continue
-		}
-		var stop func(context.Context) error
-		if i == 0 || (sv.flag == "pop3" && c.NoIMAP) {
-			stop = ms.Shutdown // once: says BYE to IMAP sessions, then closes everything
-		}
-		e.addServer(sv.flag, func() error { return sv.serve(ln) }, stop)
+	lns := mailserver.Listeners{IMAP: e.lns["imap"], POP3: e.lns["pop3"], SMTP: e.lns["smtp"], Webmail: e.lns["webmail"]}
+	if lns != (mailserver.Listeners{}) {
+		e.addServer("mail server", func() error { return ms.Serve(lns) }, ms.Shutdown)
 	}
 	return nil
 }
@@ -96,32 +82,28 @@ func (e *Emulator) buildPush() error {
 		}
 		apps = append(apps, bis.App{ID: pa.ID, Password: pa.Password, Port: pa.Port, CPURL: pa.CPURL})
 	}
-	// The BIS push service lives on the push server's port and needs the server itself.
-	var svc *bis.Service
-	bisHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { svc.Handler().ServeHTTP(w, r) })
 	ps, err := pushserver.New(pushserver.Options{
 		DataDir: filepath.Join(c.Data, "push"), PushDB: c.Push.DB, PushInstance: c.Push.Instance, Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
 		FlowControlTimeout: c.Push.FlowControlTimeout, MaxActive: c.Push.MaxActive,
 		MaxHeaderBytes: c.Push.MaxHeaderBytes, MaxBodyBytes: c.Push.MaxBodyBytes,
 		ReadHeaderTimeout: c.Push.ReadHeaderTimeout, PushAuth: inits,
-		Mount: map[string]http.Handler{"/mss/": bisHandler, "/cp/": bisHandler},
-		OnResult: func(r pushserver.Result) {
-			if svc != nil {
-				svc.HandleResult(r)
-			}
-		},
 		Logger: e.log,
 	})
 	if err != nil {
 		return fmt.Errorf("push server: %w", err)
 	}
 	e.closers = append(e.closers, ps.Close)
-	svc, err = bis.New(bis.Options{DataDir: filepath.Join(c.Data, "push"), Apps: apps, Gateway: ps, Logger: e.log,
+	// The BIS push service lives on the push server's port and needs the server itself:
+	// it is mounted once both are built.
+	svc, err := bis.New(bis.Options{DataDir: filepath.Join(c.Data, "push"), Apps: apps, Gateway: ps, Logger: e.log,
 		AuthFailureDelay: noDelayIsNegative(c.AuthFailureDelay)})
 	if err != nil {
 		return fmt.Errorf("BIS push service: %w", err)
 	}
 	e.closers = append(e.closers, svc.Close)
+	ps.Mount("/mss/", svc.Handler())
+	ps.Mount("/cp/", svc.Handler())
+	ps.OnResult(svc.HandleResult)
 	if ln, ok := e.lns["push"]; ok {
 		e.addServer("push", func() error { return ps.Serve(ln) }, ps.Shutdown)
 	}
@@ -139,11 +121,9 @@ func (e *Emulator) buildDNS() error {
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	if pc, ok := e.pcs["dns"]; ok {
-		e.addServer("dns/udp", func() error { return dns.ServeUDP(pc) }, nil)
-	}
-	if ln, ok := e.lns["dns"]; ok {
-		e.addServer("dns/tcp", func() error { return dns.ServeTCP(ln) }, dns.Shutdown)
+	pc, ln := e.pcs["dns"], e.lns["dns"]
+	if pc != nil || ln != nil {
+		e.addServer("dns", func() error { return dns.Serve(pc, ln) }, dns.Shutdown)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,12 +21,14 @@ import (
 
 	"github.com/bbsim/bbsim/mailserver/internal/goimap/imapserver"
 
+	"github.com/bbsim/bbsim/internal/serveall"
 	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/mailserver/imapmem"
 )
 
-// ErrServerClosed is returned by the Serve methods after Shutdown or Close.
-var ErrServerClosed = errors.New("mailserver: server closed")
+// ErrServerClosed is returned by the Serve methods after Shutdown or Close. Like every
+// bbsim server's, it is http.ErrServerClosed, so one errors.Is test serves them all.
+var ErrServerClosed = http.ErrServerClosed
 
 // User is a mail account.
 type User struct{ Email, Password, PIN string }
@@ -438,6 +441,24 @@ func (s *Server) addCloser(f func() error) bool {
 	}
 	s.closers = append(s.closers, f)
 	return true
+}
+
+// Listeners are the mail server's listeners, one per protocol; a nil one is off.
+type Listeners struct{ IMAP, POP3, SMTP, Webmail net.Listener }
+
+// Serve serves every listener in l until Shutdown or Close, then returns ErrServerClosed.
+// When one protocol's listener fails, Serve closes the server and returns that failure.
+func (s *Server) Serve(l Listeners) error {
+	var serves []func() error
+	for _, p := range []struct {
+		ln    net.Listener
+		serve func(net.Listener) error
+	}{{l.IMAP, s.ServeIMAP}, {l.POP3, s.ServePOP3}, {l.SMTP, s.ServeSMTP}, {l.Webmail, s.ServeWebmail}} {
+		if p.ln != nil {
+			serves = append(serves, func() error { return p.serve(p.ln) })
+		}
+	}
+	return serveall.Run(s.Close, serves...)
 }
 
 // Shutdown says BYE to IMAP sessions, stops accepting, and waits for sessions to end

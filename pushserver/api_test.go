@@ -83,3 +83,40 @@ func TestEnqueueAPI(t *testing.T) {
 		}
 	}
 }
+
+// A service built after the server (as the BIS push service is, since it needs the server)
+// mounts its handler and hears results through Mount and OnResult.
+func TestMountAndOnResultAfterNew(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	s, base, served := startServing(t, Options{Devices: seedDevices()})
+	results := make(chan Result, 10)
+	s.Mount("/later/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "mounted") }))
+	s.OnResult(func(r Result) { results <- r })
+	resp, err := http.Get(base + "/later/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "mounted" {
+		t.Fatalf("GET /later/x = %d %q, want 200 mounted", resp.StatusCode, body)
+	}
+	rc.setAnswer(func(string, http.Header) (int, string) { return 404, "4502" })
+	attach(t, base, rc, pinA)
+	rimPush(t, base, "DESTINATION=2100000A&PORT=3000", map[string]string{"X-RIM-Push-ID": "later-1"}, []byte("x"))
+	select {
+	case r := <-results:
+		if r.PushID != "later-1" || r.Code != 4502 {
+			t.Fatalf("result = %+v, want later-1 4502", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no result after 30s")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want http.ErrServerClosed", err)
+	}
+}

@@ -16,8 +16,9 @@ import (
 
 // Errors returned by the Server.
 var (
-	// ErrServerClosed is returned by Serve after Shutdown or Close.
-	ErrServerClosed = errors.New("pushserver: server closed")
+	// ErrServerClosed is returned by Serve after Shutdown or Close. Like every bbsim
+	// server's, it is http.ErrServerClosed, so one errors.Is test serves them all.
+	ErrServerClosed = http.ErrServerClosed
 	// ErrDuplicate is returned by Enqueue when the source already used the push id.
 	ErrDuplicate = errors.New("pushserver: duplicate push id")
 	// ErrBusy is returned by Enqueue when MaxActive pushes are pending.
@@ -128,8 +129,9 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	sweeps   atomic.Int64   // sweeps for stopped gateways' pushes finished (shared store)
-	notifyWG sync.WaitGroup // result notifications in flight; they start from the store's writer
+	sweeps   atomic.Int64                   // sweeps for stopped gateways' pushes finished (shared store)
+	onResult atomic.Pointer[[]func(Result)] // Options.OnResult and those added by OnResult
+	notifyWG sync.WaitGroup                 // result notifications in flight; they start from the store's writer
 
 	mu      sync.Mutex
 	devices map[string]*device
@@ -224,6 +226,9 @@ func New(opts Options) (*Server, error) {
 		notifySem: make(chan struct{}, 64),
 	}
 	s.m.init()
+	if opts.OnResult != nil {
+		s.OnResult(opts.OnResult)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, d := range opts.Devices {
 		pin, ok := rim.NormalizePIN(d.PIN)
@@ -271,6 +276,27 @@ func New(opts Options) (*Server, error) {
 
 // Handler returns the HTTP handler of the gateway (push, PAP, device link, API, mounts).
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// Mount adds a handler by path prefix, as Options.Mount does, to a built server: for a
+// service that needs the server itself (the BIS push service), and so is built after it.
+// Mount before Serve.
+func (s *Server) Mount(prefix string, h http.Handler) { s.mux.Handle(prefix, h) }
+
+// OnResult adds f to the functions called, each in its own goroutine, for every final
+// per-recipient result, as Options.OnResult is: for a service built after the server.
+func (s *Server) OnResult(f func(Result)) {
+	for {
+		old := s.onResult.Load()
+		var fs []func(Result)
+		if old != nil {
+			fs = append(fs, *old...)
+		}
+		fs = append(fs, f)
+		if s.onResult.CompareAndSwap(old, &fs) {
+			return
+		}
+	}
+}
 
 // Serve accepts connections on ln until Shutdown or Close; it then returns ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {

@@ -749,8 +749,10 @@ func (s *Server) report(r *recip, state string, code int, reason string, at time
 	if state == "timeout" {
 		res.State = "expired"
 	}
-	if s.opts.OnResult != nil {
-		go s.opts.OnResult(res)
+	if fs := s.onResult.Load(); fs != nil {
+		for _, f := range *fs {
+			go f(res)
+		}
 	}
 	if r.p.notifyURL != "" {
 		s.notify(r.p, r.pin, state, code, reason, at)
