@@ -202,6 +202,9 @@ func TestObservability(t *testing.T) {
 		"bbsim_push_accepted_total 1\n", `bbsim_push_results_total{state="delivered"} 1` + "\n",
 		"bbsim_push_queued 1\n", "bbsim_push_queue_depth_max 1\n", "bbsim_push_rejected_total 1\n", "bbsim_push_devices_attached 1\n",
 		`bbsim_push_delivery_seconds_bucket{le="+Inf"} 1` + "\n", "# TYPE bbsim_push_delivery_seconds histogram",
+		`bbsim_push_results_total{state="expired"} 0` + "\n",
+		// The Go runtime and process collectors.
+		"# TYPE go_goroutines gauge", "# TYPE go_gc_duration_seconds summary", "# TYPE process_resident_memory_bytes gauge",
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, text.String())

@@ -265,17 +265,5 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	queued, attached, deepest := 0, 0, 0
-	for _, d := range s.devices {
-		queued += len(d.queue)
-		deepest = max(deepest, len(d.queue))
-		if d.attached {
-			attached++
-		}
-	}
-	pending, active := len(s.pending), s.active
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.m.write(w, s.st, queued, deepest, attached, pending, active)
+	s.m.handler.ServeHTTP(w, r)
 }

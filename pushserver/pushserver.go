@@ -225,7 +225,7 @@ func New(opts Options) (*Server, error) {
 		taking:    map[string]bool{},
 		notifySem: make(chan struct{}, 64),
 	}
-	s.m.init()
+	s.m.init(s)
 	if opts.OnResult != nil {
 		s.OnResult(opts.OnResult)
 	}

@@ -269,7 +269,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 		s.active-- // nothing of it is held here
 	}
 	s.m.accepted.Add(1)
-	s.m.recipients.Add(int64(len(rs)))
+	s.m.recipients.Add(float64(len(rs)))
 	return p, nil
 }
 

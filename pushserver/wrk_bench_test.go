@@ -2,6 +2,7 @@ package pushserver
 
 import (
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,7 +112,7 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 			b.Fatal(err)
 		}
 		_, _, rcpu0 := fp.counts(b)
-		accepted0 := s.m.accepted.Load()
+		accepted0 := int64(testutil.ToFloat64(s.m.accepted))
 		cpu0, wrk0 := cpuTime(), childCPUTime()
 		b.StartTimer()
 		start := time.Now()
@@ -130,7 +131,7 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 		}
 		// 503 is the server's flow control at --max-active-connections, which a real
 		// initiator retries; any other non-200 answer or socket error is a failure.
-		requests, busy := v[1], s.m.busy.Load()
+		requests, busy := v[1], int64(testutil.ToFloat64(s.m.busy))
 		bad := v[2] - busy + v[3] + v[4] + v[5] + v[6]
 		if bad > 0 {
 			b.Errorf("wrk saw %d errors (non-200 %d of which 503 %d, connect %d, read %d, write %d, timeout %d)", bad, v[2], busy, v[3], v[4], v[5], v[6])
@@ -138,8 +139,8 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 		// What the server accepted (its own counter, not wrk's count of answers, which
 		// includes the 503s) while wrk ran; requests cut off by wrk's stop may or may not
 		// have been accepted. Wait for each accepted push to reach its device.
-		acceptedDuringRun := s.m.accepted.Load() - accepted0
-		accepted := s.m.accepted.Load()
+		acceptedDuringRun := int64(testutil.ToFloat64(s.m.accepted)) - accepted0
+		accepted := int64(testutil.ToFloat64(s.m.accepted))
 		deadline := time.Now().Add(60 * time.Second)
 		delivered, dups, _ := fp.counts(b)
 		for delivered < accepted {
