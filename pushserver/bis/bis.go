@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	tokens  map[string]*token
+	held    map[string][]string    // app|pin|op -> its outstanding tokens, oldest first
+	issued  map[string][]time.Time // app|pin -> when its recent tokens were issued
+	swept   time.Time              // when expired tokens were last removed
 	queries map[string][]time.Time // app -> recent subscription queries
 }
 
@@ -168,7 +172,7 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("component", "bis"), db: db, apps: map[string]*App{},
-		tokens: map[string]*token{}, queries: map[string][]time.Time{}}
+		tokens: map[string]*token{}, held: map[string][]string{}, issued: map[string][]time.Time{}, queries: map[string][]time.Time{}}
 	for i := range opts.Apps {
 		a := opts.Apps[i]
 		if a.MaxSubscribers <= 0 {
@@ -249,10 +253,13 @@ func (s *Service) register(w http.ResponseWriter, r *http.Request, op string) {
 		}
 	}
 	if tok == "" {
-		t := newToken()
-		s.mu.Lock()
-		s.tokens[t] = &token{app: app.ID, pin: pin, op: op, expires: s.opts.Now().Add(s.opts.TokenTTL)}
-		s.mu.Unlock()
+		t, wait := s.issue(app.ID, pin, op)
+		if t == "" {
+			s.log.Info("registration tokens asked too fast", "app", app.ID, "pin", pin)
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			http.Error(w, fmt.Sprintf("too many registration requests for %s from this device: %d a minute at most", app.ID, tokenRate), http.StatusTooManyRequests)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprint(w, t)
 		return
@@ -266,12 +273,13 @@ func (s *Service) register(w http.ResponseWriter, r *http.Request, op string) {
 		rc(w, RCTokenInvalid)
 		return
 	case s.opts.Now().After(t.expires):
-		delete(s.tokens, tok)
+		s.forget(tok, t)
 		s.mu.Unlock()
 		rc(w, RCTokenExpired)
 		return
 	}
 	t.used = true
+	s.forget(tok, t)
 	s.mu.Unlock()
 
 	st := s.state(app.ID, pin)
@@ -367,4 +375,75 @@ func (s *Service) Subscribers(app, state string) []string {
 		out = append(out, p)
 	}
 	return out
+}
+
+// Registration tokens are bounded: each expires after TokenTTL (5 minutes), a device holds
+// at most tokensHeld outstanding per application and operation (a new one retires the
+// oldest), and may be issued at most tokenRate a minute per application (then 429 with
+// Retry-After). A device that asks for tokens in a loop costs a few entries, not memory
+// without end.
+const (
+	tokensHeld = 4
+	tokenRate  = 30
+)
+
+// issue returns a new token for app, pin and op, or "" and how long to wait when the
+// device asks too fast.
+func (s *Service) issue(app, pin, op string) (string, time.Duration) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.swept) > s.opts.TokenTTL/10 {
+		s.swept = now
+		for id, t := range s.tokens {
+			if now.After(t.expires) {
+				s.forget(id, t)
+			}
+		}
+		for k, ts := range s.issued {
+			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) > time.Minute {
+				delete(s.issued, k)
+			}
+		}
+	}
+	rk := app + "|" + pin
+	recent := s.issued[rk]
+	for len(recent) > 0 && now.Sub(recent[0]) > time.Minute {
+		recent = recent[1:]
+	}
+	if len(recent) >= tokenRate {
+		s.issued[rk] = recent
+		return "", recent[0].Add(time.Minute).Sub(now)
+	}
+	s.issued[rk] = append(recent, now)
+	hk := rk + "|" + op
+	for len(s.held[hk]) >= tokensHeld {
+		old := s.held[hk][0]
+		s.forget(old, s.tokens[old])
+	}
+	id := newToken()
+	s.tokens[id] = &token{app: app, pin: pin, op: op, expires: now.Add(s.opts.TokenTTL)}
+	s.held[hk] = append(s.held[hk], id)
+	return id, 0
+}
+
+// forget removes a token (used, expired or retired); s.mu is held.
+func (s *Service) forget(id string, t *token) {
+	delete(s.tokens, id)
+	if t == nil {
+		return
+	}
+	hk := t.app + "|" + t.pin + "|" + t.op
+	ids := s.held[hk]
+	for i, x := range ids {
+		if x == id {
+			ids = append(ids[:i:i], ids[i+1:]...)
+			break
+		}
+	}
+	if len(ids) == 0 {
+		delete(s.held, hk)
+	} else {
+		s.held[hk] = ids
+	}
 }
