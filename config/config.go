@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/internal/httpguard"
 	"github.com/bbsim/bbsim/rim"
 )
@@ -95,7 +96,11 @@ type Handset struct {
 	PollInterval time.Duration
 	GatewayCheck time.Duration // how often an attached handset checks its attachment
 	Apps         []string      // APPID:PORT[:CPURL]
+	Software     string        // device software version; "list" lists the known ones
 }
+
+// SoftwareList, given as --device-software, asks for the list of known versions.
+const SoftwareList = "list"
 
 // DefaultUser is the account that exists when no --user is given.
 var DefaultUser = User{Email: "alice@bbsim.test", Password: "blackberry", PIN: "2100000A"}
@@ -119,7 +124,7 @@ func Default() Config {
 			PIN: DefaultUser.PIN, Email: DefaultUser.Email, Password: DefaultUser.Password,
 			MailProtocol: "auto", MailSecurity: "none", Gateway: "http://127.0.0.1:8080",
 			Listen: "127.0.0.1:7874", API: "127.0.0.1:7880", PollInterval: 15 * time.Minute,
-			GatewayCheck: 5 * time.Second,
+			GatewayCheck: 5 * time.Second, Software: handset.DefaultSoftware,
 		},
 	}
 }
@@ -393,6 +398,11 @@ func (c Config) Validate() error {
 	for _, a := range c.Handset.Apps {
 		_, err := ParseHandsetApp(a)
 		add(err)
+	}
+	if c.Handset.Software != SoftwareList {
+		if _, err := handset.ParseSoftware(c.Handset.Software); err != nil {
+			add(fmt.Errorf("--device-software: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

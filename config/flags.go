@@ -171,6 +171,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.Var(secretString{&h.APIToken}, "api-token", "`token` the control API requires (Authorization: Bearer); required when --api is not loopback")
 		fs.Var(secretString{&h.ListenToken}, "listen-token", "`token` the push receiver requires (Bearer, or Basic's password; the gateway is told it); required when --listen is not loopback")
 		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")
+		fs.StringVar(&h.Software, "device-software", h.Software, "BlackBerry Device Software `version` the handset runs, e.g. 6.0.0.141 (list: the versions bbsim knows and what each changes)")
 		fs.Var(&listValue{p: &h.Apps, inherited: true}, "app", "push application `APPID:PORT[:CPURL]` on the handset (repeatable)")
 	}
 	if groups&(GroupHandset|GroupUI) != 0 {

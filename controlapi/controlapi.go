@@ -76,6 +76,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/device", s.device)
+	mux.HandleFunc("POST /api/v1/device/software", s.software)
 	mux.HandleFunc("GET /api/v1/messages", s.messages)
 	mux.HandleFunc("GET /api/v1/messages/{id}", s.message)
 	mux.HandleFunc("GET /api/v1/messages/{id}/page", s.messagePage)
@@ -137,6 +138,27 @@ func channelView(c handset.Channel) ChannelView {
 }
 
 func (s *Server) device(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.h.Device())
+}
+
+// software changes the device software at run time: {"version":"6.0.0.141"}. It answers
+// with the device.
+func (s *Server) software(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Version string `json:"version"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, errNotJSON) {
+			status = http.StatusUnsupportedMediaType
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	if _, err := s.h.SetSoftware(req.Version); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	writeJSON(w, http.StatusOK, s.h.Device())
 }
 

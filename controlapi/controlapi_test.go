@@ -310,3 +310,21 @@ func TestBrowserCannotDriveAPI(t *testing.T) {
 		t.Errorf("coverage = %q after the refused requests, want in", got)
 	}
 }
+
+func TestDeviceSoftware(t *testing.T) {
+	_, srv := newAPI(t)
+	var dev handset.Device
+	do(t, "GET", srv.URL+"/api/v1/device", "", 200, &dev)
+	if dev.Software.Version != handset.DefaultSoftware || !dev.Software.RendersTranscoded {
+		t.Errorf("default software = %+v", dev.Software)
+	}
+	do(t, "POST", srv.URL+"/api/v1/device/software", `{"version":"6.0.0.141"}`, 200, &dev)
+	if dev.Software.Version != "6.0.0.141" || dev.Software.RendersTranscoded || dev.Software.Browser != "WebKit" {
+		t.Errorf("after POST software = %+v", dev.Software)
+	}
+	var e map[string]string
+	do(t, "POST", srv.URL+"/api/v1/device/software", `{"version":"six"}`, 400, &e)
+	if !strings.Contains(e["error"], `device software "six"`) {
+		t.Errorf("bad version error = %q", e["error"])
+	}
+}

@@ -41,6 +41,10 @@ type Options struct {
 	// CheckEvery is how often each attached handset asks the gateway whether its
 	// attachment still holds (see browserpush.Options.CheckEvery). Default 5 s.
 	CheckEvery time.Duration
+	// Software is the device software of the handsets: VERSION entries are handed out in
+	// turn (a mix: 6.0.0.141 and 7.1.0 give every other handset each), PIN=VERSION entries
+	// set one handset. Default: handset.DefaultSoftware on all.
+	Software []string
 	// EventHistory is how many events each handset keeps. Default 64.
 	EventHistory int
 	// Client is shared by all receivers. Default: a pooled client.
@@ -100,11 +104,19 @@ func New(opts Options) (*Fleet, error) {
 		}}
 	}
 	f := &Fleet{opts: opts, log: opts.Logger.With("component", "fleet"), byPIN: make(map[string]*Member, opts.Count)}
+	mix, perPIN, err := softwarePlan(opts.Software, first, opts.Count)
+	if err != nil {
+		return nil, err
+	}
 	base := strings.TrimRight(opts.BaseURL, "/")
 	for i := range opts.Count {
 		pin := fmt.Sprintf("%08X", first+uint64(i))
 		email := fmt.Sprintf("user%d@%s", i+1, opts.Domain)
-		h, err := handset.New(handset.Options{PIN: pin, Email: email, EventHistory: opts.EventHistory})
+		sw := perPIN[pin]
+		if sw == "" && len(mix) > 0 {
+			sw = mix[i%len(mix)]
+		}
+		h, err := handset.New(handset.Options{PIN: pin, Email: email, EventHistory: opts.EventHistory, Software: sw})
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -125,6 +137,41 @@ func New(opts Options) (*Fleet, error) {
 	}
 	f.srv = &http.Server{Handler: f.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return f, nil
+}
+
+// softwarePlan sorts Options.Software into the versions handed out in turn and those set
+// per PIN, checking each.
+func softwarePlan(entries []string, first uint64, count int) (mix []string, perPIN map[string]string, err error) {
+	perPIN = map[string]string{}
+	var errs []error
+	for _, e := range entries {
+		for _, e := range strings.Split(e, ",") {
+			e = strings.TrimSpace(e)
+			if e == "" {
+				continue
+			}
+			pin, ver, ok := strings.Cut(e, "=")
+			if !ok {
+				ver, pin = pin, ""
+			}
+			if _, perr := handset.ParseSoftware(ver); perr != nil {
+				errs = append(errs, fmt.Errorf("fleet: %w", perr))
+				continue
+			}
+			if pin == "" {
+				mix = append(mix, ver)
+				continue
+			}
+			p, ok := handset.NormalizePIN(pin)
+			n, _ := strconv.ParseUint(p, 16, 32)
+			if !ok || n < first || n >= first+uint64(count) {
+				errs = append(errs, fmt.Errorf("fleet: device software %q: %s is not a PIN of this fleet (%08X to %08X)", e, pin, first, first+uint64(count)-1))
+				continue
+			}
+			perPIN[p] = ver
+		}
+	}
+	return mix, perPIN, errors.Join(errs...)
 }
 
 // Members returns the handsets in PIN order.

@@ -176,10 +176,26 @@ func TestFleetOptions(t *testing.T) {
 		{Options{FirstPIN: "xyz"}, `fleet: first PIN "xyz" is not 8 hex digits`},
 		{Options{FirstPIN: "FFFFFFFF", Count: 2}, "fleet: 2 PINs from FFFFFFFF run past FFFFFFFF"},
 		{Options{Gateway: "http://127.0.0.1:1"}, "fleet: a gateway needs the fleet's BaseURL"},
+		{Options{Software: []string{"9.0"}}, `fleet: device software "9.0": BlackBerry Device Software ran from 3.x to 7.x`},
+		{Options{Count: 2, Software: []string{"3B000000=6.0.0.141"}}, `fleet: device software "3B000000=6.0.0.141": 3B000000 is not a PIN of this fleet (2A000000 to 2A000001)`},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.o); err == nil || err.Error() != tt.want {
 			t.Errorf("New(%+v) = %v, want %q", tt.o, err, tt.want)
+		}
+	}
+}
+
+func TestFleetSoftwareMix(t *testing.T) {
+	f, err := New(Options{Count: 5, Software: []string{"6.0.0.141,7.1.0", "2a000004=5.0.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := []string{"6.0.0.141", "7.1.0", "6.0.0.141", "7.1.0", "5.0.0"}
+	for i, m := range f.Members() {
+		if got := m.Handset.Device().Software.Version; got != want[i] {
+			t.Errorf("handset %s software = %s, want %s", m.Handset.PIN(), got, want[i])
 		}
 	}
 }

@@ -32,6 +32,9 @@ const (
 	EventRegistration   = "registration"
 	EventAppRequest     = "app.request"
 	EventGateway        = "gateway"
+	EventSoftware       = "device.software"
+	// EventOpenFailed is a browser message or channel the browser could not display.
+	EventOpenFailed = "browser.error"
 )
 
 // Event is one entry of the handset's event stream.

@@ -38,6 +38,9 @@ type Options struct {
 	EventHistory int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Software is the device software version (see ParseSoftware and KnownSoftware).
+	// Default DefaultSoftware.
+	Software string
 }
 
 // Handset is the device state. It is safe for concurrent use.
@@ -56,6 +59,8 @@ type Handset struct {
 	channels  []*Channel
 	cache     map[string]*CacheEntry
 	apps      []*App
+
+	software Software // set by Options and SetSoftware; not persisted
 
 	linkToken string     // from the gateway's attach answer; not persisted
 	link      LinkStatus // not persisted
@@ -82,6 +87,13 @@ func New(opts Options) (*Handset, error) {
 	if opts.EventHistory <= 0 {
 		opts.EventHistory = 2000
 	}
+	if opts.Software == "" {
+		opts.Software = DefaultSoftware
+	}
+	sw, err := ParseSoftware(opts.Software)
+	if err != nil {
+		return nil, fmt.Errorf("handset: %w", err)
+	}
 	h := &Handset{
 		pin:       pin,
 		email:     opts.Email,
@@ -92,6 +104,7 @@ func New(opts Options) (*Handset, error) {
 		cache:     map[string]*CacheEntry{},
 		mail:      MailStatus{State: MailOff},
 		link:      LinkStatus{State: LinkOff},
+		software:  sw,
 	}
 	h.events.init(opts.EventHistory)
 	if opts.Dir != "" {
@@ -154,20 +167,22 @@ func (h *Handset) SetCoverage(in bool) {
 
 // Device is the snapshot served as GET /api/v1/device.
 type Device struct {
-	PIN      string     `json:"pin"`
-	Email    string     `json:"email"`
-	Coverage string     `json:"coverage"`
-	Mail     MailStatus `json:"mail"`
-	Gateway  LinkStatus `json:"gateway"`
-	Apps     []App      `json:"apps"`
-	Unread   int        `json:"unread"`
+	PIN      string         `json:"pin"`
+	Email    string         `json:"email"`
+	Coverage string         `json:"coverage"`
+	Software SoftwareStatus `json:"software"`
+	Mail     MailStatus     `json:"mail"`
+	Gateway  LinkStatus     `json:"gateway"`
+	Apps     []App          `json:"apps"`
+	Unread   int            `json:"unread"`
 }
 
 // Device returns a snapshot of the device.
 func (h *Handset) Device() Device {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	d := Device{PIN: h.pin, Email: h.email, Coverage: "out", Mail: h.mail, Gateway: h.link, Apps: h.appsLocked()}
+	d := Device{PIN: h.pin, Email: h.email, Coverage: "out", Mail: h.mail, Gateway: h.link, Apps: h.appsLocked(),
+		Software: h.software.status()}
 	if h.coverage {
 		d.Coverage = "in"
 	}

@@ -223,6 +223,7 @@ func (m Model) viewOptions(w, h int) string {
 	fmt.Fprintf(&b, "Coverage   %s   (c toggles)\n", cov)
 	fmt.Fprintf(&b, "PIN        %s\n", d.PIN)
 	fmt.Fprintf(&b, "E-mail     %s\n", d.Email)
+	fmt.Fprintf(&b, "Software   %s (%s browser)\n", d.Software.Version, d.Software.Browser)
 	mail := string(d.Mail.State)
 	if d.Mail.Protocol != "" {
 		mail += " over " + d.Mail.Protocol

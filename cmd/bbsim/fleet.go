@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
+	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/fleet"
 )
 
@@ -20,10 +22,17 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Domain, "domain", "bbsim.test", "e-mail domain: user1@DOMAIN, user2@…")
 	fs.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "push server URL the handsets attach to (empty: none)")
 	fs.DurationVar(&o.CheckEvery, "gateway-check", 5*time.Second, "how often each attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
+	fs.Func("device-software", "device software of the handsets: VERSION[,VERSION…] handed out in turn (a mix), or PIN=VERSION for one handset (repeatable; list: the known versions)", func(v string) error {
+		o.Software = append(o.Software, v)
+		return nil
+	})
 	fs.StringVar(&listen, "listen", "127.0.0.1:7900", "shared listener: pushes on /d/PIN/, control API on /h/PIN/api/v1/, counters on /api/v1/fleet")
 	fs.DurationVar(&every, "report", 5*time.Second, "how often to look at the fleet's counters, printed when they changed (0: never)")
 	if err := parseTool(fs, args); err != nil {
 		return err
+	}
+	if slices.Contains(o.Software, config.SoftwareList) {
+		return printSoftware(stdout)
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/emulator"
+	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/internal/statedir"
 )
 
@@ -121,6 +123,9 @@ func cmdHandset(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if cfg.Handset.Software == config.SoftwareList {
+		return printSoftware(stdout)
+	}
 	log, closeLog, err := eventLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -138,6 +143,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg, err := loadConfig("run", args, config.GroupData|config.GroupMail|config.GroupPush|config.GroupDNS|config.GroupHandset, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.Handset.Software == config.SoftwareList {
+		return printSoftware(stdout)
 	}
 	headless := cfg.Handset.Headless || !isTerminal(stdout)
 	if headless {
@@ -183,4 +191,22 @@ func printListeners(w io.Writer, e *emulator.Emulator) {
 		// Self-signed: clients other than the handset must be told to trust it.
 		fmt.Fprintf(w, "bbsim: %-8s %s (self-signed; bbsim handset trusts it, other clients take it as a CA file)\n", "tls cert", f)
 	}
+}
+
+// printSoftware prints the device software versions bbsim knows and what each changes.
+func printSoftware(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tBROWSER\tWHAT IT CHANGES")
+	for _, v := range handset.KnownSoftware {
+		def := ""
+		if v.Version == handset.DefaultSoftware {
+			def = " [default]"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", v.Version, def, v.Browser, v.Changes)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "Any other version from 3.x to 7.x behaves as the nearest one below it.")
+	return err
 }
