@@ -289,3 +289,65 @@ func TestBackoffAfterBye(t *testing.T) {
 		}
 	})
 }
+
+// refusingIMAP refuses every command, LOGIN included, as for a wrong password.
+func refusingIMAP(conn net.Conn) {
+	defer conn.Close()
+	fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n")
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		tag, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		fmt.Fprintf(conn, "%s NO [AUTHENTICATIONFAILED] Invalid credentials\r\n", tag)
+	}
+}
+
+// TestAuthFailureWaitsForCoverage: a refused login is final: no retry in an hour, and one
+// more try when the handset comes back into coverage.
+func TestAuthFailureWaitsForCoverage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		var mu sync.Mutex
+		var dials []time.Duration
+		start := time.Now()
+		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: "wrong",
+			Backoff: Backoff{First: time.Millisecond},
+			Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
+				mu.Lock()
+				dials = append(dials, time.Since(start))
+				mu.Unlock()
+				client, server := net.Pipe()
+				go refusingIMAP(server)
+				return client, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if st := h.MailStatus(); st.State != handset.MailAuthFailed || st.LastDisconnect == nil ||
+			st.LastDisconnect.Reason != "NO [AUTHENTICATIONFAILED] Invalid credentials" {
+			t.Fatalf("after an hour: state %s, last disconnect %+v; want auth-failed with the server's words", st.State, st.LastDisconnect)
+		}
+		h.SetCoverage(false)
+		h.SetCoverage(true)
+		synctest.Wait()
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		if want := []time.Duration{0, time.Hour}; fmt.Sprint(dials) != fmt.Sprint(want) {
+			t.Fatalf("dials at %v, want %v", dials, want)
+		}
+	})
+}
