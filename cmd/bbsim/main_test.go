@@ -319,7 +319,7 @@ func TestPushWait(t *testing.T) {
 	}{
 		{"delivered", []string{"--type", "message", "--title", "ok"}, 0, []string{"accepted", "to 2A000000: delivered"}},
 		{"refused by the handset", []string{"--type", "channel", "--title", "News"}, 1,
-			[]string{"to 2A000000: failed, code 400", "1 recipient(s) not delivered"}},
+			[]string{"to 2A000000: failed, code 400", "Browser-Channel needs", "1 recipient(s) not delivered"}},
 	}
 	// A bulk file of one line still prints the summary.
 	host, port, _ := net.SplitHostPort(addr.String())

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/pushinit"
 )
 
 // readmeBlock returns the commands of the README's sh block that follows the line holding
@@ -94,7 +96,7 @@ func TestREADMECommands(t *testing.T) {
 	}{
 		{"`bbsim wait` does the same from a shell script", []int{0, 0, 0, 0, 0, 0},
 			[]string{`"title":"News"`, "sent", `"subject":"Order 42"`, `"unread": 0`, `"deleted":1`}},
-		{"the device's reason and exits 1", []int{1}, []string{"to 2100000A: failed, code 400"}},
+		{"the device's reason and exits 1", []int{1}, []string{"to 2100000A: failed, code 400 (" + pushinit.CodeMeaning(400) + "): Browser-Channel needs X-RIM-Push-Channel-ID or Content-Location"}},
 	} {
 		cmds := readmeBlock(t, readme, tt.after)
 		for i, cmd := range cmds {
