@@ -313,7 +313,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) err
 	if page < 0 {
 		page = 0
 	}
-	var listed []string
+	var listed, urls []string
 	for i, mp := range mps {
 		if i == page {
 			continue
@@ -331,6 +331,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) err
 			return err
 		}
 		mt, _, _ := rim.ParseMediaType(pct)
+		urls = append(urls, u)
 		listed = append(listed, fmt.Sprintf("%s (%s, %d bytes)", u, cmp.Or(mt, "unknown type"), len(pbody)))
 	}
 	pg := mps[page]
@@ -339,6 +340,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) err
 		pbody = pg.Body
 	}
 	e := r.cacheEntry(loc, pg.Header.Get("Content-Type"), pbody, expires)
+	e.Parts = urls
 	if len(listed) > 0 {
 		e.Text = strings.TrimRight(e.Text, "\n") + "\n\nImages and other parts cached with this page:\n  " + strings.Join(listed, "\n  ") + "\n"
 	}

@@ -173,13 +173,16 @@ func (h *Handset) removeChannelLocked(id string) {
 
 // CacheEntry is a page in the browser cache.
 type CacheEntry struct {
-	URL         string    `json:"url"`
-	ContentType string    `json:"content_type"`
-	Body        []byte    `json:"body,omitempty"`
-	Text        string    `json:"text"`
-	Links       []string  `json:"links,omitempty"`
-	StoredAt    time.Time `json:"stored_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
+	URL         string   `json:"url"`
+	ContentType string   `json:"content_type"`
+	Body        []byte   `json:"body,omitempty"`
+	Text        string   `json:"text"`
+	Links       []string `json:"links,omitempty"`
+	// Parts are the URLs of the images and other parts pushed with the page (a multipart
+	// push), each cached under its own URL.
+	Parts     []string  `json:"parts,omitempty"`
+	StoredAt  time.Time `json:"stored_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // PutCache stores a page in the browser cache. A zero ExpiresAt means the default

@@ -6,6 +6,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 
 	"github.com/bbsim/bbsim/handset"
 )
@@ -325,8 +326,29 @@ func (m *Model) openChannel(id string) {
 	} else if text == "" {
 		text = fmt.Sprintf("(%s, %d bytes)", page.ContentType, len(page.Body))
 	}
-	m.showText(c.Title, text, page.Links)
+	m.showText(c.Title, text+m.pageImages(page), page.Links)
 	m.go_(ScreenPage)
+}
+
+// pageImages draws the images pushed with a page like channel icons (half blocks) where
+// the terminal has colour; elsewhere the page's text already lists them.
+func (m *Model) pageImages(page handset.CacheEntry) string {
+	if len(page.Parts) == 0 || lipgloss.ColorProfile() == termenv.Ascii {
+		return ""
+	}
+	var b strings.Builder
+	for _, u := range page.Parts {
+		e, ok := m.h.CachedPage(u)
+		if !ok {
+			continue
+		}
+		lines, ok := halfBlocks(e.Body)
+		if !ok {
+			continue
+		}
+		b.WriteString("\n" + u + "\n" + strings.Join(lines, "\n") + "\n")
+	}
+	return b.String()
 }
 
 func (m *Model) openMessage(id string) {

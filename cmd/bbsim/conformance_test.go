@@ -347,6 +347,7 @@ func TestPushInitiatorsFromTheField(t *testing.T) {
 		page, _ := exec.Command("curl", "-s", "-X", "POST", "http://"+rig.api+"/api/v1/channels/"+id[1]+"/open").CombinedOutput()
 		wantIn(t, "the opened channel", string(page), "Waterloo campus", "cache://example.com/waterloo.gif (image/gif")
 		cache, _ := exec.Command("curl", "-s", "http://"+rig.api+"/api/v1/browser/cache").CombinedOutput()
+		wantIn(t, "the browser cache", string(cache), `"parts": [`)
 		for _, n := range names {
 			wantIn(t, "the browser cache", string(cache), `"url": "cache://example.com/`+n+`"`)
 		}
