@@ -1,6 +1,7 @@
 package pushserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,7 +33,11 @@ import (
 //   - time: the first byte of a request on a kept connection within the idle timeout, then
 //     the request line and headers within ReadHeaderTimeout, then the body within
 //     bodyTimeout;
-//   - Expect: 100-continue is answered before the body is read.
+//   - Expect: 100-continue is answered before the body is read, with 413 and no 100 when
+//     the declared body is over the limit;
+//   - a body that breaks (a bad chunk size) is not read further, and the connection closes
+//     after the handler's 400; a request with both Content-Length and Transfer-Encoding is
+//     answered 400 and its connection closed, so nothing pipelined behind it is served.
 const (
 	idleTimeout = 2 * time.Minute
 	bodyTimeout = 2 * time.Minute
@@ -51,8 +57,18 @@ func (s *Server) newFront() *front {
 	f.fs = &fasthttp.Server{
 		Handler:      s.serveFront,
 		ErrorHandler: s.frontError,
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			s.screenHeader(h)
 			return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+		},
+		// Expect: 100-continue with a body over the limit gets 413 at once, never 100.
+		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
+			if v := ctx.Request.Header.Peek(frontRefusal); len(v) > 0 && string(v) != refusedCLTE {
+				s.m.rejected.Add(1)
+				ctx.Error(fmt.Sprintf("body of %s bytes over the %d-byte limit", v, s.opts.MaxBodyBytes), http.StatusRequestEntityTooLarge)
+				return http.StatusRequestEntityTooLarge
+			}
+			return fasthttp.StatusContinue
 		},
 		ReadBufferSize:               4*s.opts.MaxHeaderBytes + 4096,
 		ReadTimeout:                  s.opts.ReadHeaderTimeout,
@@ -130,12 +146,61 @@ func (f *front) close() error {
 	return nil
 }
 
+// frontRefusal is the header the front marks a request with, before its body is read, when
+// that body will not be read: the declared length over the limit, or refusedCLTE. A copy
+// sent by the client is removed first.
+const (
+	frontRefusal = "X-Bbsim-Front-Refusal"
+	refusedCLTE  = "cl-te"
+)
+
+// screenHeader looks at a request's header before any of its body is read. A declared
+// length over MaxBodyBytes is answered 413 without waiting for the body (fasthttp would
+// read up to 8 KiB of it first); a request with both Content-Length and Transfer-Encoding
+// is answered 400 and the connection closed (RFC 9112 6.3: a sender must not send both,
+// and reading either way lets a request be smuggled behind it).
+func (s *Server) screenHeader(h *fasthttp.RequestHeader) {
+	h.Del(frontRefusal)
+	switch {
+	case hasCLAndTE(h.RawHeaders()):
+		h.Set(frontRefusal, refusedCLTE)
+		h.SetContentLength(0)
+	case int64(h.ContentLength()) > s.opts.MaxBodyBytes:
+		h.Set(frontRefusal, strconv.Itoa(h.ContentLength()))
+		h.SetContentLength(0)
+	}
+}
+
+// hasCLAndTE reports whether raw request headers carry both Content-Length and
+// Transfer-Encoding.
+func hasCLAndTE(raw []byte) bool {
+	var cl, te bool
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
+		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
+	}
+	return cl && te
+}
+
 // serveFront runs the gateway's handlers for one request read by the front, through a
 // net/http request, and copies their answer into ctx. A body up to MaxBodyBytes has been
 // read ahead; a longer one is not read and fails with *http.MaxBytesError, so the handler
 // answers 413 itself.
 func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 	rh := &ctx.Request.Header
+	refusal := string(rh.Peek(frontRefusal))
+	if refusal == refusedCLTE {
+		s.m.rejected.Add(1)
+		ctx.Error("a request with both Content-Length and Transfer-Encoding is refused (RFC 9112 6.3)", http.StatusBadRequest)
+		ctx.SetConnectionClose() // after Error, which resets the response
+		return
+	}
+	rh.Del(frontRefusal)
 	uri := string(rh.RequestURI())
 	if uri == "*" { // the server as a whole (RFC 9110 9.3.7)
 		if rh.IsOptions() {
@@ -175,6 +240,10 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 	}
 	var body *frontBody
 	switch stream, n := ctx.RequestBodyStream(), int64(rh.ContentLength()); {
+	case refusal != "":
+		declared, _ := strconv.ParseInt(refusal, 10, 64)
+		r.Body, r.ContentLength = tooLarge{s.opts.MaxBodyBytes}, declared
+		ctx.SetConnectionClose() // the body stays unread
 	case stream == nil:
 		r.Body = http.NoBody
 	case n > s.opts.MaxBodyBytes:
@@ -205,11 +274,15 @@ type frontBody struct {
 	r    io.Reader
 	left int64 // bytes not yet read of a declared length; -1 for a chunked body
 	eof  bool
+	err  error // a broken body (a bad chunk size) stays broken: nothing more is read
 }
 
 func (b *frontBody) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
 	}
 	if b.left >= 0 && int64(len(p)) > b.left {
 		p = p[:b.left]
@@ -223,6 +296,8 @@ func (b *frontBody) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF {
 		b.eof = true
+	} else if err != nil {
+		b.err = err
 	}
 	return n, err
 }
