@@ -430,3 +430,39 @@ func TestPAPPushAll(t *testing.T) {
 		t.Fatalf("push_all reached %v", got)
 	}
 }
+
+// TestPAPCancelByAddress cancels one recipient of a push by its address as the initiator
+// wrote it: only that one is cancelled, each address gets its own result, and an address
+// that names no recipient of the push gets 2002.
+func TestPAPCancelByAddress(t *testing.T) {
+	t.Parallel()
+	_, base := startServer(t, Options{Devices: seedDevices()})
+	// Devices B and C are away: the push stays queued for both.
+	b, ct := papMultipart(papDoctype20, `<push-message push-id="c1"><address address-value="2100000B"/><address address-value="WAPPUSH=carol%40bbsim.test%3A7874/TYPE=USER@rim.net"/></push-message>`, "Content-Type: text/plain\r\n", "x")
+	if code, ans := rawPOST(t, base, "/pap", ct, b); code != 202 {
+		t.Fatalf("push = %d %s", code, ans)
+	}
+	q := func(kind string, addrs ...string) (int, string) {
+		var as strings.Builder
+		for _, a := range addrs {
+			as.WriteString(`<address address-value="` + a + `"/>`)
+		}
+		return rawPOST(t, base, "/pap", "application/xml", `<?xml version="1.0"?>`+papDoctype20+`<pap><`+kind+` push-id="c1">`+as.String()+`</`+kind+`></pap>`)
+	}
+	bob := "WAPPUSH=bob%40bbsim.test%3A7874/TYPE=USER@rim.net"
+	code, ans := q("cancel-message", bob, "2100000A")
+	if code != 202 {
+		t.Fatalf("cancel = %d, want 202: %s", code, ans)
+	}
+	for _, want := range []string{`<cancel-result code="1000" desc="Cancelled">` + "\n" + `<address address-value="` + bob + `"/>`,
+		`<cancel-result code="2002"`, `<address address-value="2100000A"/>`} {
+		if !strings.Contains(ans, want) {
+			t.Fatalf("cancel answer lacks %q:\n%s", want, ans)
+		}
+	}
+	// Carol's recipient was left queued: cancelling it now succeeds.
+	code, ans = q("cancel-message", "carol@bbsim.test")
+	if code != 202 || !strings.Contains(ans, `<cancel-result code="1000" desc="Cancelled">`+"\n"+`<address address-value="carol@bbsim.test"/>`) {
+		t.Fatalf("cancel of the recipient left = %d %s, want 1000 naming carol@bbsim.test", code, ans)
+	}
+}
