@@ -30,6 +30,9 @@ type Backoff struct {
 	StableAfter time.Duration
 }
 
+// DefaultPollInterval is the polling period when Options.PollInterval is zero.
+const DefaultPollInterval = 15 * time.Minute
+
 // Options configure a Client. Zero values mean the defaults stated per field.
 type Options struct {
 	// Handset receives the mail and the connection state. Required.
@@ -114,7 +117,7 @@ func New(opts Options) (*Client, error) {
 		opts.DNS = "127.0.0.1:1053"
 	}
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = 15 * time.Minute
+		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.IdleRefresh <= 0 {
 		opts.IdleRefresh = 28 * time.Minute

@@ -23,8 +23,8 @@ const (
 	// linkBackoffMax caps the attach retries: a gateway that comes back after a restart
 	// gets its handsets back within seconds.
 	linkBackoffMax = 5 * time.Second
-	// defaultCheckEvery is how often an attached device asks whether its attachment holds.
-	defaultCheckEvery = 5 * time.Second
+	// DefaultCheckEvery is how often an attached device asks whether its attachment holds.
+	DefaultCheckEvery = 5 * time.Second
 	// ackAttempts and deleteAttempts bound retries of one-off requests. An ack can reach
 	// the gateway before it has read our 200 (it then answers 404), so acks start
 	// retrying sooner.

@@ -109,7 +109,7 @@ func New(opts Options) (*Receiver, error) {
 		opts.MaxBody = DefaultMaxBody
 	}
 	if opts.CheckEvery == 0 {
-		opts.CheckEvery = defaultCheckEvery
+		opts.CheckEvery = DefaultCheckEvery
 	}
 	log := opts.Logger
 	if log == nil {

@@ -14,8 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bbsim/bbsim/bisclient"
+	"github.com/bbsim/bbsim/browserpush"
 	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/internal/httpguard"
+	"github.com/bbsim/bbsim/mailserver"
+	"github.com/bbsim/bbsim/pushserver"
 	"github.com/bbsim/bbsim/rim"
 )
 
@@ -58,17 +62,17 @@ type User struct {
 // Push is the bundled push server.
 type Push struct {
 	Addr               string
-	Groups             []string // NAME=PIN,PIN
+	Groups             []PushGroup // NAME=PIN,PIN
 	PacketSize         int
 	FlowControlTimeout time.Duration
 	MaxActive          int
 	MaxHeaderBytes     int
 	MaxBodyBytes       int64
 	ReadHeaderTimeout  time.Duration
-	DB                 string   // postgres://… for a PostgreSQL push store; empty: SQLite in Data
-	Instance           string   // this gateway's name among those sharing DB; empty: "default"
-	Auth               []string // NAME:PASSWORD[:PIN,$group...]
-	Apps               []string // APPID:PASSWORD:PORT[:CPURL]
+	DB                 string      // postgres://… for a PostgreSQL push store; empty: SQLite in Data
+	Instance           string      // this gateway's name among those sharing DB; empty: "default"
+	Auth               []Initiator // NAME:PASSWORD[:PIN,$group...]
+	Apps               []PushApp   // APPID:PASSWORD:PORT[:CPURL]
 }
 
 // DNS is the bundled DNS zone.
@@ -95,36 +99,37 @@ type Handset struct {
 	Headless     bool
 	PollInterval time.Duration
 	GatewayCheck time.Duration // how often an attached handset checks its attachment
-	Apps         []string      // APPID:PORT[:CPURL]
+	Apps         []HandsetApp  // APPID:PORT[:CPURL]
 	Software     string        // device software version; "list" lists the known ones
 }
 
 // SoftwareList, given as --device-software, asks for the list of known versions.
 const SoftwareList = "list"
 
-// DefaultUser is the account that exists when no --user is given.
-var DefaultUser = User{Email: "alice@bbsim.test", Password: "blackberry", PIN: "2100000A"}
+// DefaultUser is the account that exists when no --user is given: the mail server's.
+var DefaultUser = User(mailserver.DefaultUser)
 
 // Default returns the configuration with every default filled in.
 func Default() Config {
 	return Config{
-		Data: DefaultDataDir(),
-		// Dovecot's auth_failure_delay default: guessing a password costs 2 s a try.
-		AuthFailureDelay: 2 * time.Second,
+		Data:             DefaultDataDir(),
+		AuthFailureDelay: mailserver.DefaultAuthFailureDelay,
 		Mail: Mail{
 			IMAP: "127.0.0.1:1143", POP3: "127.0.0.1:1110", SMTP: "127.0.0.1:2525", Webmail: "127.0.0.1:8025",
-			Domain: "bbsim.test", Users: []User{DefaultUser}, StoreLocking: "exclusive",
+			Domain: mailserver.DefaultDomain, Users: []User{DefaultUser}, StoreLocking: string(mailserver.LockExclusive),
 		},
 		Push: Push{
-			Addr: "127.0.0.1:8080", PacketSize: 8192, FlowControlTimeout: 10 * time.Minute, MaxActive: 1000,
-			MaxHeaderBytes: 3072, MaxBodyBytes: 1 << 20, ReadHeaderTimeout: 10 * time.Second,
+			Addr: "127.0.0.1:8080", PacketSize: pushserver.DefaultPacketSize,
+			FlowControlTimeout: pushserver.DefaultFlowControlTimeout, MaxActive: pushserver.DefaultMaxActive,
+			MaxHeaderBytes: pushserver.DefaultMaxHeaderBytes, MaxBodyBytes: pushserver.DefaultMaxBodyBytes,
+			ReadHeaderTimeout: pushserver.DefaultReadHeaderTimeout,
 		},
 		DNS: DNS{Addr: "127.0.0.1:1053"},
 		Handset: Handset{
 			PIN: DefaultUser.PIN, Email: DefaultUser.Email, Password: DefaultUser.Password,
 			MailProtocol: "auto", MailSecurity: "none", Gateway: "http://127.0.0.1:8080",
-			Listen: "127.0.0.1:7874", API: "127.0.0.1:7880", PollInterval: 15 * time.Minute,
-			GatewayCheck: 5 * time.Second, Software: handset.DefaultSoftware,
+			Listen: "127.0.0.1:7874", API: "127.0.0.1:7880", PollInterval: bisclient.DefaultPollInterval,
+			GatewayCheck: browserpush.DefaultCheckEvery, Software: handset.DefaultSoftware,
 		},
 	}
 }
@@ -203,6 +208,15 @@ type HandsetApp struct {
 	CPURL string
 }
 
+// String formats the app as APPID:PORT[:CPURL].
+func (a HandsetApp) String() string {
+	s := a.ID + ":" + strconv.Itoa(a.Port)
+	if a.CPURL != "" {
+		s += ":" + a.CPURL
+	}
+	return s
+}
+
 // ParseHandsetApp parses APPID:PORT[:CPURL].
 func ParseHandsetApp(s string) (HandsetApp, error) {
 	parts := strings.SplitN(s, ":", 3)
@@ -246,22 +260,31 @@ func ParseInitiator(s string) (Initiator, error) {
 	return in, nil
 }
 
+// PushGroup is a push group: a name initiators address as "$NAME", and its PINs.
+type PushGroup struct {
+	Name string
+	PINs []string
+}
+
+// String formats the group as NAME=PIN,PIN.
+func (g PushGroup) String() string { return g.Name + "=" + strings.Join(g.PINs, ",") }
+
 // ParseGroup parses NAME=PIN,PIN.
-func ParseGroup(s string) (string, []string, error) {
+func ParseGroup(s string) (PushGroup, error) {
 	name, list, ok := strings.Cut(s, "=")
 	name = strings.TrimPrefix(strings.TrimSpace(name), "$")
 	if !ok || name == "" || list == "" {
-		return "", nil, fmt.Errorf("group %q: want NAME=PIN,PIN", s)
+		return PushGroup{}, fmt.Errorf("group %q: want NAME=PIN,PIN", s)
 	}
-	var pins []string
+	g := PushGroup{Name: name}
 	for _, p := range strings.Split(list, ",") {
 		pin, ok := rim.NormalizePIN(p)
 		if !ok {
-			return "", nil, fmt.Errorf("group %q: PIN %q is not 8 hex digits", s, p)
+			return PushGroup{}, fmt.Errorf("group %q: PIN %q is not 8 hex digits", s, p)
 		}
-		pins = append(pins, pin)
+		g.PINs = append(g.PINs, pin)
 	}
-	return name, pins, nil
+	return g, nil
 }
 
 func checkURL(s string) error {
@@ -351,18 +374,6 @@ func (c Config) Validate() error {
 	if c.Push.Instance != "" && c.Push.DB == "" {
 		add(fmt.Errorf("--push-instance %q: names a gateway among those sharing a --push-db database; there is none", c.Push.Instance))
 	}
-	for _, g := range c.Push.Groups {
-		_, _, err := ParseGroup(g)
-		add(err)
-	}
-	for _, a := range c.Push.Auth {
-		_, err := ParseInitiator(a)
-		add(err)
-	}
-	for _, a := range c.Push.Apps {
-		_, err := ParsePushApp(a)
-		add(err)
-	}
 	if _, ok := rim.NormalizePIN(c.Handset.PIN); !ok {
 		add(fmt.Errorf("--pin %q: want 8 hex digits", c.Handset.PIN))
 	}
@@ -394,10 +405,6 @@ func (c Config) Validate() error {
 	}
 	if c.Handset.PollInterval <= 0 {
 		add(fmt.Errorf("--poll-interval %v: must be positive", c.Handset.PollInterval))
-	}
-	for _, a := range c.Handset.Apps {
-		_, err := ParseHandsetApp(a)
-		add(err)
 	}
 	if c.Handset.Software != SoftwareList {
 		if _, err := handset.ParseSoftware(c.Handset.Software); err != nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -52,8 +53,8 @@ func TestPrecedence(t *testing.T) {
 			return ""
 		}},
 		{"repeatable env, flag replaces", []string{"--group", "b=2100000B"}, map[string]string{"BBSIM_GROUP": "a=2100000A c=2100000C"}, func(c Config) string {
-			if strings.Join(c.Push.Groups, " ") != "b=2100000B" {
-				return "groups = " + strings.Join(c.Push.Groups, " ")
+			if len(c.Push.Groups) != 1 || c.Push.Groups[0].String() != "b=2100000B" {
+				return fmt.Sprintf("groups = %v", c.Push.Groups)
 			}
 			return ""
 		}},
@@ -153,10 +154,10 @@ func TestParsers(t *testing.T) {
 	if in, err := ParseInitiator("acme:pw:2100000A,$sales"); err != nil || len(in.Allowed) != 2 {
 		t.Errorf("ParseInitiator = %+v, %v", in, err)
 	}
-	if name, pins, err := ParseGroup("$sales=2100000a,2100000B"); err != nil || name != "sales" || pins[0] != "2100000A" {
-		t.Errorf("ParseGroup = %q %v %v", name, pins, err)
+	if g, err := ParseGroup("$sales=2100000a,2100000B"); err != nil || g.Name != "sales" || g.PINs[0] != "2100000A" {
+		t.Errorf("ParseGroup = %+v %v", g, err)
 	}
-	if _, _, err := ParseGroup("sales=zz"); err == nil {
+	if _, err := ParseGroup("sales=zz"); err == nil {
 		t.Error("ParseGroup(sales=zz) = nil error")
 	}
 }
@@ -212,5 +213,42 @@ func TestUsageIsGrouped(t *testing.T) {
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if got := strings.Count(u, "\n  --"); got != n {
 		t.Errorf("usage lists %d flags, the set has %d", got, n)
+	}
+}
+
+// Groups, initiators and push apps are parsed once, as they are set: a bad one is refused
+// naming the flag or variable, a good one arrives parsed, and --help hides passwords.
+func TestRepeatableFlagsParsedOnce(t *testing.T) {
+	groups := GroupData | GroupMail | GroupPush | GroupDNS | GroupHandset
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--group", "sales=zz"}, nil, "group"},
+		{nil, map[string]string{"BBSIM_PUSH_APP": "app1:pw:0"}, "BBSIM_PUSH_APP"},
+		{[]string{"--push-auth", "nopassword"}, nil, "push-auth"},
+		{[]string{"--app", "app1:x"}, nil, "app"},
+	} {
+		if _, err := load(t, groups, tc.args, tc.env); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%q, %v) = %v, want an error naming %s", tc.args, tc.env, err, tc.want)
+		}
+	}
+	c, err := load(t, groups, []string{"--group", "$sales=2100000a", "--push-auth", "acme:pw:$sales", "--push-app", "app1:pw:30000:http://127.0.0.1:9/cp", "--app", "app1:30000"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Push.Groups) != 1 || c.Push.Groups[0].Name != "sales" || c.Push.Groups[0].PINs[0] != "2100000A" ||
+		len(c.Push.Auth) != 1 || c.Push.Auth[0].Allowed[0] != "$sales" ||
+		len(c.Push.Apps) != 1 || c.Push.Apps[0].Port != 30000 || c.Push.Apps[0].CPURL != "http://127.0.0.1:9/cp" ||
+		len(c.Handset.Apps) != 1 || c.Handset.Apps[0].Port != 30000 {
+		t.Fatalf("parsed = %+v %+v", c.Push, c.Handset.Apps)
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c.Register(fs, groups)
+	for _, name := range []string{"push-auth", "push-app"} {
+		if v := fs.Lookup(name).Value.String(); strings.Contains(v, ":pw") {
+			t.Errorf("--%s shows %q, with its password", name, v)
+		}
 	}
 }

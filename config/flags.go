@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -26,34 +27,52 @@ func EnvName(flagName string) string {
 	return "BBSIM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// listValue is a repeatable flag. Values from the default or the environment are replaced
-// by the first value given on the command line.
-type listValue struct {
-	p         *[]string
+// listFlag is a repeatable flag whose values are parsed as they are set, so a bad one is
+// refused by name and every value is parsed once. Values from the default or the
+// environment are replaced by the first value given on the command line.
+type listFlag[T any] struct {
+	p         *[]T
+	parse     func(string) (T, error)
+	show      func(T) string // how --help shows a value (secrets hidden)
 	inherited bool
 }
 
-func (l *listValue) String() string {
+// repeatable is a listFlag of any type, for Load.
+type repeatable interface {
+	reset()
+	inherit()
+}
+
+func newList[T any](p *[]T, parse func(string) (T, error), show func(T) string) *listFlag[T] {
+	return &listFlag[T]{p: p, parse: parse, show: show, inherited: true}
+}
+
+func (l *listFlag[T]) String() string {
 	if l.p == nil {
 		return ""
 	}
-	return strings.Join(*l.p, " ")
+	var s []string
+	for _, x := range *l.p {
+		s = append(s, l.show(x))
+	}
+	return strings.Join(s, " ")
 }
 
-func (l *listValue) Set(s string) error {
+func (l *listFlag[T]) Set(s string) error {
+	v, err := l.parse(s)
+	if err != nil {
+		return err
+	}
 	if l.inherited {
 		*l.p = nil
 		l.inherited = false
 	}
-	*l.p = append(*l.p, s)
+	*l.p = append(*l.p, v)
 	return nil
 }
 
-// userList adapts []User to a repeatable flag.
-type userList struct {
-	p         *[]User
-	inherited bool
-}
+func (l *listFlag[T]) reset()   { *l.p = nil }
+func (l *listFlag[T]) inherit() { l.inherited = true }
 
 // secretURL is a URL flag whose password --help does not show.
 type secretURL struct{ p *string }
@@ -79,35 +98,11 @@ func (v secretString) String() string {
 
 func (v secretString) Set(s string) error { *v.p = s; return nil }
 
-func (u *userList) String() string {
-	if u.p == nil {
-		return ""
-	}
-	var s []string
-	for _, x := range *u.p {
-		s = append(s, x.Email+":***"+pinSuffix(x.PIN))
-	}
-	return strings.Join(s, " ")
-}
-
 func pinSuffix(pin string) string {
 	if pin == "" {
 		return ""
 	}
 	return ":" + pin
-}
-
-func (u *userList) Set(s string) error {
-	usr, err := ParseUser(s)
-	if err != nil {
-		return err
-	}
-	if u.inherited {
-		*u.p = nil
-		u.inherited = false
-	}
-	*u.p = append(*u.p, usr)
-	return nil
 }
 
 // Register adds the flags of the given groups to fs, bound to c.
@@ -125,7 +120,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.StringVar(&m.SMTP, "smtp", m.SMTP, "SMTP listen address (empty: off)")
 		fs.StringVar(&m.Webmail, "webmail", m.Webmail, "webmail listen address (empty: off)")
 		fs.StringVar(&m.Domain, "domain", m.Domain, "mail domain of the emulated network")
-		fs.Var(&userList{p: &m.Users, inherited: true}, "user", "mail account `EMAIL:PASSWORD[:PIN]` (repeatable)")
+		fs.Var(newList(&m.Users, ParseUser, func(u User) string { return u.Email + ":***" + pinSuffix(u.PIN) }), "user", "mail account `EMAIL:PASSWORD[:PIN]` (repeatable)")
 		fs.StringVar(&m.StoreLocking, "store-locking", m.StoreLocking, "message-store locking: exclusive or shared")
 		fs.BoolVar(&m.PoliteDisconnect, "polite-disconnect", m.PoliteDisconnect, "send idle IMAP sessions a BYE when a POP3 or webmail session wants the store")
 		fs.BoolVar(&m.NoIdle, "no-idle", m.NoIdle, "do not advertise IMAP IDLE")
@@ -138,7 +133,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 	if groups&GroupPush != 0 {
 		p := &c.Push
 		fs.StringVar(&p.Addr, "push", p.Addr, "push server listen address (empty: off)")
-		fs.Var(&listValue{p: &p.Groups, inherited: true}, "group", "push group `NAME=PIN,PIN` (repeatable)")
+		fs.Var(newList(&p.Groups, ParseGroup, PushGroup.String), "group", "push group `NAME=PIN,PIN` (repeatable)")
 		fs.IntVar(&p.PacketSize, "packet-size", p.PacketSize, "push packet size in bytes")
 		fs.DurationVar(&p.FlowControlTimeout, "flow-control-timeout", p.FlowControlTimeout, "how long pushes wait for an unreachable device")
 		fs.IntVar(&p.MaxActive, "max-active-connections", p.MaxActive, "pushes pending at once before 503 / PAP 4001")
@@ -147,8 +142,8 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.DurationVar(&p.ReadHeaderTimeout, "read-header-timeout", p.ReadHeaderTimeout, "time a push initiator has to send its headers")
 		fs.Var(secretURL{&p.DB}, "push-db", "push store `URL`: postgres://… keeps pushes in PostgreSQL, which several gateways may share (empty: SQLite in --data)")
 		fs.StringVar(&p.Instance, "push-instance", p.Instance, "this gateway's `name` among those sharing --push-db, which hand pushes to the gateway a handset attaches to (empty: default)")
-		fs.Var(&listValue{p: &p.Auth, inherited: true}, "push-auth", "push initiator `NAME:PASSWORD[:PIN,$group...]` (repeatable; turns push authentication on)")
-		fs.Var(&listValue{p: &p.Apps, inherited: true}, "push-app", "BIS push application `APPID:PASSWORD:PORT[:CPURL]` (repeatable)")
+		fs.Var(newList(&p.Auth, ParseInitiator, func(in Initiator) string { return in.Name + ":***" }), "push-auth", "push initiator `NAME:PASSWORD[:PIN,$group...]` (repeatable; turns push authentication on)")
+		fs.Var(newList(&p.Apps, ParsePushApp, func(a PushApp) string { return a.ID + ":***:" + strconv.Itoa(a.Port) }), "push-app", "BIS push application `APPID:PASSWORD:PORT[:CPURL]` (repeatable)")
 	}
 	if groups&GroupDNS != 0 {
 		fs.StringVar(&c.DNS.Addr, "dns", c.DNS.Addr, "DNS zone listen address, UDP and TCP (empty: off)")
@@ -172,7 +167,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.Var(secretString{&h.ListenToken}, "listen-token", "`token` the push receiver requires (Bearer, or Basic's password; the gateway is told it); required when --listen is not loopback")
 		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")
 		fs.StringVar(&h.Software, "device-software", h.Software, "BlackBerry Device Software `version` the handset runs, e.g. 6.0.0.141 (list: the versions bbsim knows and what each changes)")
-		fs.Var(&listValue{p: &h.Apps, inherited: true}, "app", "push application `APPID:PORT[:CPURL]` on the handset (repeatable)")
+		fs.Var(newList(&h.Apps, ParseHandsetApp, HandsetApp.String), "app", "push application `APPID:PORT[:CPURL]` on the handset (repeatable)")
 	}
 	if groups&(GroupHandset|GroupUI) != 0 {
 		fs.BoolVar(&c.Handset.Headless, "headless", c.Handset.Headless, "print events as lines instead of drawing the handset")
@@ -193,12 +188,8 @@ func (c *Config) Load(fs *flag.FlagSet, args []string, getenv func(string) strin
 			return
 		}
 		values := []string{v}
-		switch lv := f.Value.(type) {
-		case *listValue:
-			*lv.p = nil
-			values = strings.Fields(v)
-		case *userList:
-			*lv.p = nil
+		if lv, ok := f.Value.(repeatable); ok {
+			lv.reset()
 			values = strings.Fields(v)
 		}
 		for _, x := range values {
@@ -207,11 +198,8 @@ func (c *Config) Load(fs *flag.FlagSet, args []string, getenv func(string) strin
 				return
 			}
 		}
-		switch lv := f.Value.(type) {
-		case *listValue:
-			lv.inherited = true
-		case *userList:
-			lv.inherited = true
+		if lv, ok := f.Value.(repeatable); ok {
+			lv.inherit()
 		}
 		f.DefValue = f.Value.String()
 	})

@@ -8,7 +8,6 @@ import (
 
 	"github.com/bbsim/bbsim/bisclient"
 	"github.com/bbsim/bbsim/browserpush"
-	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/dnsserver"
 	"github.com/bbsim/bbsim/mailserver"
 	"github.com/bbsim/bbsim/pushserver"
@@ -60,26 +59,14 @@ func (e *Emulator) buildPush() error {
 	}
 	groups := map[string][]string{}
 	for _, g := range c.Push.Groups {
-		name, pins, err := config.ParseGroup(g)
-		if err != nil {
-			return err
-		}
-		groups[name] = pins
+		groups[g.Name] = g.PINs
 	}
 	var inits []pushserver.Initiator
-	for _, a := range c.Push.Auth {
-		in, err := config.ParseInitiator(a)
-		if err != nil {
-			return err
-		}
+	for _, in := range c.Push.Auth {
 		inits = append(inits, pushserver.Initiator{Name: in.Name, Password: in.Password, Allowed: in.Allowed})
 	}
 	var apps []bis.App
-	for _, a := range c.Push.Apps {
-		pa, err := config.ParsePushApp(a)
-		if err != nil {
-			return err
-		}
+	for _, pa := range c.Push.Apps {
 		apps = append(apps, bis.App{ID: pa.ID, Password: pa.Password, Port: pa.Port, CPURL: pa.CPURL})
 	}
 	ps, err := pushserver.New(pushserver.Options{
@@ -143,11 +130,7 @@ func (e *Emulator) gateway() string {
 func (e *Emulator) buildAgents() error {
 	c := e.cfg.Handset
 	h := e.Handset
-	for _, a := range c.Apps {
-		ha, err := config.ParseHandsetApp(a)
-		if err != nil {
-			return err
-		}
+	for _, ha := range c.Apps {
 		if _, err := h.DeclareApp(ha.ID, ha.Port, ha.CPURL); err != nil {
 			return err
 		}

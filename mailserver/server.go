@@ -33,6 +33,13 @@ var ErrServerClosed = http.ErrServerClosed
 // User is a mail account.
 type User struct{ Email, Password, PIN string }
 
+// DefaultDomain is the mail domain when Options.Domain is empty.
+const DefaultDomain = "bbsim.test"
+
+// DefaultAuthFailureDelay is Dovecot's auth_failure_delay default: guessing a password
+// costs 2 s a try.
+const DefaultAuthFailureDelay = 2 * time.Second
+
 // DefaultUser exists when Options.Users is empty.
 var DefaultUser = User{Email: "alice@bbsim.test", Password: "blackberry", PIN: "2100000A"}
 
@@ -130,7 +137,7 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("mailserver: Options.DataDir is required")
 	}
 	if opts.Domain == "" {
-		opts.Domain = "bbsim.test"
+		opts.Domain = DefaultDomain
 	}
 	if len(opts.Users) == 0 {
 		opts.Users = []User{DefaultUser}
@@ -146,7 +153,7 @@ func New(opts Options) (*Server, error) {
 		opts.MaxMessageBytes = 10 << 20
 	}
 	if opts.AuthFailureDelay == 0 {
-		opts.AuthFailureDelay = 2 * time.Second
+		opts.AuthFailureDelay = DefaultAuthFailureDelay
 	}
 	if opts.WebmailIdle <= 0 {
 		opts.WebmailIdle = 2 * time.Minute

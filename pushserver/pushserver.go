@@ -51,7 +51,7 @@ type Options struct {
 	PacketSize         int                 // bytes of body per packet; default 8192
 	FlowControlTimeout time.Duration       // how long a push waits for its device; default 10m
 	MaxActive          int                 // pushes pending at once before 503/4001; default 1000
-	MaxHeaderBytes     int                 // request line + headers before 414/431; default 8192
+	MaxHeaderBytes     int                 // request line + headers before 414/431; default 3072
 	MaxBodyBytes       int64               // request body limit; default 1 MiB
 	ReadHeaderTimeout  time.Duration       // against slow senders; default 10s
 	PushAuth           []Initiator         // empty = no push authentication
@@ -160,28 +160,40 @@ type Server struct {
 	closeErr      error
 }
 
+// The defaults of Options, which the configuration (and so the flags) read.
+const (
+	DefaultPacketSize         = 8192
+	DefaultFlowControlTimeout = 10 * time.Minute
+	DefaultMaxActive          = 1000
+	// DefaultMaxHeaderBytes: a request line plus headers of about 3 KB made the field's
+	// Tomcat in front of MDS drop the request; the gateway answers 414/431 above it instead.
+	DefaultMaxHeaderBytes    = 3072
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+)
+
 // New opens the store, restores queued pushes and starts the delivery machinery.
 func New(opts Options) (*Server, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("pushserver: DataDir is required")
 	}
 	if opts.PacketSize <= 0 {
-		opts.PacketSize = 8192
+		opts.PacketSize = DefaultPacketSize
 	}
 	if opts.FlowControlTimeout <= 0 {
-		opts.FlowControlTimeout = 10 * time.Minute
+		opts.FlowControlTimeout = DefaultFlowControlTimeout
 	}
 	if opts.MaxActive <= 0 {
-		opts.MaxActive = 1000
+		opts.MaxActive = DefaultMaxActive
 	}
 	if opts.MaxHeaderBytes <= 0 {
-		opts.MaxHeaderBytes = 8192
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = 1 << 20
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if opts.ReadHeaderTimeout <= 0 {
-		opts.ReadHeaderTimeout = 10 * time.Second
+		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
