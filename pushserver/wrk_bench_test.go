@@ -2,7 +2,6 @@ package pushserver
 
 import (
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
 )
@@ -44,6 +45,39 @@ end
 `
 
 var wrkResult = regexp.MustCompile(`RESULT requests=(\d+) status=(\d+) connect=(\d+) read=(\d+) write=(\d+) timeout=(\d+) us=(\d+) p99=(\d+)`)
+
+// wrkScriptFile writes wrkScript for devs to a file for wrk -s.
+func wrkScriptFile(b *testing.B, devs []Device) string {
+	pins := make([]string, len(devs))
+	for i, d := range devs {
+		pins[i] = strconv.Quote(d.PIN)
+	}
+	script := filepath.Join(b.TempDir(), "push.lua")
+	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, strings.Join(pins, ",")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return script
+}
+
+// runWrk runs wrk with script against base for secs seconds, with benchInitiators
+// connections, and returns wrkResult's numbers from index 1: requests, non-2xx, connect,
+// read, write and timeout errors, duration (µs) and p99 latency (µs).
+func runWrk(b *testing.B, wrk, script, base string, secs int) []int64 {
+	cmd := exec.Command(wrk, "-t", "1", "-c", strconv.Itoa(benchInitiators()), "-d", fmt.Sprintf("%ds", secs), "--timeout", "10s", "-s", script, base)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out)
+	}
+	m := wrkResult.FindStringSubmatch(string(out))
+	if m == nil {
+		b.Fatalf("no result from wrk:\n%s", out)
+	}
+	v := make([]int64, len(m))
+	for i := 1; i < len(m); i++ {
+		v[i], _ = strconv.ParseInt(m[i], 10, 64)
+	}
+	return v
+}
 
 // BenchmarkRIMEndToEndWrk: RIM pushes from wrk (an outside HTTP load generator written in C,
 // so the initiators take little of the machine's two cores) accepted, stored and delivered
@@ -103,32 +137,13 @@ func benchWrk(b *testing.B, kind string, apart bool) {
 		}
 		s, base := startServer(b, opts)
 		attachFleet(b, base, fp.receiverURL(), devs)
-		pins := make([]string, len(devs))
-		for i, d := range devs {
-			pins[i] = strconv.Quote(d.PIN)
-		}
-		script := filepath.Join(b.TempDir(), "push.lua")
-		if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, strings.Join(pins, ",")), 0o644); err != nil {
-			b.Fatal(err)
-		}
+		script := wrkScriptFile(b, devs)
 		_, _, rcpu0 := fp.counts(b)
 		accepted0 := int64(testutil.ToFloat64(s.m.accepted))
 		cpu0, wrk0 := cpuTime(), childCPUTime()
 		b.StartTimer()
 		start := time.Now()
-		cmd := exec.Command(wrk, "-t", "1", "-c", strconv.Itoa(benchInitiators()), "-d", fmt.Sprintf("%ds", secs), "--timeout", "10s", "-s", script, base)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("wrk: %v\n%s", err, out)
-		}
-		m := wrkResult.FindStringSubmatch(string(out))
-		if m == nil {
-			b.Fatalf("no result from wrk:\n%s", out)
-		}
-		v := make([]int64, len(m))
-		for i := 1; i < len(m); i++ {
-			v[i], _ = strconv.ParseInt(m[i], 10, 64)
-		}
+		v := runWrk(b, wrk, script, base, secs)
 		// 503 is the server's flow control at --max-active-connections, which a real
 		// initiator retries; any other non-200 answer or socket error is a failure.
 		requests, busy := v[1], int64(testutil.ToFloat64(s.m.busy))
