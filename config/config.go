@@ -95,6 +95,7 @@ type Handset struct {
 	Listen       string // push receiver
 	API          string // control API
 	APIToken     string // required of control API requests when set; needed beyond loopback
+	MaxMessages  int    // messages (and pushes per app) kept; the oldest read go first
 	ListenToken  string // required of pushes to the receiver when set; needed beyond loopback
 	Headless     bool
 	PollInterval time.Duration
@@ -130,6 +131,7 @@ func Default() Config {
 			MailProtocol: "auto", MailSecurity: "none", Gateway: "http://127.0.0.1:8080",
 			Listen: "127.0.0.1:7874", API: "127.0.0.1:7880", PollInterval: bisclient.DefaultPollInterval,
 			GatewayCheck: browserpush.DefaultCheckEvery, Software: handset.DefaultSoftware,
+			MaxMessages: handset.DefaultMaxMessages,
 		},
 	}
 }
@@ -333,6 +335,9 @@ func (c Config) Validate() error {
 	add(checkAddr("listen", c.Handset.Listen, true))
 	add(checkAddr("api", c.Handset.API, true))
 	add(checkAddr("mail-server", c.Handset.MailServer, true))
+	if c.Handset.MaxMessages < 1 {
+		add(fmt.Errorf("--max-messages %d: must be 1 or more", c.Handset.MaxMessages))
+	}
 	// The control API and the receiver act as the device: beyond loopback only with a token.
 	if c.Handset.API != "" && !httpguard.IsLoopback(c.Handset.API) && c.Handset.APIToken == "" {
 		add(fmt.Errorf("--api %s listens beyond loopback: give --api-token (or BBSIM_API_TOKEN), which every request must then carry", c.Handset.API))

@@ -163,6 +163,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.DurationVar(&h.GatewayCheck, "gateway-check", h.GatewayCheck, "how often an attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
 		fs.StringVar(&h.Listen, "listen", h.Listen, "push receiver listen address")
 		fs.StringVar(&h.API, "api", h.API, "control API listen address (empty: off)")
+		fs.IntVar(&h.MaxMessages, "max-messages", h.MaxMessages, "messages (and pushes per app) the handset keeps; when full the oldest read go first, then the oldest")
 		fs.Var(secretString{&h.APIToken}, "api-token", "`token` the control API requires (Authorization: Bearer); required when --api is not loopback")
 		fs.Var(secretString{&h.ListenToken}, "listen-token", "`token` the push receiver requires (Bearer, or Basic's password; the gateway is told it); required when --listen is not loopback")
 		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")

@@ -251,7 +251,7 @@ func (e *Emulator) buildHandset() error {
 	if err := statedir.Mkdir(filepath.Join(e.cfg.Data, "handset")); err != nil {
 		return err
 	}
-	h, err := handset.New(handset.Options{PIN: c.PIN, Email: c.Email, Software: c.Software, Dir: filepath.Join(e.cfg.Data, "handset", strings.ToUpper(c.PIN))})
+	h, err := handset.New(handset.Options{PIN: c.PIN, Email: c.Email, Software: c.Software, MaxMessages: c.MaxMessages, Dir: filepath.Join(e.cfg.Data, "handset", strings.ToUpper(c.PIN))})
 	if err != nil {
 		return err
 	}

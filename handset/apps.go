@@ -215,7 +215,7 @@ func (h *Handset) AddAppPush(port int, p AppPush) (bool, error) {
 		h.mu.Unlock()
 		return false, err
 	}
-	a.Pushes = append(a.Pushes, p)
+	a.Pushes = h.keepPushes(append(a.Pushes, p))
 	id := a.ID
 	h.mu.Unlock()
 	h.Emit(EventPushApp, fmt.Sprintf("push for app %s (%s, %d bytes)", id, p.ContentType, len(p.Body)),
@@ -226,4 +226,12 @@ func (h *Handset) AddAppPush(port int, p AppPush) (bool, error) {
 type appPushRec struct {
 	App  string  `json:"app"`
 	Push AppPush `json:"push"`
+}
+
+// keepPushes caps an app's pushes at MaxMessages, the oldest going first.
+func (h *Handset) keepPushes(ps []AppPush) []AppPush {
+	if len(ps) <= h.maxMsgs {
+		return ps
+	}
+	return append([]AppPush(nil), ps[len(ps)-h.maxMsgs:]...)
 }

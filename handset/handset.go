@@ -36,12 +36,19 @@ type Options struct {
 	Sync bool
 	// EventHistory is how many events are kept for readers. Default 2000.
 	EventHistory int
+	// MaxMessages caps the message list, and each push app's list of pushes, as a device's
+	// storage did: when full, the oldest read message goes first, then the oldest. Default
+	// DefaultMaxMessages.
+	MaxMessages int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Software is the device software version (see ParseSoftware and KnownSoftware).
 	// Default DefaultSoftware.
 	Software string
 }
+
+// DefaultMaxMessages is how many messages (and pushes per app) a handset keeps by default.
+const DefaultMaxMessages = 1000
 
 // Handset is the device state. It is safe for concurrent use.
 type Handset struct {
@@ -54,6 +61,7 @@ type Handset struct {
 	mail      MailStatus
 	sync      MailSync
 	messages  []*Message
+	maxMsgs   int
 	msgKeys   map[string]string // source key -> message id
 	nextID    uint64
 	channels  []*Channel
@@ -105,6 +113,10 @@ func New(opts Options) (*Handset, error) {
 		mail:      MailStatus{State: MailOff},
 		link:      LinkStatus{State: LinkOff},
 		software:  sw,
+		maxMsgs:   opts.MaxMessages,
+	}
+	if h.maxMsgs <= 0 {
+		h.maxMsgs = DefaultMaxMessages
 	}
 	h.events.init(opts.EventHistory)
 	if opts.Dir != "" {

@@ -39,11 +39,17 @@ type record struct {
 }
 
 type journal struct {
-	dir  string
-	f    *os.File
-	w    *bufio.Writer
-	sync bool
+	dir    string
+	f      *os.File
+	w      *bufio.Writer
+	sync   bool
+	writes int // records in the file
+	live   int // records its last compaction wrote
 }
+
+// compactSlack is how many records beyond twice the live ones the journal may grow by
+// before it is compacted while the handset runs (it is also compacted at every start).
+const compactSlack = 2000
 
 func openJournal(dir string, sync bool, replay func(record) error) (*journal, error) {
 	if err := statedir.Mkdir(dir); err != nil {
@@ -93,6 +99,7 @@ func (j *journal) write(op recKind, v any) error {
 	}
 	j.w.Write(line)
 	j.w.WriteByte('\n')
+	j.writes++
 	if err := j.w.Flush(); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
@@ -114,6 +121,15 @@ func (j *journal) close() error {
 func (h *Handset) writeLocked(op recKind, v any) error {
 	if h.j == nil {
 		return nil
+	}
+	// Superseded records (read marks, replaced channels, events beyond the history,
+	// messages that made room) pile up: rewrite the journal as what is live. Before the
+	// write, not after: the state then holds every record written so far, while the
+	// record being written is applied only after it is on disk.
+	if h.j.writes > 2*h.j.live+compactSlack {
+		if err := h.compactLocked(); err != nil {
+			return err
+		}
 	}
 	return h.j.write(op, v)
 }
@@ -178,7 +194,7 @@ func (h *Handset) replay(rec record) error {
 			return err
 		}
 		if a := h.findAppLocked(r.App); a != nil {
-			a.Pushes = append(a.Pushes, r.Push)
+			a.Pushes = h.keepPushes(append(a.Pushes, r.Push))
 		}
 	case recEvent:
 		var e Event
@@ -244,6 +260,7 @@ func (h *Handset) compactLocked() error {
 	}
 	h.j.close()
 	nj.sync = h.j.sync
+	nj.live = nj.writes
 	h.j = nj
 	return nil
 }

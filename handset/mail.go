@@ -2,6 +2,7 @@ package handset
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -163,6 +164,18 @@ func (h *Handset) applyMessageLocked(m *Message) {
 	}
 	if n, err := strconv.ParseUint(m.ID, 10, 64); err == nil && n > h.nextID {
 		h.nextID = n
+	}
+	// Full: the oldest read message goes first, then the oldest. Replaying the journal
+	// makes the same choices, since read marks come back in the order they were made.
+	for len(h.messages) > h.maxMsgs {
+		i := slices.IndexFunc(h.messages, func(m *Message) bool { return m.Read })
+		if i < 0 {
+			i = 0
+		}
+		if k := h.messages[i].Key; k != "" {
+			delete(h.msgKeys, k)
+		}
+		h.messages = slices.Delete(h.messages, i, i+1)
 	}
 }
 
