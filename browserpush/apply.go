@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,6 +41,8 @@ type part struct {
 	header http.Header
 	outer  http.Header
 	body   []byte
+	// transcoded: the gateway transcoded this part's HTML (rim.HeaderTranscoded).
+	transcoded bool
 }
 
 // inherited lists the push headers a part takes from the request when it lacks them.
@@ -101,6 +104,37 @@ func (r *Receiver) applyApp(p *push) *pushError {
 	return nil
 }
 
+// transcodedPart reports whether the gateway says it transcoded part i (0-based).
+func transcodedPart(h http.Header, i int) bool {
+	for _, n := range strings.Split(h.Get(rim.HeaderTranscoded), ",") {
+		if strings.TrimSpace(n) == strconv.Itoa(i+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchPage is the browser fetching a page that was not pushed (handset.PageFetcher).
+func (r *Receiver) fetchPage(ctx context.Context, u string) (handset.CacheEntry, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return handset.CacheEntry{}, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return handset.CacheEntry{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return handset.CacheEntry{}, fmt.Errorf("read %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return handset.CacheEntry{}, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return r.cacheEntry(u, resp.Header.Get("Content-Type"), body, time.Time{}, false), nil
+}
+
 // splitParts returns the parts of a multipart push, or the push itself as one part.
 func splitParts(p *push) ([]part, *pushError) {
 	ct := p.header.Get("Content-Type")
@@ -109,7 +143,7 @@ func splitParts(p *push) ([]part, *pushError) {
 		if err != nil {
 			return nil, errf(statusMalformed, "%v", err)
 		}
-		return []part{{header: p.header, body: body}}, nil
+		return []part{{header: p.header, body: body, transcoded: transcodedPart(p.header, 0)}}, nil
 	}
 	mps, err := rim.SplitMultipart(ct, p.body, maxParts)
 	if err != nil {
@@ -121,7 +155,8 @@ func splitParts(p *push) ([]part, *pushError) {
 		if err != nil {
 			return nil, errf(statusMalformed, "multipart push, part %d: %v", len(parts)+1, err)
 		}
-		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: body})
+		parts = append(parts, part{index: len(parts), header: http.Header(mp.Header), outer: p.header, body: body,
+			transcoded: transcodedPart(p.header, len(parts))})
 	}
 	return parts, nil
 }
@@ -173,7 +208,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 				UnreadIconURL: unreadURL, ReadIconURL: readURL, DeleteURL: deleteURL}
 			ch.UnreadIcon, ch.ReadIcon = r.fetchIcons(ctx, unreadURL, readURL)
 			ch.UnreadIconLoaded, ch.ReadIconLoaded = ch.UnreadIcon != nil, ch.ReadIcon != nil
-			if err := r.cachePage(loc, ct, pt.body, expires); err != nil {
+			if err := r.cachePage(loc, ct, pt.body, expires, pt.transcoded); err != nil {
 				return err
 			}
 			ch, err := r.h.UpsertChannel(ch)
@@ -196,11 +231,11 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 			subject = "(untitled)"
 		}
 		return func(ctx context.Context) error {
-			e := r.cacheEntry(loc, ct, pt.body, expires)
+			e := r.cacheEntry(loc, ct, pt.body, expires, pt.transcoded)
 			if cached, ok := r.h.CachedPage(loc); ok && len(pt.body) == 0 && loc != "" {
 				e = cached // an empty message opens the page already cached at its URL
 			} else if loc != "" {
-				if err := r.cachePage(loc, ct, pt.body, expires); err != nil {
+				if err := r.cachePage(loc, ct, pt.body, expires, pt.transcoded); err != nil {
 					return err
 				}
 				e, _ = r.h.CachedPage(loc)
@@ -230,7 +265,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 			return nil, errf(statusMalformed, "Browser-Content needs Content-Location (or a push id or REQUESTURI to cache it under)")
 		}
 		return func(ctx context.Context) error {
-			if err := r.cachePage(loc, ct, pt.body, expires); err != nil {
+			if err := r.cachePage(loc, ct, pt.body, expires, pt.transcoded); err != nil {
 				return err
 			}
 			fields := map[string]string{"url": loc, "push_id": p.id, "size": fmt.Sprint(len(pt.body))}
@@ -287,20 +322,20 @@ func contentURL(p *push) (string, string) {
 // loc, each other part under its Content-Location resolved against loc, or under cid:<id>
 // for a part of a multipart/related known by its Content-ID; the page's text then lists
 // them.
-func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) error {
+func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time, transcoded bool) error {
 	if len(body) == 0 {
-		if _, ok := r.h.CachedPage(loc); ok {
-			return nil
-		}
+		// Nothing to cache: a page already cached there stays, and a push of the URL only
+		// leaves the browser to fetch the page when it is opened.
+		return nil
 	}
 	if !rim.IsMultipart(ct) {
-		return r.h.PutCache(r.cacheEntry(loc, ct, body, expires))
+		return r.h.PutCache(r.cacheEntry(loc, ct, body, expires, transcoded))
 	}
 	mps, err := rim.SplitMultipart(ct, body, maxParts)
 	if err != nil {
 		// Checked as the push arrived (checkContent); a page that cannot be split is
 		// cached as it came.
-		return r.h.PutCache(r.cacheEntry(loc, ct, body, expires))
+		return r.h.PutCache(r.cacheEntry(loc, ct, body, expires, transcoded))
 	}
 	base, _ := url.Parse(loc)
 	page := -1
@@ -327,7 +362,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) err
 			continue
 		}
 		pct := mp.Header.Get("Content-Type")
-		if err := r.h.PutCache(r.cacheEntry(u, pct, pbody, expires)); err != nil {
+		if err := r.h.PutCache(r.cacheEntry(u, pct, pbody, expires, false)); err != nil {
 			return err
 		}
 		mt, _, _ := rim.ParseMediaType(pct)
@@ -339,7 +374,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time) err
 	if err != nil {
 		pbody = pg.Body
 	}
-	e := r.cacheEntry(loc, pg.Header.Get("Content-Type"), pbody, expires)
+	e := r.cacheEntry(loc, pg.Header.Get("Content-Type"), pbody, expires, transcoded)
 	e.Parts = urls
 	if len(listed) > 0 {
 		e.Text = strings.TrimRight(e.Text, "\n") + "\n\nImages and other parts cached with this page:\n  " + strings.Join(listed, "\n  ") + "\n"
@@ -382,7 +417,7 @@ func fromOf(loc string) string {
 
 // cacheEntry renders content for the screen: HTML to text, text as is, anything else as
 // "type, size".
-func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time) handset.CacheEntry {
+func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time, transcoded bool) handset.CacheEntry {
 	// curl -d labels any body as a form; a push is never one, so sniff it instead.
 	if ct == "" || strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
 		ct = http.DetectContentType(body)
@@ -403,6 +438,7 @@ func (r *Receiver) cacheEntry(loc, ct string, body []byte, expires time.Time) ha
 			r.log.Info("render html", "url", loc, "err", err)
 		}
 		e.Text, e.Links = text, links
+		e.Transcoded = transcoded
 	case strings.HasPrefix(mt, "text/"):
 		e.Text = plainText(body, params["charset"])
 	default:

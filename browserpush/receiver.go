@@ -151,6 +151,7 @@ func New(opts Options) (*Receiver, error) {
 	}
 	r.newConns = map[net.Conn]struct{}{}
 	r.srv.RegisterOnShutdown(r.closeNewConns)
+	opts.Handset.SetPageFetcher(r.fetchPage)
 	return r, nil
 }
 

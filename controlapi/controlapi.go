@@ -286,6 +286,7 @@ func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
 type OpenedChannel struct {
 	Channel ChannelView         `json:"channel"`
 	Page    *handset.CacheEntry `json:"page"`
+	Error   *BrowserError       `json:"error,omitempty"`
 }
 
 func (s *Server) openChannel(w http.ResponseWriter, r *http.Request) {
@@ -294,7 +295,31 @@ func (s *Server) openChannel(w http.ResponseWriter, r *http.Request) {
 	if page.URL != "" {
 		out.Page = &page
 	}
+	if err != nil && c.ID != "" {
+		// The channel opened, and the browser showed an error instead of the page.
+		out.Error = browserError(err)
+		err = nil
+	}
 	s.reply(w, out, err)
+}
+
+// BrowserError is what the browser showed instead of a page: code is "transcoded" (the
+// BlackBerry 6.0 failure), "offline" (a page that was not pushed, out of coverage) or
+// "fetch" (the page's server could not be reached).
+type BrowserError struct {
+	Code string `json:"code"`
+	Text string `json:"text"`
+}
+
+func browserError(err error) *BrowserError {
+	code := "fetch"
+	switch {
+	case errors.Is(err, handset.ErrTranscoded):
+		code = "transcoded"
+	case errors.Is(err, handset.ErrOffline):
+		code = "offline"
+	}
+	return &BrowserError{Code: code, Text: err.Error()}
 }
 
 func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) {

@@ -1,8 +1,10 @@
 package handset
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -125,14 +127,70 @@ func (h *Handset) OpenChannel(id string) (Channel, CacheEntry, error) {
 	}
 	out := *c
 	var page CacheEntry
+	cached := false
 	if e, ok := h.cache[c.URL]; ok && !h.expiredLocked(e) {
-		page = *e
+		page, cached = *e, true
 	}
+	sw, fetch, in := h.software, h.fetch, h.coverage
 	h.mu.Unlock()
 	if !wasRead {
 		h.Emit(EventChannelOpened, "opened channel: "+out.Title, map[string]string{"id": out.ID})
 	}
-	return out, page, nil
+	page, err := h.browse(out.URL, page, cached, sw, fetch, in, map[string]string{"id": out.ID, "channel_id": out.ChannelID, "title": out.Title})
+	return out, page, err
+}
+
+// Errors of opening a browser message or channel: the browser shows them instead of the
+// page.
+var (
+	// ErrTranscoded is BlackBerry 6.0 before 6.0.0.203 opening HTML that the push gateway
+	// transcoded (RIM's knowledge base: "Browser push content is not accessible on
+	// BlackBerry devices running BlackBerry 6.0").
+	ErrTranscoded = errors.New("browser push content is not accessible: this BlackBerry 6.0 browser cannot render HTML transcoded by the MDS Connection Service (fixed in 6.0.0.203)")
+	// ErrOffline is a page that was not pushed, opened out of coverage.
+	ErrOffline = errors.New("not available offline: the page was not pushed and the device is out of coverage")
+)
+
+// PageFetcher fetches a page the browser opens that is not in its cache. It is set by
+// the browser's network side (browserpush); the handset opens no sockets itself.
+type PageFetcher func(ctx context.Context, url string) (CacheEntry, error)
+
+// SetPageFetcher sets how the browser fetches a page that was not pushed.
+func (h *Handset) SetPageFetcher(f PageFetcher) {
+	h.mu.Lock()
+	h.fetch = f
+	h.mu.Unlock()
+}
+
+// browse is the browser displaying url: the cached page if it can render it, else the page
+// fetched over the network when in coverage. A failure is an EventOpenFailed event and an
+// error wrapping ErrTranscoded, ErrOffline or the fetch's error.
+func (h *Handset) browse(url string, page CacheEntry, cached bool, sw Software, fetch PageFetcher, in bool, fields map[string]string) (CacheEntry, error) {
+	var err error
+	switch {
+	case cached && page.Transcoded && !sw.RendersTranscoded():
+		err = ErrTranscoded
+		fields["software"] = sw.String()
+	case cached, url == "", fetch == nil: // no fetcher: a handset without a browser agent
+		return page, nil
+	case !in:
+		err = ErrOffline
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		page, err = fetch(ctx, url)
+		cancel()
+		if err == nil {
+			if perr := h.PutCache(page); perr != nil {
+				return CacheEntry{}, perr
+			}
+			h.Emit(EventPageFetched, "page fetched: "+url, map[string]string{"url": url})
+			return page, nil
+		}
+	}
+	fields["url"] = url
+	fields["error"] = err.Error()
+	h.Emit(EventOpenFailed, "cannot display "+url+": "+err.Error(), fields)
+	return CacheEntry{}, fmt.Errorf("open %s: %w", url, err)
 }
 
 // DeleteChannel removes a channel. byUser tells a deletion on the handset (which makes the
@@ -180,9 +238,11 @@ type CacheEntry struct {
 	Links       []string `json:"links,omitempty"`
 	// Parts are the URLs of the images and other parts pushed with the page (a multipart
 	// push), each cached under its own URL.
-	Parts     []string  `json:"parts,omitempty"`
-	StoredAt  time.Time `json:"stored_at"`
-	ExpiresAt time.Time `json:"expires_at"`
+	Parts []string `json:"parts,omitempty"`
+	// Transcoded is HTML the push gateway transcoded as the MDS Connection Service did.
+	Transcoded bool      `json:"transcoded,omitempty"`
+	StoredAt   time.Time `json:"stored_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
 }
 
 // PutCache stores a page in the browser cache. A zero ExpiresAt means the default

@@ -35,6 +35,8 @@ const (
 	EventSoftware       = "device.software"
 	// EventOpenFailed is a browser message or channel the browser could not display.
 	EventOpenFailed = "browser.error"
+	// EventPageFetched is a page the browser fetched because it was not pushed.
+	EventPageFetched = "browser.fetched"
 )
 
 // Event is one entry of the handset's event stream.

@@ -69,6 +69,7 @@ type Handset struct {
 	apps      []*App
 
 	software Software // set by Options and SetSoftware; not persisted
+	fetch    PageFetcher
 
 	linkToken string     // from the gateway's attach answer; not persisted
 	link      LinkStatus // not persisted

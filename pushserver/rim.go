@@ -163,6 +163,7 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	markTranscoded(rr.Headers, rr.Port, body)
 	var pins []string
 	for _, d := range rr.Destinations {
 		ps, status, err := s.resolve(d, ini)

@@ -152,3 +152,28 @@ func TestAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestTranscodes(t *testing.T) {
+	tests := []struct {
+		v, mt string
+		want  bool
+	}{
+		{"", "text/html", true},
+		{"*/*", "text/html", true},
+		{"text/*", "text/html", true},
+		{"TEXT/HTML", "text/html", true},
+		{"*/*", "application/xhtml+xml", true},
+		{"none", "text/html", false},
+		{"image/*", "text/html", false},
+		{"image/jpeg, text/vnd.wap.wml", "text/html", false},
+		{"*/*, !text/html", "text/html", false},
+		{"!text/html", "text/html", false},
+		{"*/*", "image/png", false},
+		{"", "text/plain", false},
+	}
+	for _, tt := range tests {
+		if got := Transcodes(tt.v, tt.mt); got != tt.want {
+			t.Errorf("Transcodes(%q, %q) = %v, want %v", tt.v, tt.mt, got, tt.want)
+		}
+	}
+}

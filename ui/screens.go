@@ -316,6 +316,12 @@ A click selects and opens where the terminal reports the mouse.`
 
 func (m *Model) openChannel(id string) {
 	c, page, err := m.h.OpenChannel(id)
+	if err != nil && c.ID != "" {
+		// The browser opened and shows why it cannot display the page.
+		m.showText(c.Title, "Error\n\n"+err.Error(), nil)
+		m.go_(ScreenPage)
+		return
+	}
 	if err != nil {
 		m.setBanner(err.Error())
 		return
