@@ -1,8 +1,10 @@
 package pushserver
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -118,5 +120,51 @@ func TestMountAndOnResultAfterNew(t *testing.T) {
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		t.Fatalf("Serve = %v, want http.ErrServerClosed", err)
+	}
+}
+
+// Open's context bounds the PostgreSQL dial: against a server that accepts and never
+// answers, Open returns with the context's error once it is cancelled, not after its own
+// 20 s.
+func TestOpenFollowsContext(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		s, err := Open(ctx, Options{DataDir: t.TempDir(), PushDB: "postgres://bbsim:pw@" + ln.Addr().String() + "/push?sslmode=disable"})
+		if s != nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open did not dial the store within 30s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Open = %v, want context.Canceled", err)
+		}
+		if el := time.Since(start); el > 15*time.Second {
+			t.Fatalf("Open returned after %v, not with its context", el)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Open still dialling 15s after its context ended")
 	}
 }

@@ -513,7 +513,7 @@ func BenchmarkStore(b *testing.B) {
 }
 
 func benchStore(b *testing.B, pushDB string) {
-	st, err := openStore(b.TempDir(), pushDB, "")
+	st, err := openStore(context.Background(), b.TempDir(), pushDB, "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -237,11 +237,11 @@ func (s *Server) holds(d *device) bool {
 // shareDirectory adds this gateway's configured devices (PIN and e-mail) to the shared
 // device directory and tells the other gateways, so a push to any of them is accepted
 // through any gateway.
-func (s *Server) shareDirectory(devs []Device) error {
+func (s *Server) shareDirectory(ctx context.Context, devs []Device) error {
 	if len(devs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	tx, err := s.st.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -2,6 +2,7 @@ package pushserver
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -254,7 +255,7 @@ func TestStoreBatchWithFailingOp(t *testing.T) {
 	pg := pgtest.Start(t)
 	for _, tc := range []struct{ name, pushDB string }{{"sqlite", ""}, {"postgres", pg.NewDatabase(t)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := openStore(t.TempDir(), tc.pushDB, "")
+			st, err := openStore(context.Background(), t.TempDir(), tc.pushDB, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -347,7 +348,7 @@ func TestPostgresRestart(t *testing.T) {
 // gateway, acceptance time and body) and takes its keys, and leaves a true duplicate one.
 func TestStoreAdoptsLostCommit(t *testing.T) {
 	t.Parallel()
-	st, err := openStore(t.TempDir(), pgtest.Start(t).NewDatabase(t), "east")
+	st, err := openStore(context.Background(), t.TempDir(), pgtest.Start(t).NewDatabase(t), "east")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,8 +172,15 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 )
 
-// New opens the store, restores queued pushes and starts the delivery machinery.
-func New(opts Options) (*Server, error) {
+// New is Open without a bound on the opening.
+func New(opts Options) (*Server, error) { return Open(context.Background(), opts) }
+
+// Open opens the store, restores queued pushes and starts the delivery machinery. ctx
+// bounds the opening: the PostgreSQL dial (each step also within 20 s), the restore, and
+// the wait for the hand-over listener of a shared store (also within 10 s); when it ends
+// first, Open releases what it took and returns its error. The delivery machinery runs
+// until Shutdown or Close, whatever becomes of ctx.
+func Open(ctx context.Context, opts Options) (*Server, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("pushserver: DataDir is required")
 	}
@@ -218,7 +225,7 @@ func New(opts Options) (*Server, error) {
 			},
 		}
 	}
-	st, err := openStore(opts.DataDir, opts.PushDB, opts.PushInstance)
+	st, err := openStore(ctx, opts.DataDir, opts.PushDB, opts.PushInstance)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +268,7 @@ func New(opts Options) (*Server, error) {
 			}
 		}
 	}
-	if err := s.restore(); err != nil {
+	if err := s.restore(ctx); err != nil {
 		st.close()
 		return nil, err
 	}
@@ -278,8 +285,11 @@ func New(opts Options) (*Server, error) {
 		case <-ready:
 		case <-time.After(10 * time.Second):
 			s.log.Warn("not yet listening to other gateways' hand-over notices; going on")
+		case <-ctx.Done():
+			s.Close()
+			return nil, fmt.Errorf("pushserver: open: %w", ctx.Err())
 		}
-		if err := s.shareDirectory(opts.Devices); err != nil {
+		if err := s.shareDirectory(ctx, opts.Devices); err != nil {
 			s.log.Warn("share the device directory", "err", err)
 		}
 	}

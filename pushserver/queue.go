@@ -113,7 +113,7 @@ func newPushID() string {
 }
 
 // restore loads the device directory and every open push from the store.
-func (s *Server) restore() error {
+func (s *Server) restore(ctx context.Context) error {
 	devs, err := s.st.loadDevices()
 	if err != nil {
 		return err
@@ -125,7 +125,7 @@ func (s *Server) restore() error {
 			s.emails[lower(dev.email)] = pin
 		}
 	}
-	open, err := s.st.loadOpen(context.Background())
+	open, err := s.st.loadOpen(ctx)
 	if err != nil {
 		return err
 	}

@@ -181,13 +181,13 @@ var errStoreClosed = errors.New("pushserver: store closed")
 
 // openStore opens the push store: SQLite in dir (push.db), or the PostgreSQL database
 // pushDB names (postgres://…), shared with other gateways, each under its own instance
-// name ("" is "default").
-func openStore(dir, pushDB, instance string) (*store, error) {
+// name ("" is "default"). ctx bounds the opening (PostgreSQL's dial and schema).
+func openStore(ctx context.Context, dir, pushDB, instance string) (*store, error) {
 	if isPostgresURL(pushDB) {
 		if instance == "" {
 			instance = "default"
 		}
-		return openPostgres(pushDB, instance)
+		return openPostgres(ctx, pushDB, instance)
 	}
 	if pushDB != "" {
 		return nil, fmt.Errorf("push store %q: want a postgres:// or postgresql:// URL, or nothing for SQLite in the data directory", pushDB)
@@ -215,7 +215,7 @@ func openStore(dir, pushDB, instance string) (*store, error) {
 		db.Close()
 		return nil, err
 	}
-	wconn, err := db.Conn(context.Background())
+	wconn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open push store %s: %w", path, err)

@@ -76,7 +76,7 @@ func isPostgresURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
-func openPostgres(pushDB, instance string) (*store, error) {
+func openPostgres(ctx context.Context, pushDB, instance string) (*store, error) {
 	where := pushDB
 	if u, err := url.Parse(pushDB); err == nil {
 		where = u.Redacted()
@@ -86,7 +86,7 @@ func openPostgres(pushDB, instance string) (*store, error) {
 		return nil, fmt.Errorf("open push store %s: %w", where, err)
 	}
 	db.SetMaxOpenConns(8)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	d := dialect{where: where, pg: true, instance: instance}
 	wconn, err := pgWriterConn(ctx, db, d)
