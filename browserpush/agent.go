@@ -221,6 +221,7 @@ type attachRequest struct {
 	PIN         string `json:"pin"`
 	Email       string `json:"email,omitempty"`
 	ReceiverURL string `json:"receiver_url,omitempty"`
+	Password    string `json:"password,omitempty"`
 }
 
 type attachResponse struct {
@@ -238,7 +239,7 @@ type ackRequest struct {
 func (r *Receiver) attach(ctx context.Context) error {
 	var out attachResponse
 	err := r.postJSON(ctx, "/device/attach",
-		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL()}, &out)
+		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL(), Password: r.password}, &out)
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}

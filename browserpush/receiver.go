@@ -50,6 +50,9 @@ type Options struct {
 	// gateway's client sends as Basic. Required when the receiver listens beyond loopback.
 	// Default: none.
 	Token string
+	// Password proves the device's identity when it attaches (its account's password).
+	// Default: none, for a gateway that knows no password for this PIN.
+	Password string
 	// MaxBody is the largest content of one push, in bytes, after reassembly. Default 1 MiB.
 	MaxBody int64
 	// Logger receives the receiver's logs. Default: discard.
@@ -66,6 +69,7 @@ type Receiver struct {
 	maxBody    int64
 	checkEvery time.Duration
 	token      string
+	password   string
 	log        *slog.Logger
 	srv        *http.Server
 	handler    http.Handler
@@ -132,6 +136,7 @@ func New(opts Options) (*Receiver, error) {
 		r.startSeq = ev[len(ev)-1].Seq
 	}
 	r.token = opts.Token
+	r.password = opts.Password
 	if opts.ReceiverURL != "" {
 		r.recvURL = r.withToken(opts.ReceiverURL)
 		close(r.urlReady)

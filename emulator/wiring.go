@@ -54,7 +54,7 @@ func (e *Emulator) buildPush() error {
 	var devices []pushserver.Device
 	for _, u := range c.Mail.Users {
 		if u.PIN != "" {
-			devices = append(devices, pushserver.Device{PIN: u.PIN, Email: u.Email})
+			devices = append(devices, pushserver.Device{PIN: u.PIN, Email: u.Email, Password: u.Password})
 		}
 	}
 	groups := map[string][]string{}
@@ -164,7 +164,7 @@ func (e *Emulator) buildAgents() error {
 		receiverURL = "http://" + ln.Addr().String() + "/"
 	}
 	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: e.gateway(), ReceiverURL: receiverURL,
-		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Logger: e.log})
+		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Password: c.Password, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("push receiver: %w", err)
 	}

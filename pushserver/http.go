@@ -116,6 +116,7 @@ type attachRequest struct {
 	PIN         string `json:"pin"`
 	Email       string `json:"email"`
 	ReceiverURL string `json:"receiver_url"`
+	Password    string `json:"password,omitempty"` // the device's proof of identity
 }
 
 type checkRequest struct {
@@ -161,6 +162,13 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 	u, err := url.Parse(req.ReceiverURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad receiver_url %q: want an http URL", req.ReceiverURL))
+		return
+	}
+	// A device with a password proves it before anything changes: a failed attach leaves
+	// the current link alone.
+	if want, ok := s.secrets[pin]; ok && subtle.ConstantTimeCompare([]byte(req.Password), []byte(want)) != 1 {
+		s.log.Info("device attach refused: wrong password", "pin", pin, "remote", r.RemoteAddr)
+		jsonError(w, http.StatusUnauthorized, fmt.Sprintf("attach as %s refused: missing or wrong password (the --user password of its account)", pin))
 		return
 	}
 	token, queued, err := s.attach(pin, req.Email, req.ReceiverURL)

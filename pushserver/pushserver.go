@@ -32,7 +32,12 @@ var (
 )
 
 // Device is one handset known from the configuration (--user).
-type Device struct{ PIN, Email string }
+type Device struct {
+	PIN, Email string
+	// Password is what a handset must send to attach as this PIN (its account's --user
+	// password), so that nobody else can take its pushes. Empty: any attach is accepted.
+	Password string
+}
 
 // Initiator is a push initiator allowed to push when push authentication is on.
 type Initiator struct {
@@ -118,13 +123,14 @@ type RecipientStatus struct {
 
 // Server is the push gateway.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-	client *http.Client
-	st     *store
-	front  *front
-	mux    *http.ServeMux
+	opts    Options
+	secrets map[string]string // PIN -> the password its attach must carry
+	log     *slog.Logger
+	now     func() time.Time
+	client  *http.Client
+	st      *store
+	front   *front
+	mux     *http.ServeMux
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -249,6 +255,7 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 		s.OnResult(opts.OnResult)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.secrets = map[string]string{}
 	for _, d := range opts.Devices {
 		pin, ok := rim.NormalizePIN(d.PIN)
 		if !ok {
@@ -256,6 +263,9 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("pushserver: device %q: bad PIN", d.PIN)
 		}
 		s.device(pin).email = d.Email
+		if d.Password != "" {
+			s.secrets[pin] = d.Password
+		}
 		if d.Email != "" {
 			s.emails[lower(d.Email)] = pin
 		}
