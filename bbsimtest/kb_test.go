@@ -27,10 +27,10 @@ func TestBlackBerry60TranscodedPush(t *testing.T) {
 	}))
 	t.Cleanup(site.Close)
 
-	push := func(id, transcode, body string) handset.Channel {
+	send := func(typ, id, transcode, body string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, sim.RIMPushURL(7874), strings.NewReader(body))
-		req.Header.Set("X-RIM-Push-Type", "Browser-Channel")
+		req.Header.Set("X-RIM-Push-Type", typ)
 		req.Header.Set("X-RIM-Push-Title", id)
 		req.Header.Set("X-RIM-Push-Channel-ID", site.URL+"/"+id)
 		req.Header.Set("Content-Location", site.URL+"/"+id)
@@ -46,6 +46,10 @@ func TestBlackBerry60TranscodedPush(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("push %s: %s", id, resp.Status)
 		}
+	}
+	push := func(id, transcode, body string) handset.Channel {
+		t.Helper()
+		send("Browser-Channel", id, transcode, body)
 		return sim.WaitChannel(id)
 	}
 	post := func(path, body string, out any) {
@@ -90,6 +94,15 @@ func TestBlackBerry60TranscodedPush(t *testing.T) {
 	}
 	if ev := sim.WaitEvent(handset.EventOpenFailed); ev.Fields["software"] != "6.0.0.141" {
 		t.Errorf("event = %+v", ev)
+	}
+
+	// A browser message fails the same way.
+	send("Browser-Message", "alert", "*/*", page)
+	msg := sim.WaitMessage("alert")
+	var om controlapi.OpenedMessage
+	post("/api/v1/messages/"+msg.ID+"/open", "", &om)
+	if om.Error == nil || om.Error.Code != "transcoded" {
+		t.Errorf("6.0.0.141 opening a transcoded browser message = %+v, want the transcoded error", om)
 	}
 
 	// Way out 1: other device software.

@@ -187,9 +187,21 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, m, err)
 }
 
+// OpenedMessage is the answer to opening a message: the message and, for a browser message
+// the browser could not display, the error it showed.
+type OpenedMessage struct {
+	handset.Message
+	Error *BrowserError `json:"error,omitempty"`
+}
+
 func (s *Server) openMessage(w http.ResponseWriter, r *http.Request) {
 	m, err := s.h.OpenMessage(r.PathValue("id"))
-	s.reply(w, m, err)
+	out := OpenedMessage{Message: m}
+	if err != nil && m.ID != "" {
+		out.Error = browserError(err)
+		err = nil
+	}
+	s.reply(w, out, err)
 }
 
 // channels lists the browser channels; ?match= keeps those whose title, channel id or URL

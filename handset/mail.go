@@ -236,9 +236,27 @@ func (h *Handset) OpenMessage(id string) (Message, error) {
 		m.Read = true
 	}
 	out := *m
+	var page CacheEntry
+	cached := false
+	if e, ok := h.cache[out.URL]; ok && out.URL != "" && !h.expiredLocked(e) {
+		page, cached = *e, true
+	}
+	sw, fetch, in := h.software, h.fetch, h.coverage
 	h.mu.Unlock()
 	if !wasRead {
 		h.Emit(EventMessageOpened, "opened: "+out.Subject, map[string]string{"id": out.ID})
+	}
+	if out.Kind != KindBrowser || out.URL == "" {
+		return out, nil
+	}
+	// A browser message opens the browser on its page, as a channel does.
+	fetched := !cached
+	page, err := h.browse(out.URL, page, cached, sw, fetch, in, map[string]string{"id": out.ID, "subject": out.Subject})
+	if err != nil {
+		return out, err
+	}
+	if fetched && page.URL != "" {
+		out.Text, out.Links, out.ContentType = page.Text, page.Links, page.ContentType
 	}
 	return out, nil
 }

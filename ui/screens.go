@@ -359,6 +359,12 @@ func (m *Model) pageImages(page handset.CacheEntry) string {
 
 func (m *Model) openMessage(id string) {
 	msg, err := m.h.OpenMessage(id)
+	if err != nil && msg.ID != "" {
+		// The browser opened and shows why it cannot display the page.
+		m.showText(msg.Subject, "Error\n\n"+err.Error(), nil)
+		m.go_(ScreenPage)
+		return
+	}
 	if err != nil {
 		m.setBanner(err.Error())
 		return
