@@ -74,7 +74,6 @@ func BenchmarkRelayComparison(b *testing.B) {
 		pairs = n
 	}
 	for range b.N {
-		b.StopTimer()
 		fp := startFleetProcess(b, receiversFast)
 		devs := benchDevices(1000)
 		script := wrkScriptFile(b, devs)
