@@ -39,7 +39,8 @@ type Options struct {
 	// with Gateway: each receiver announces BaseURL/d/<PIN>/.
 	BaseURL string
 	// CheckEvery is how often each attached handset asks the gateway whether its
-	// attachment still holds (see browserpush.Options.CheckEvery). Default 5 s.
+	// attachment still holds (see browserpush.Options.CheckEvery). Default 5 s, or longer
+	// for a big fleet, so that the fleet asks at most 100 times a second.
 	CheckEvery time.Duration
 	// Software is the device software of the handsets: VERSION entries are handed out in
 	// turn (a mix: 6.0.0.141 and 7.1.0 give every other handset each), PIN=VERSION entries
@@ -94,6 +95,9 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.EventHistory <= 0 {
 		opts.EventHistory = 64
+	}
+	if opts.CheckEvery == 0 {
+		opts.CheckEvery = max(5*time.Second, time.Duration(opts.Count)*time.Second/100)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -21,7 +21,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.FirstPIN, "first-pin", "2A000000", "PIN of the first handset; the others follow in sequence")
 	fs.StringVar(&o.Domain, "domain", "bbsim.test", "e-mail domain: user1@DOMAIN, user2@…")
 	fs.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "push server URL the handsets attach to (empty: none)")
-	fs.DurationVar(&o.CheckEvery, "gateway-check", 5*time.Second, "how often each attached handset asks the gateway whether it still holds the attachment (it attaches again when not)")
+	fs.DurationVar(&o.CheckEvery, "gateway-check", 0, "how often each attached handset asks the gateway whether it still holds the attachment, and attaches again when not (0: 5s, longer above 500 handsets so that the fleet asks at most 100 times a second)")
 	fs.Func("device-software", "device software of the handsets: VERSION[,VERSION…] handed out in turn (a mix), or PIN=VERSION for one handset (repeatable; list: the known versions)", func(v string) error {
 		o.Software = append(o.Software, v)
 		return nil
