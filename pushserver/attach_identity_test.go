@@ -55,3 +55,29 @@ func TestAttachNeedsDeviceIdentity(t *testing.T) {
 		t.Fatal("the push reached no listener")
 	}
 }
+
+// TestReadAPIsNeedPushAuth reads a push's status and the device list without credentials,
+// with wrong ones and with an initiator's, under push authentication.
+func TestReadAPIsNeedPushAuth(t *testing.T) {
+	t.Parallel()
+	_, base := startServer(t, Options{PushAuth: []Initiator{{Name: "app", Password: "pw"}}})
+	for _, path := range []string{"/api/v1/devices", "/api/v1/pushes/nope"} {
+		for _, tt := range []struct {
+			user, pass string
+			want       int
+		}{{"", "", 401}, {"app", "wrong", 403}, {"app", "pw", 0}} {
+			req, _ := http.NewRequest("GET", base+path, nil)
+			if tt.user != "" {
+				req.SetBasicAuth(tt.user, tt.pass)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if tt.want != 0 && resp.StatusCode != tt.want || tt.want == 0 && (resp.StatusCode == 401 || resp.StatusCode == 403) {
+				t.Errorf("GET %s as %q: %d, want %d (0: allowed)", path, tt.user, resp.StatusCode, tt.want)
+			}
+		}
+	}
+}

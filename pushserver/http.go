@@ -230,6 +230,10 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePushStatus(w http.ResponseWriter, r *http.Request) {
+	// Under --push-auth, what was pushed to whom is for initiators only.
+	if _, ok := s.authenticate(w, r); !ok {
+		return
+	}
 	ps, err := s.PushState(r.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
 		jsonError(w, http.StatusNotFound, "push not found")
@@ -255,6 +259,9 @@ type deviceInfo struct {
 }
 
 func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.authenticate(w, r); !ok {
+		return
+	}
 	s.mu.Lock()
 	out := make([]deviceInfo, 0, len(s.devices))
 	for _, d := range s.devices {

@@ -189,7 +189,7 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if waitFinal && r.OK() {
 			// RIM push is answered on acceptance, before delivery: the outcome comes from
 			// the gateway's push status.
-			if n := waitOutcome(ctx, p.Gateway, r.ID, waitFor, out); n > 0 {
+			if n := waitOutcome(ctx, p.Gateway, p.Username, p.Password, r.ID, waitFor, out); n > 0 {
 				return undelivered{n}
 			}
 		}

@@ -48,14 +48,15 @@ type recipientState struct {
 // waitOutcome polls the gateway's push status until every recipient of push id is in a
 // final state or wait has passed, prints each outcome, and returns how many recipients
 // were not delivered (all of them when the wait ran out).
-func waitOutcome(ctx context.Context, gateway, id string, wait time.Duration, out *resultPrinter) int {
+// The status is read with the initiator's credentials (needed under --push-auth).
+func waitOutcome(ctx context.Context, gateway, user, pass, id string, wait time.Duration, out *resultPrinter) int {
 	u := strings.TrimRight(gateway, "/") + "/api/v1/pushes/" + url.PathEscape(id)
 	deadline := time.Now().Add(wait)
 	pause := 50 * time.Millisecond
 	var last []recipientState
 	var lastErr error
 	for {
-		rs, err := pushStatus(ctx, u)
+		rs, err := pushStatus(ctx, u, user, pass)
 		if err == nil {
 			last, lastErr = rs, nil
 			done := len(rs) > 0
@@ -93,10 +94,13 @@ func waitOutcome(ctx context.Context, gateway, id string, wait time.Duration, ou
 	}
 }
 
-func pushStatus(ctx context.Context, u string) ([]recipientState, error) {
+func pushStatus(ctx context.Context, u, user, pass string) ([]recipientState, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
