@@ -494,8 +494,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	// The IMAP library's Close closes the listener ServeIMAP's own closer closed first:
+	// a listener already closed is what stopping wants, not a failure.
 	for _, c := range closers {
-		if err := c(); err != nil && !errors.Is(err, ErrServerClosed) {
+		if err := c(); err != nil && !errors.Is(err, ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
