@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -14,18 +15,24 @@ import (
 // freePorts returns n loopback addresses free at the time of the call.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
+	// Each port is free for TCP and UDP alike, since any of them may be given to --dns.
 	var out []string
-	var lns []net.Listener
-	for range n {
+	var held []io.Closer
+	for len(out) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		lns = append(lns, ln)
+		held = append(held, ln)
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			continue
+		}
+		held = append(held, pc)
 		out = append(out, ln.Addr().String())
 	}
-	for _, ln := range lns {
-		ln.Close()
+	for _, c := range held {
+		c.Close()
 	}
 	return out
 }
