@@ -631,17 +631,13 @@ func (s *Server) release(r *recip) {
 	}
 }
 
-// cancelShared cancels the queued recipients of the latest push with this id wherever they
+// cancelShared cancels the queued recipients of the push with this key wherever they
 // are held: here; by a gateway that is not running (they are taken over and cancelled
 // here); by a running one (it is asked, and its answer awaited up to 5 s). It returns how
 // many it cancelled.
-func (s *Server) cancelShared(pushID string) (int, error) {
+func (s *Server) cancelShared(key int64) (int, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	key, err := s.st.latestPush(ctx, pushID)
-	if err != nil {
-		return 0, err
-	}
 	this := func(p *push) bool { return p.key == key }
 	n := s.cancelHeld(this)
 	pins, err := s.st.claimPush(ctx, key)

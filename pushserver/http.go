@@ -82,6 +82,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*Initiato
 	return nil, false
 }
 
+// scopeOf is whose pushes an initiator may look up, cancel or replace: under push
+// authentication its own (those it sent under its name), otherwise any.
+func scopeOf(ini *Initiator) scope {
+	if ini == nil {
+		return anySource
+	}
+	return scope{source: ini.Name}
+}
+
 // readAll reads a request body up to MaxBodyBytes; over it, the error is an
 // *http.MaxBytesError.
 func (s *Server) readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -230,11 +239,12 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePushStatus(w http.ResponseWriter, r *http.Request) {
-	// Under --push-auth, what was pushed to whom is for initiators only.
-	if _, ok := s.authenticate(w, r); !ok {
+	// Under --push-auth, what was pushed to whom is for initiators only, each its own.
+	ini, ok := s.authenticate(w, r)
+	if !ok {
 		return
 	}
-	ps, err := s.PushState(r.PathValue("id"))
+	ps, err := s.st.pushStatus(s.ctx, scopeOf(ini), r.PathValue("id"))
 	if errors.Is(err, ErrNotFound) {
 		jsonError(w, http.StatusNotFound, "push not found")
 		return

@@ -130,9 +130,9 @@ func (s *Server) handlePAP(w http.ResponseWriter, r *http.Request) {
 	case doc.Push != nil:
 		s.papPush(w, r, ini, doc, content, control)
 	case doc.StatusQuery != nil:
-		s.papStatusQuery(w, doc)
+		s.papStatusQuery(w, ini, doc)
 	case doc.Cancel != nil:
-		s.papCancel(w, doc)
+		s.papCancel(w, ini, doc)
 	}
 }
 
@@ -267,7 +267,7 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 			s.papBad(w, v, papBadRequest, "replace-push-id names the push itself", control)
 			return
 		}
-		ok, err := s.st.pushExists(r.Context(), pm.ReplacePushID)
+		ok, err := s.st.pushExists(r.Context(), scopeOf(ini), pm.ReplacePushID)
 		if err != nil {
 			s.log.Error("replace push", "err", err)
 			s.papPushResponse(w, v, pm.PushID, papInternal, "internal error")
@@ -298,7 +298,7 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		if pm.ReplacePushID != "" {
 			// The replacement is stored first, so a refused replacement leaves the original
 			// untouched; then what is left of the original is cancelled.
-			if _, err := s.cancel1(pm.ReplacePushID); err != nil && !errors.Is(err, ErrNotFound) {
+			if _, err := s.cancel1(scopeOf(ini), pm.ReplacePushID); err != nil && !errors.Is(err, ErrNotFound) {
 				s.log.Warn("cancel replaced push", "push_id", pm.ReplacePushID, "err", err)
 			}
 		}
@@ -392,9 +392,9 @@ func papResult(address string, rss []RecipientStatus) pap.Result {
 	return pap.Result{Code: code, Desc: desc, State: st, At: at, Address: address}
 }
 
-func (s *Server) papStatusQuery(w http.ResponseWriter, doc *pap.Message) {
+func (s *Server) papStatusQuery(w http.ResponseWriter, ini *Initiator, doc *pap.Message) {
 	q := doc.StatusQuery
-	ps, err := s.PushState(q.PushID)
+	ps, err := s.st.pushStatus(s.ctx, scopeOf(ini), q.PushID)
 	var rs []pap.Result
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -419,10 +419,10 @@ func (s *Server) papStatusQuery(w http.ResponseWriter, doc *pap.Message) {
 	s.writePAP(w, http.StatusAccepted, pap.StatusQueryResponse(doc.Version, papSender, q.PushID, s.now(), rs))
 }
 
-func (s *Server) papCancel(w http.ResponseWriter, doc *pap.Message) {
+func (s *Server) papCancel(w http.ResponseWriter, ini *Initiator, doc *pap.Message) {
 	q := doc.Cancel
 	var rs []pap.Result
-	ps, err := s.PushState(q.PushID)
+	ps, err := s.st.pushStatus(s.ctx, scopeOf(ini), q.PushID)
 	var targets []papTarget
 	var cancelled []string
 	n := 0
@@ -441,7 +441,7 @@ func (s *Server) papCancel(w http.ResponseWriter, doc *pap.Message) {
 				}
 			}
 		}
-		cancelled, n, err = s.cancelPINs(q.PushID, only)
+		cancelled, n, err = s.cancelPINs(scopeOf(ini), q.PushID, only)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -290,7 +290,7 @@ func TestStoreBatchWithFailingOp(t *testing.T) {
 				}
 			}
 			for _, id := range []string{"before", "first", "after"} {
-				ps, err := st.pushStatus(t.Context(), id)
+				ps, err := st.pushStatus(t.Context(), anySource, id)
 				if err != nil || len(ps.Recipients) != 2 {
 					t.Fatalf("push %s after the batch: %+v, %v; want 2 recipients", id, ps, err)
 				}

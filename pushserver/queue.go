@@ -801,10 +801,19 @@ func (s *Server) reaper() {
 	}
 }
 
-// Cancel cancels every still-queued recipient of a push. It returns ErrNotFound for an
-// unknown push id and ErrNotCancellable when nothing is left to cancel.
-func (s *Server) Cancel(pushID string) error {
-	n, err := s.cancel1(pushID)
+// Cancel cancels every still-queued recipient of the latest push with this id, whatever its
+// source. It returns ErrNotFound for an unknown push id and ErrNotCancellable when nothing
+// is left to cancel.
+func (s *Server) Cancel(pushID string) error { return s.cancelIn(anySource, pushID) }
+
+// CancelOf is Cancel for the push source sent with this id (a BIS application, an
+// initiator): another source's push with the same id is not found.
+func (s *Server) CancelOf(source, pushID string) error {
+	return s.cancelIn(scope{source: source}, pushID)
+}
+
+func (s *Server) cancelIn(sc scope, pushID string) error {
+	n, err := s.cancel1(sc, pushID)
 	if err != nil {
 		return err
 	}
@@ -814,38 +823,25 @@ func (s *Server) Cancel(pushID string) error {
 	return nil
 }
 
-func (s *Server) cancel1(pushID string) (int, error) {
-	if s.sharing() {
-		return s.cancelShared(pushID)
-	}
-	s.mu.Lock()
-	p := s.byID[pushID]
-	s.mu.Unlock()
-	if p == nil {
-		ok, err := s.st.pushExists(s.ctx, pushID)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			return 0, ErrNotFound
-		}
-		return 0, nil
-	}
-	return s.cancelHeld(func(q *push) bool { return q == p }), nil
+func (s *Server) cancel1(sc scope, pushID string) (int, error) {
+	_, n, err := s.cancelPINs(sc, pushID, nil)
+	return n, err
 }
 
-// cancelPINs cancels what is open of a push for the recipients in pins (nil: all of
-// them) and returns the PINs it cancelled. Between gateways sharing a store the whole push
-// is cancelled, and only the count is known (nil PINs).
-func (s *Server) cancelPINs(pushID string, pins map[string]bool) ([]string, int, error) {
-	s.mu.Lock()
-	p := s.byID[pushID]
-	s.mu.Unlock()
-	if p == nil || s.sharing() {
-		n, err := s.cancel1(pushID)
+// cancelPINs cancels what is open of the latest push with this id in the scope for the
+// recipients in pins (nil: all of them) and returns the PINs it cancelled. Between
+// gateways sharing a store the whole push is cancelled, and only the count is known (nil
+// PINs).
+func (s *Server) cancelPINs(sc scope, pushID string, pins map[string]bool) ([]string, int, error) {
+	key, err := s.st.latestPush(s.ctx, sc, pushID)
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.sharing() {
+		n, err := s.cancelShared(key)
 		return nil, n, err
 	}
-	done := s.cancelHeldPINs(func(q *push) bool { return q == p }, pins)
+	done := s.cancelHeldPINs(func(q *push) bool { return q.key == key }, pins)
 	return done, len(done), nil
 }
 
@@ -876,7 +872,14 @@ func (s *Server) cancelHeldPINs(match func(*push) bool, pins map[string]bool) []
 	return done
 }
 
-// PushState returns the per-recipient states of the latest push with this id.
+// PushState returns the per-recipient states of the latest push with this id, whatever its
+// source.
 func (s *Server) PushState(pushID string) (PushStatus, error) {
-	return s.st.pushStatus(s.ctx, pushID)
+	return s.st.pushStatus(s.ctx, anySource, pushID)
+}
+
+// PushStateOf is PushState for the push source sent with this id (a BIS application, an
+// initiator): another source's push with the same id is not found.
+func (s *Server) PushStateOf(source, pushID string) (PushStatus, error) {
+	return s.st.pushStatus(s.ctx, scope{source: source}, pushID)
 }

@@ -134,11 +134,32 @@ func (st *store) stateOp(r *recip, state string, code int, reason string, transp
 	}
 }
 
-// pushStatus reads the latest push with this id (over all sources) and its recipients.
-func (st *store) pushStatus(ctx context.Context, pushID string) (PushStatus, error) {
+// scope is whose pushes a lookup by push id sees: one source's (a BIS application, or an
+// initiator under push authentication), or with all, every source's, the latest first.
+// Push ids are unique per source only, so another source's push with the same id is none
+// of this one's business: it is not found, not queried, not cancelled, not replaced.
+type scope struct {
+	source string
+	all    bool
+}
+
+// anySource is the scope of a gateway without push authentication: any push with the id.
+var anySource = scope{all: true}
+
+// where is the lookup's condition on pushes and its arguments.
+func (sc scope) where(pushID string) (string, []any) {
+	if sc.all {
+		return "push_id=?", []any{pushID}
+	}
+	return "push_id=? AND source=?", []any{pushID, sc.source}
+}
+
+// pushStatus reads the latest push with this id in the scope and its recipients.
+func (st *store) pushStatus(ctx context.Context, sc scope, pushID string) (PushStatus, error) {
 	var ps PushStatus
 	var key, acc int64
-	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id, push_id, source, accepted_at FROM pushes WHERE push_id=? ORDER BY id DESC LIMIT 1"), pushID).
+	cond, args := sc.where(pushID)
+	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id, push_id, source, accepted_at FROM pushes WHERE "+cond+" ORDER BY id DESC LIMIT 1"), args...).
 		Scan(&key, &ps.PushID, &ps.Source, &acc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ps, ErrNotFound
@@ -273,19 +294,20 @@ func (st *store) saveDevice(ctx context.Context, pin, email string) error {
 	})
 }
 
-// pushExists reports whether any push with this id was ever stored.
-func (st *store) pushExists(ctx context.Context, pushID string) (bool, error) {
-	_, err := st.latestPush(ctx, pushID)
+// pushExists reports whether a push with this id was ever stored in the scope.
+func (st *store) pushExists(ctx context.Context, sc scope, pushID string) (bool, error) {
+	_, err := st.latestPush(ctx, sc, pushID)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-// latestPush returns the key of the latest push with this id, or ErrNotFound.
-func (st *store) latestPush(ctx context.Context, pushID string) (int64, error) {
+// latestPush returns the key of the latest push with this id in the scope, or ErrNotFound.
+func (st *store) latestPush(ctx context.Context, sc scope, pushID string) (int64, error) {
 	var key int64
-	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id FROM pushes WHERE push_id=? ORDER BY id DESC LIMIT 1"), pushID).Scan(&key)
+	cond, args := sc.where(pushID)
+	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id FROM pushes WHERE "+cond+" ORDER BY id DESC LIMIT 1"), args...).Scan(&key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}

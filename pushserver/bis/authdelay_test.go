@@ -15,10 +15,10 @@ import (
 type noGateway struct{}
 
 func (noGateway) Enqueue(context.Context, pushserver.Submission) error { return nil }
-func (noGateway) PushState(string) (pushserver.PushStatus, error) {
+func (noGateway) PushStateOf(string, string) (pushserver.PushStatus, error) {
 	return pushserver.PushStatus{}, nil
 }
-func (noGateway) Cancel(string) error             { return nil }
+func (noGateway) CancelOf(string, string) error   { return nil }
 func (noGateway) LinkedPIN(string) (string, bool) { return "", false }
 
 // TestWrongAppPasswordCostsTime guesses a push application's password with curl, as a

@@ -45,8 +45,8 @@ type App struct {
 // Gateway is what the service needs from the push server (*pushserver.Server).
 type Gateway interface {
 	Enqueue(ctx context.Context, sub pushserver.Submission) error
-	PushState(pushID string) (pushserver.PushStatus, error)
-	Cancel(pushID string) error
+	PushStateOf(source, pushID string) (pushserver.PushStatus, error)
+	CancelOf(source, pushID string) error
 	LinkedPIN(linkToken string) (pin string, ok bool)
 }
 

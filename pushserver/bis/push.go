@@ -80,10 +80,10 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case doc.StatusQuery != nil:
-		s.statusQuery(w, doc.StatusQuery.PushID)
+		s.statusQuery(w, app.ID, doc.StatusQuery.PushID)
 		return
 	case doc.Cancel != nil:
-		s.cancel(w, doc.Cancel.PushID)
+		s.cancel(w, app.ID, doc.Cancel.PushID)
 		return
 	}
 	pm := doc.Push
@@ -167,8 +167,10 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Service) statusQuery(w http.ResponseWriter, id string) {
-	st, err := s.opts.Gateway.PushState(id)
+// statusQuery answers an application's status query about one of its pushes; another
+// application's push with the same id is as unknown as none.
+func (s *Service) statusQuery(w http.ResponseWriter, appID, id string) {
+	st, err := s.opts.Gateway.PushStateOf(appID, id)
 	var rs []pap.Result
 	if err != nil {
 		rs = append(rs, pap.Result{Code: rim.CodeNotFound, Desc: rim.Desc(rim.CodeNotFound), State: "unknown"})
@@ -184,9 +186,11 @@ func (s *Service) statusQuery(w http.ResponseWriter, id string) {
 	writePAP(w, http.StatusOK, pap.StatusQueryResponse(pap.Version21, bisSender, id, time.Now(), rs))
 }
 
-func (s *Service) cancel(w http.ResponseWriter, id string) {
+// cancel cancels an application's push; another application's push with the same id is
+// not found.
+func (s *Service) cancel(w http.ResponseWriter, appID, id string) {
 	code, desc := rim.CodeOK, "cancelled"
-	switch err := s.opts.Gateway.Cancel(id); {
+	switch err := s.opts.Gateway.CancelOf(appID, id); {
 	case errors.Is(err, pushserver.ErrNotFound):
 		code, desc = rim.CodeNotFound, rim.Desc(rim.CodeNotFound)
 	case err != nil:
