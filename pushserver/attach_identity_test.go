@@ -1,9 +1,12 @@
 package pushserver
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +82,100 @@ func TestReadAPIsNeedPushAuth(t *testing.T) {
 				t.Errorf("GET %s as %q: %d, want %d (0: allowed)", path, tt.user, resp.StatusCode, tt.want)
 			}
 		}
+	}
+}
+
+// TestInitiatorsIsolated is one initiator going after another's pushes under push
+// authentication, through curl: chat queries, cancels and replaces other's PAP push, and
+// reads it at /api/v1/pushes/{id}; other reuses chat's RIM push id d1. Another initiator's
+// push is as unknown as none (PAP 2004, HTTP 404), and a push id is the initiator's own.
+func TestInitiatorsIsolated(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is required (make test-deps installs it)")
+	}
+	// pinA is not attached: the pushes stay queued, which is what a cancel can reach.
+	_, base := startServer(t, Options{Devices: seedDevices(),
+		PushAuth: []Initiator{{Name: "chat", Password: "chatpw"}, {Name: "other", Password: "otherpw"}}})
+	curl := func(creds string, args ...string) (int, string) {
+		t.Helper()
+		out, err := exec.CommandContext(t.Context(), "curl", append([]string{"-sS", "--max-time", "20", "-u", creds, "-w", "\n%{http_code}"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("curl %v: %v", args, err)
+		}
+		text := string(out)
+		i := strings.LastIndexByte(text, '\n')
+		code, _ := strconv.Atoi(text[i+1:])
+		return code, text[:i]
+	}
+	rimPush := func(creds, id string) int {
+		t.Helper()
+		code, _ := curl(creds, "-H", "X-Rim-Push-Id: "+id, "-H", "Content-Type: text/plain", "--data-binary", "x",
+			base+"/push?DESTINATION="+pinA+"&PORT=7874")
+		return code
+	}
+	papPush := func(creds, pushMsg string) string {
+		t.Helper()
+		b, ct := papMultipart(papDoctype21, pushMsg, "Content-Type: text/plain\r\n", "x")
+		_, out := curl(creds, "-H", "Content-Type: "+ct, "--data-binary", b, base+"/pap")
+		return out
+	}
+	control := func(creds, msg, id string) string {
+		t.Helper()
+		_, out := curl(creds, "-H", "Content-Type: application/xml", "--data-binary",
+			papDoctype21+`<pap><`+msg+` push-id="`+id+`"/></pap>`, base+"/pap")
+		return out
+	}
+	source := func(creds, id string) (int, string) {
+		t.Helper()
+		code, out := curl(creds, base+"/api/v1/pushes/"+id)
+		var ps PushStatus
+		json.Unmarshal([]byte(out), &ps)
+		return code, ps.Source
+	}
+	const chat, other = "chat:chatpw", "other:otherpw"
+	addr := `<address address-value="WAPPUSH=` + pinA + `/TYPE=USER@rim.net"/>`
+
+	if code := rimPush(chat, "d1"); code != 200 {
+		t.Fatalf("chat's push d1 = %d", code)
+	}
+	if got := papPush(other, `<push-message push-id="o1">`+addr+`</push-message>`); !strings.Contains(got, `code="1001"`) {
+		t.Fatalf("other's push o1: %s", got)
+	}
+	if got := control(chat, "statusquery-message", "o1"); !strings.Contains(got, `code="2004"`) || strings.Contains(got, pinA) {
+		t.Errorf("chat's status query of other's o1: %s; want 2004 without the PIN", got)
+	}
+	if got := control(chat, "cancel-message", "o1"); !strings.Contains(got, `code="2004"`) {
+		t.Errorf("chat's cancel of other's o1: %s; want 2004", got)
+	}
+	if got := papPush(chat, `<push-message push-id="r1" replace-push-id="o1">`+addr+`</push-message>`); !strings.Contains(got, `code="2004"`) {
+		t.Errorf("chat replacing other's o1: %s; want 2004", got)
+	}
+	if code, src := source(chat, "o1"); code != 404 {
+		t.Errorf("chat's GET /api/v1/pushes/o1 = %d (source %q), want 404", code, src)
+	}
+	if code, src := source(other, "o1"); code != 200 || src != "other" {
+		t.Errorf("other's GET /api/v1/pushes/o1 = %d (source %q), want 200 from other", code, src)
+	}
+	if got := control(other, "statusquery-message", "o1"); !strings.Contains(got, `message-state="pending"`) {
+		t.Errorf("other's status query of its o1 after chat's cancel and replace: %s; want still pending", got)
+	}
+	// other reuses chat's id: its own push, not a duplicate; each sees its own d1.
+	if code := rimPush(other, "d1"); code != 200 {
+		t.Fatalf("other's push d1 = %d, want 200", code)
+	}
+	if code := rimPush(other, "d1"); code != 400 {
+		t.Errorf("other's second push d1 = %d, want 400 (duplicate)", code)
+	}
+	for _, c := range []struct{ creds, want string }{{chat, "chat"}, {other, "other"}} {
+		if code, src := source(c.creds, "d1"); code != 200 || src != c.want {
+			t.Errorf("GET /api/v1/pushes/d1 as %s = %d, source %q", c.want, code, src)
+		}
+	}
+	if got := control(other, "cancel-message", "d1"); !strings.Contains(got, `code="1000"`) {
+		t.Errorf("other's cancel of its d1: %s; want 1000", got)
+	}
+	if got := control(chat, "statusquery-message", "d1"); !strings.Contains(got, `message-state="pending"`) {
+		t.Errorf("chat's d1 after other cancelled its own: %s; want still pending", got)
 	}
 }
