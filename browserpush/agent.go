@@ -222,6 +222,7 @@ type attachRequest struct {
 	Email       string `json:"email,omitempty"`
 	ReceiverURL string `json:"receiver_url,omitempty"`
 	Password    string `json:"password,omitempty"`
+	LinkToken   string `json:"link_token,omitempty"` // detach: the device's proof, with Password
 }
 
 type attachResponse struct {
@@ -231,9 +232,11 @@ type attachResponse struct {
 }
 
 type ackRequest struct {
-	PIN    string `json:"pin"`
-	PushID string `json:"push_id"`
-	Code   int    `json:"code"`
+	PIN       string `json:"pin"`
+	PushID    string `json:"push_id"`
+	Code      int    `json:"code"`
+	LinkToken string `json:"link_token,omitempty"` // the device's proof, with Password
+	Password  string `json:"password,omitempty"`
 }
 
 func (r *Receiver) attach(ctx context.Context) error {
@@ -253,8 +256,11 @@ func (r *Receiver) attach(ctx context.Context) error {
 }
 
 func (r *Receiver) detach(ctx context.Context) error {
+	token := r.h.LinkToken()
 	r.h.SetLinkToken("")
-	if err := r.postJSON(ctx, "/device/detach", attachRequest{PIN: r.h.PIN()}, nil); err != nil {
+	// The gateway takes a detach or an ack only from the device: the link token, or the
+	// password when the gateway restarted and forgot the token.
+	if err := r.postJSON(ctx, "/device/detach", attachRequest{PIN: r.h.PIN(), LinkToken: token, Password: r.password}, nil); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
 	r.h.UpdateLink(func(l *handset.LinkStatus) { l.State = handset.LinkDetached })
@@ -299,7 +305,8 @@ func (r *Receiver) ackLater(pushID string, code int) {
 	r.goBackground(func(ctx context.Context) {
 		backoff := ackBackoffMin / 2
 		for attempt := 1; ; attempt++ {
-			err := r.postJSON(ctx, "/device/ack", ackRequest{PIN: r.h.PIN(), PushID: pushID, Code: code}, nil)
+			err := r.postJSON(ctx, "/device/ack", ackRequest{PIN: r.h.PIN(), PushID: pushID, Code: code,
+				LinkToken: r.h.LinkToken(), Password: r.password}, nil)
 			if err == nil {
 				return
 			}

@@ -102,7 +102,7 @@ func TestGatewayLink(t *testing.T) {
 		t.Fatalf("push = %d", code)
 	}
 	ack := g.next(t, "/device/ack")
-	if fmt.Sprint(ack) != fmt.Sprint(map[string]any{"pin": "2100000A", "push_id": "p-1", "code": 1000.0}) {
+	if fmt.Sprint(ack) != fmt.Sprint(map[string]any{"pin": "2100000A", "push_id": "p-1", "code": 1000.0, "link_token": "tok-1"}) {
 		t.Fatalf("ack = %v", ack)
 	}
 	// Transport reliability: no ack.
@@ -113,7 +113,7 @@ func TestGatewayLink(t *testing.T) {
 	}
 
 	h.SetCoverage(false)
-	if body := g.next(t, "/device/detach"); fmt.Sprint(body) != fmt.Sprint(map[string]any{"pin": "2100000A"}) {
+	if body := g.next(t, "/device/detach"); fmt.Sprint(body) != fmt.Sprint(map[string]any{"pin": "2100000A", "link_token": "tok-1"}) {
 		t.Fatalf("detach = %v", body)
 	}
 	waitFor(t, func() bool { return h.LinkToken() == "" }, "link token dropped")

@@ -179,3 +179,48 @@ func TestInitiatorsIsolated(t *testing.T) {
 		t.Errorf("chat's d1 after other cancelled its own: %s; want still pending", got)
 	}
 }
+
+// TestDetachAndAckNeedDeviceIdentity is another program on the machine, with curl, trying
+// to acknowledge alice's push for her and to detach her handset: without the link token her
+// attach returned, or her password, both are refused (401) and change nothing.
+func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	s, base := startServer(t, Options{Devices: []Device{{PIN: pinA, Email: "alice@bbsim.test", Password: "blackberry"}}})
+	code, out := postJSON(t, base+"/device/attach", map[string]any{"pin": pinA, "receiver_url": rc.url(pinA), "password": "blackberry"})
+	token, _ := out["link_token"].(string)
+	if code != 200 || token == "" {
+		t.Fatalf("alice's attach: %d %v", code, out)
+	}
+	rimPush(t, base, "DESTINATION="+pinA+"&PORT=100", map[string]string{"X-RIM-Push-ID": "app1", "X-RIM-Push-Reliability-Mode": "Application-Preferred"}, []byte("x"))
+	rc.wait(t, 1)
+	waitState(t, s, "app1", pinA, "pending")
+
+	for _, proof := range []map[string]any{{}, {"link_token": "guess"}, {"password": "guess"}} {
+		ack := map[string]any{"pin": pinA, "push_id": "app1", "code": 2000}
+		det := map[string]any{"pin": pinA}
+		for k, v := range proof {
+			ack[k], det[k] = v, v
+		}
+		if code, out := curlJSON(t, base+"/device/ack", ack); code != http.StatusUnauthorized {
+			t.Errorf("ack with %v: %d %v, want 401", proof, code, out)
+		}
+		if code, out := curlJSON(t, base+"/device/detach", det); code != http.StatusUnauthorized {
+			t.Errorf("detach with %v: %d %v, want 401", proof, code, out)
+		}
+	}
+	if ps, err := s.PushState("app1"); err != nil || ps.Recipients[0].State != "pending" {
+		t.Errorf("alice's push after the refused acks: %+v, %v; want still pending", ps, err)
+	}
+	if code, out := curlJSON(t, base+"/device/check", map[string]any{"pin": pinA, "link_token": token}); code != 200 || out["attached"] != true {
+		t.Errorf("alice's link after the refused detaches: %d %v, want still attached", code, out)
+	}
+	// Her handset proves itself with the link token.
+	if code, out := curlJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "app1", "code": 1000, "link_token": token}); code != 200 {
+		t.Errorf("alice's ack: %d %v", code, out)
+	}
+	waitState(t, s, "app1", pinA, "delivered")
+	if code, out := curlJSON(t, base+"/device/detach", map[string]any{"pin": pinA, "link_token": token}); code != 200 {
+		t.Errorf("alice's detach: %d %v", code, out)
+	}
+}

@@ -125,7 +125,8 @@ type attachRequest struct {
 	PIN         string `json:"pin"`
 	Email       string `json:"email"`
 	ReceiverURL string `json:"receiver_url"`
-	Password    string `json:"password,omitempty"` // the device's proof of identity
+	Password    string `json:"password,omitempty"`   // the device's proof of identity
+	LinkToken   string `json:"link_token,omitempty"` // detach: the proof the attach gave
 }
 
 type checkRequest struct {
@@ -134,9 +135,11 @@ type checkRequest struct {
 }
 
 type ackRequest struct {
-	PIN    string `json:"pin"`
-	PushID string `json:"push_id"`
-	Code   int    `json:"code"`
+	PIN       string `json:"pin"`
+	PushID    string `json:"push_id"`
+	Code      int    `json:"code"`
+	LinkToken string `json:"link_token,omitempty"` // the device's proof: the link token its attach returned,
+	Password  string `json:"password,omitempty"`   // or its password
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -175,9 +178,7 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 	}
 	// A device with a password proves it before anything changes: a failed attach leaves
 	// the current link alone.
-	if want, ok := s.secrets[pin]; ok && subtle.ConstantTimeCompare([]byte(req.Password), []byte(want)) != 1 {
-		s.log.Info("device attach refused: wrong password", "pin", pin, "remote", r.RemoteAddr)
-		jsonError(w, http.StatusUnauthorized, fmt.Sprintf("attach as %s refused: missing or wrong password (the --user password of its account)", pin))
+	if !s.proven(w, r, "attach", pin, "", req.Password) {
 		return
 	}
 	token, queued, err := s.attach(pin, req.Email, req.ReceiverURL)
@@ -199,8 +200,36 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad PIN %q: want 8 hex digits", req.PIN))
 		return
 	}
+	if !s.proven(w, r, "detach", pin, req.LinkToken, req.Password) {
+		return
+	}
 	s.detach(pin)
 	writeJSON(w, http.StatusOK, map[string]any{"pin": pin})
+}
+
+// proven checks that a device link request comes from the device: for a PIN with a
+// password (its --user account's), the link token its attach returned or that password;
+// otherwise it answers 401 and reports false. A PIN without a password needs no proof,
+// since anyone may attach as it. The link token is no proof for an attach, which makes a
+// new one.
+func (s *Server) proven(w http.ResponseWriter, r *http.Request, what, pin, token, password string) bool {
+	want, ok := s.secrets[pin]
+	if !ok {
+		return true
+	}
+	if got, linked := s.LinkedPIN(token); linked && got == pin {
+		return true
+	}
+	if subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1 {
+		return true
+	}
+	s.log.Info("device "+what+" refused: no proof of identity", "pin", pin, "remote", r.RemoteAddr)
+	proof := "password (the --user password of its account)"
+	if what != "attach" {
+		proof = "link_token (from its attach) or password (the --user password of its account)"
+	}
+	jsonError(w, http.StatusUnauthorized, fmt.Sprintf("%s as %s refused: missing or wrong %s", what, pin, proof))
+	return false
 }
 
 // handleCheck tells a handset whether its attachment still holds: a restarted gateway has
@@ -229,6 +258,9 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	pin, ok := rim.NormalizePIN(req.PIN)
 	if !ok || req.PushID == "" || req.Code == 0 {
 		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits), push_id and code")
+		return
+	}
+	if !s.proven(w, r, "ack", pin, req.LinkToken, req.Password) {
 		return
 	}
 	if !s.ack(pin, req.PushID, req.Code) && !(s.sharing() && s.ackShared(pin, req.PushID, req.Code)) {
