@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/wirelog"
 	"github.com/bbsim/bbsim/mailserver"
 )
 
@@ -21,7 +22,8 @@ const (
 type mailRig struct {
 	s                *mailserver.Server
 	imap, pop3, smtp string
-	cert             string // the server's self-signed certificate
+	cert             string       // the server's self-signed certificate
+	wire             *wirelog.Log // what the server's connections wrote, in order
 }
 
 func startMail(t testing.TB, opts mailserver.Options, imapOn bool) *mailRig {
@@ -32,25 +34,25 @@ func startMail(t testing.TB, opts mailserver.Options, imapOn bool) *mailRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	r := &mailRig{s: s, cert: mailserver.CertFile(opts.DataDir)}
-	listen := func(f func(net.Listener) error) string {
+	r := &mailRig{s: s, cert: mailserver.CertFile(opts.DataDir), wire: &wirelog.Log{}}
+	listen := func(name string, f func(net.Listener) error) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		go f(ln)
+		go f(r.wire.Listener(name, ln))
 		return ln.Addr().String()
 	}
 	if imapOn {
-		r.imap = listen(s.ServeIMAP)
+		r.imap = listen("imap", s.ServeIMAP)
 	} else {
 		// A closed port: connection refused, as with IMAP turned off.
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		r.imap = ln.Addr().String()
 		ln.Close()
 	}
-	r.pop3 = listen(s.ServePOP3)
-	r.smtp = listen(s.ServeSMTP)
+	r.pop3 = listen("pop3", s.ServePOP3)
+	r.smtp = listen("smtp", s.ServeSMTP)
 	return r
 }
 
@@ -140,6 +142,10 @@ func TestPoliteDisconnect(t *testing.T) {
 		d := h.MailStatus().LastDisconnect
 		return d != nil && strings.Contains(d.Reason, "[UNAVAILABLE]")
 	})
+	// The handset is told before POP3 is let in: the BYE reached its socket first.
+	if err := r.wire.Before("imap: * BYE [UNAVAILABLE]", "pop3: +OK Logged in", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	r.deliver(t, "during POP3")
 	// While POP3 holds the store the handset is locked out and keeps trying.
 	waitFor(t, "locked out", 5*time.Second, func() bool { return state(h) == handset.MailLockedOut })

@@ -127,6 +127,10 @@ type Options struct {
 	// PollInterval of the handset when it polls. Default 250 ms.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+
+	// wrap, when set, wraps each listener of a scenario's bundled server (name "imap",
+	// "pop3", "smtp", "webmail"); tests use it to record what the server wrote.
+	wrap func(scenario, name string, ln net.Listener) net.Listener
 }
 
 // Run runs the scenarios one after the other.
@@ -185,17 +189,21 @@ func runBundled(ctx context.Context, opts Options, sc Scenario, dir string) Row 
 		return fail(err)
 	}
 	defer srv.Close()
-	listen := func(serve func(net.Listener) error) (string, error) {
+	listen := func(name string, serve func(net.Listener) error) (string, error) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return "", err
 		}
-		go serve(ln)
+		if opts.wrap != nil {
+			go serve(opts.wrap(sc.Name, name, ln))
+		} else {
+			go serve(ln)
+		}
 		return ln.Addr().String(), nil
 	}
 	t := Target{Username: user, Password: password, Email: user}
 	if !sc.NoIMAP {
-		if t.IMAP, err = listen(srv.ServeIMAP); err != nil {
+		if t.IMAP, err = listen("imap", srv.ServeIMAP); err != nil {
 			return fail(err)
 		}
 	} else {
@@ -207,13 +215,13 @@ func runBundled(ctx context.Context, opts Options, sc Scenario, dir string) Row 
 		t.IMAP = ln.Addr().String()
 		ln.Close()
 	}
-	if t.POP3, err = listen(srv.ServePOP3); err != nil {
+	if t.POP3, err = listen("pop3", srv.ServePOP3); err != nil {
 		return fail(err)
 	}
-	if t.SMTP, err = listen(srv.ServeSMTP); err != nil {
+	if t.SMTP, err = listen("smtp", srv.ServeSMTP); err != nil {
 		return fail(err)
 	}
-	web, err := listen(srv.ServeWebmail)
+	web, err := listen("webmail", srv.ServeWebmail)
 	if err != nil {
 		return fail(err)
 	}

@@ -1,14 +1,29 @@
 package lockout
 
 import (
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/bbsim/bbsim/internal/dovecot"
+	"github.com/bbsim/bbsim/internal/wirelog"
 )
 
 func TestBundledScenarios(t *testing.T) {
-	rows, err := Run(t.Context(), Options{Dir: t.TempDir()})
+	// One ordered record of what each scenario's server wrote.
+	wires := map[string]*wirelog.Log{}
+	var mu sync.Mutex
+	wrap := func(scenario, name string, ln net.Listener) net.Listener {
+		mu.Lock()
+		defer mu.Unlock()
+		if wires[scenario] == nil {
+			wires[scenario] = &wirelog.Log{}
+		}
+		return wires[scenario].Listener(name, ln)
+	}
+	rows, err := Run(t.Context(), Options{Dir: t.TempDir(), wrap: wrap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +45,16 @@ func TestBundledScenarios(t *testing.T) {
 	}
 	if r := byName["polite-disconnect"]; !strings.Contains(r.Bye, "[UNAVAILABLE]") || r.BackIn == 0 {
 		t.Errorf("polite: %+v", r)
+	}
+	// The handset is told before POP3 is let in: the BYE reached its socket first.
+	mu.Lock()
+	wire := wires["polite-disconnect"]
+	mu.Unlock()
+	if wire == nil {
+		t.Fatal("no polite-disconnect scenario ran")
+	}
+	if err := wire.Before("imap: * BYE [UNAVAILABLE]", "pop3: +OK Logged in", 5*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbsim/bbsim/internal/wirelog"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
@@ -38,7 +39,7 @@ func startServer(t testing.TB, opts Options) *rig {
 
 // startServerWire is startServer with every byte the servers write also recorded, in the
 // order the writes returned, in w (when not nil).
-func startServerWire(t testing.TB, opts Options, w *wireLog) *rig {
+func startServerWire(t testing.TB, opts Options, w *wirelog.Log) *rig {
 	t.Helper()
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
@@ -55,7 +56,7 @@ func startServerWire(t testing.TB, opts Options, w *wireLog) *rig {
 			t.Fatal(err)
 		}
 		if w != nil {
-			ln = &wireListener{Listener: ln, name: name, log: w}
+			ln = w.Listener(name, ln)
 		}
 		wg.Add(1)
 		go func() {
@@ -224,7 +225,7 @@ func TestLockingPolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var wire wireLog
+			var wire wirelog.Log
 			r := startServerWire(t, tt.opts, &wire)
 			sendSMTP(t, r.smtp, alice, "before")
 			raw := rawIdler(t, r.imap)
@@ -247,9 +248,8 @@ func TestLockingPolicies(t *testing.T) {
 			// The idler is told before POP3 is let in: the BYE reaches its socket before
 			// the +OK to PASS reaches POP3's.
 			if tt.bye {
-				bye, ok := wire.index("imap: * BYE [UNAVAILABLE]"), wire.index("pop3: +OK Logged in")
-				if bye < 0 || ok < 0 || bye > ok {
-					t.Fatalf("BYE at %d, POP3 +OK at %d, want BYE first; the servers wrote:\n%s", bye, ok, &wire)
+				if err := wire.Before("imap: * BYE [UNAVAILABLE]", "pop3: +OK Logged in", 5*time.Second); err != nil {
+					t.Fatal(err)
 				}
 			}
 			if got := webmailLogin(t, r.webmail); got != tt.webLocks {
@@ -257,66 +257,6 @@ func TestLockingPolicies(t *testing.T) {
 			}
 		})
 	}
-}
-
-// wireLog is one ordered record of what several server connections wrote: a write is
-// recorded after it returned, so the order is the order in which the bytes reached the
-// sockets.
-type wireLog struct {
-	mu    sync.Mutex
-	lines []string // "imap: * BYE …", "pop3: +OK …"
-}
-
-func (w *wireLog) add(name string, p []byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for l := range strings.Lines(string(p)) {
-		w.lines = append(w.lines, name+": "+strings.TrimRight(l, "\r\n"))
-	}
-}
-
-// index is the position of the first line with prefix, or -1.
-func (w *wireLog) index(prefix string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for i, l := range w.lines {
-		if strings.HasPrefix(l, prefix) {
-			return i
-		}
-	}
-	return -1
-}
-
-func (w *wireLog) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.lines, "\n")
-}
-
-type wireListener struct {
-	net.Listener
-	name string
-	log  *wireLog
-}
-
-func (l *wireListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &wireConn{Conn: c, name: l.name, log: l.log}, nil
-}
-
-type wireConn struct {
-	net.Conn
-	name string
-	log  *wireLog
-}
-
-func (c *wireConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.log.add(c.name, p[:n])
-	return n, err
 }
 
 // secondSelect logs in with a second client and selects INBOX: "OK" or the refusal.
