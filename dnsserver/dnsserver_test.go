@@ -1,11 +1,14 @@
 package dnsserver
 
 import (
+	"context"
 	"net"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bbsim/bbsim/internal/bounded"
 	"github.com/miekg/dns"
 )
 
@@ -162,7 +165,9 @@ func FuzzQuery(f *testing.F) {
 			return
 		}
 		w := &recorder{}
-		s.Handler().ServeDNS(w, q)
+		// Each input is answered in process within a short deadline: no input can keep
+		// the worker past -fuzztime.
+		bounded.Run(t, fuzzDeadline, "ServeDNS", func(context.Context) { s.Handler().ServeDNS(w, q) })
 		if w.msg == nil || w.writes != 1 {
 			t.Fatalf("%d answers to %v", w.writes, q)
 		}
@@ -201,6 +206,10 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
+
+// fuzzDeadline bounds one fuzz input's answer: microseconds normally, generous on a
+// loaded machine.
+const fuzzDeadline = 2 * time.Second
 
 // recorder is a dns.ResponseWriter that keeps the answer.
 type recorder struct {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/internal/bounded"
 )
 
 func FuzzParseRIM(f *testing.F) {
@@ -107,7 +109,9 @@ func FuzzPAPHandler(f *testing.F) {
 		req := httptest.NewRequest("POST", "/pap", strings.NewReader(body))
 		req.Header.Set("Content-Type", ctype)
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		// Each input is handled within a short deadline (the store's waits end with the
+		// request's context), so no input can keep the worker past -fuzztime.
+		bounded.Run(t, 2*time.Second, "POST /pap", func(ctx context.Context) { h.ServeHTTP(w, req.WithContext(ctx)) })
 		answer := w.Body.String()
 		if !strings.Contains(answer, "<pap") {
 			t.Fatalf("POST /pap %q = %d, not a PAP answer: %s", ctype, w.Code, answer)
