@@ -151,31 +151,15 @@ func (d *db) commit(batch []*op) {
 
 func (d *db) run(batch []*op) ([]error, error) {
 	ctx := context.Background()
-	errs := make([]error, len(batch))
 	tx, err := d.wconn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin mail store transaction: %w", err)
 	}
 	w := &wtx{tx: tx, d: d, bound: make(map[string]*sql.Stmt, 4)}
-	for i, o := range batch {
-		if o.single {
-			errs[i] = o.fn(w)
-			continue
-		}
-		if _, err := w.exec("SAVEPOINT op"); err != nil {
-			errs[i] = err
-			continue
-		}
-		if err := o.fn(w); err != nil {
-			errs[i] = err
-			if _, rerr := w.exec("ROLLBACK TO op"); rerr != nil {
-				errs[i] = errors.Join(err, rerr)
-			}
-		}
-		if _, err := w.exec("RELEASE op"); err != nil && errs[i] == nil {
-			errs[i] = err
-		}
-	}
+	errs := groupcommit.EachInSavepoint(len(batch),
+		func(i int) bool { return batch[i].single },
+		func(i int) error { return batch[i].fn(w) },
+		func(stmt string) error { _, err := w.exec(stmt); return err })
 	if err := tx.Commit(); err != nil {
 		// The driver rolls back what a failed COMMIT leaves open (a deferred constraint, a
 		// full disk), so the next batch begins afresh.

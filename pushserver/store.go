@@ -295,31 +295,15 @@ func (st *store) commit(batch []*op) {
 // statement in SQLite, where a failed statement undoes only itself) in its own savepoint,
 // so one failing operation leaves the others.
 func (st *store) run(batch []*op) ([]error, error) {
-	errs := make([]error, len(batch))
 	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin push store transaction: %w", err)
 	}
 	w := &wtx{tx: tx, st: st, bound: make(map[string]*sql.Stmt, 8)}
-	for i, o := range batch {
-		if o.single && !st.d.pg {
-			errs[i] = o.fn(w)
-			continue
-		}
-		if _, err := w.exec("SAVEPOINT op"); err != nil {
-			errs[i] = err
-			continue
-		}
-		if err := o.fn(w); err != nil {
-			errs[i] = err
-			if _, rerr := w.exec("ROLLBACK TO op"); rerr != nil {
-				errs[i] = errors.Join(err, rerr)
-			}
-		}
-		if _, err := w.exec("RELEASE op"); err != nil && errs[i] == nil {
-			errs[i] = err
-		}
-	}
+	errs := groupcommit.EachInSavepoint(len(batch),
+		func(i int) bool { return batch[i].single && !st.d.pg },
+		func(i int) error { return batch[i].fn(w) },
+		func(stmt string) error { _, err := w.exec(stmt); return err })
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit push store transaction: %w", err)
 	}

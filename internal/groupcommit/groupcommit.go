@@ -158,3 +158,31 @@ func (w *Writer[T]) run1(batch []T) {
 	w.commit(batch)
 	clear(batch) // let the batch's operations (and their messages) go
 }
+
+// EachInSavepoint runs the n operations of one transaction, each in a savepoint of its
+// own unless alone says it needs none, so that a failing operation is rolled back by
+// itself and takes no other with it. exec runs one SQL statement in the transaction; the
+// result is each operation's error.
+func EachInSavepoint(n int, alone func(i int) bool, run func(i int) error, exec func(stmt string) error) []error {
+	errs := make([]error, n)
+	for i := range n {
+		if alone(i) {
+			errs[i] = run(i)
+			continue
+		}
+		if err := exec("SAVEPOINT op"); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := run(i); err != nil {
+			errs[i] = err
+			if rerr := exec("ROLLBACK TO op"); rerr != nil {
+				errs[i] = errors.Join(err, rerr)
+			}
+		}
+		if err := exec("RELEASE op"); err != nil && errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	return errs
+}
