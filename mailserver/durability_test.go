@@ -18,47 +18,45 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// TestMain lets the test binary run a bare server as a child process, to be killed.
+// TestMain lets the test binary run a bare server as a child process, to be killed or
+// measured.
 func TestMain(m *testing.M) {
-	if dir := os.Getenv("BBSIM_MAILSERVER_IMAP_CHILD"); dir != "" {
-		serveIMAPChild(dir)
-	}
-	if dir := os.Getenv("BBSIM_MAILSERVER_CHILD"); dir != "" {
-		s, err := New(Options{DataDir: dir})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	for env, serve := range childServers {
+		if dir := os.Getenv(env); dir != "" {
+			serveChild(dir, serve)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			os.Exit(1)
-		}
-		fmt.Println(ln.Addr().String())
-		s.ServeSMTP(ln)
-		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
+// childServers are the bare servers a test runs in a child process, by the environment
+// variable that names the child's data directory.
+var childServers = map[string]func(*Server, net.Listener) error{
+	"BBSIM_MAILSERVER_CHILD":      (*Server).ServeSMTP,
+	"BBSIM_MAILSERVER_IMAP_CHILD": (*Server).ServeIMAP,
+}
+
+// serveChild serves one protocol on dir, prints its address and never returns.
+func serveChild(dir string, serve func(*Server, net.Listener) error) {
+	s, err := New(Options{DataDir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	serve(s, ln)
+	os.Exit(0)
+}
+
 func TestSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BBSIM_MAILSERVER_CHILD="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
+	cmd, addr := startChild(t, dir)
 	for i := range 5 {
-		sendSMTP(t, strings.TrimSpace(addr), alice, fmt.Sprintf("durable %d", i))
+		sendSMTP(t, addr, alice, fmt.Sprintf("durable %d", i))
 	}
 	// Kill right after the last 250.
 	cmd.Process.Signal(syscall.SIGKILL)
@@ -94,8 +92,15 @@ func uidOffset(i int) imap.UID { return imap.UID(i) }
 // startChild starts a bare server (SMTP only) on dir in a child process, to be killed.
 func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	t.Helper()
+	return startChildServer(t, "BBSIM_MAILSERVER_CHILD", dir)
+}
+
+// startChildServer starts the child server that env names (see childServers) on dir and
+// returns it with its address; the test's end kills it.
+func startChildServer(t *testing.T, env, dir string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BBSIM_MAILSERVER_CHILD="+dir)
+	cmd.Env = append(os.Environ(), env+"="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -5,29 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
-
-// serveIMAPChild serves IMAP in a child process of the test binary, whose memory the test
-// reads from /proc; it prints its address and never returns.
-func serveIMAPChild(dir string) {
-	s, err := New(Options{DataDir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		os.Exit(1)
-	}
-	fmt.Println(ln.Addr().String())
-	s.ServeIMAP(ln)
-	os.Exit(0)
-}
 
 // procKB reads a field of /proc/PID/status in KiB.
 func procKB(t *testing.T, pid int, field string) int {
@@ -49,22 +31,7 @@ func procKB(t *testing.T, pid int, field string) int {
 // 80 connections that have not logged in each send a SEARCH of 12,400 nested NOTs (once
 // 86 MB of server memory each); the server stays small and a LOGIN alongside is answered.
 func TestIMAPPreLoginMemory(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BBSIM_MAILSERVER_IMAP_CHILD="+t.TempDir())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	addr := strings.TrimSpace(line)
+	cmd, addr := startChildServer(t, "BBSIM_MAILSERVER_IMAP_CHILD", t.TempDir())
 	pid := cmd.Process.Pid
 	before := procKB(t, pid, "VmRSS")
 

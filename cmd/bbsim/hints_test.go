@@ -27,20 +27,9 @@ func TestTmuxHintsWork(t *testing.T) {
 	// The shell the hints are typed into finds bbsim on its PATH, as after make install.
 	tmux(t, sock, "new-window", "-d", "-t", "bbsim:9", "env", "PATH="+filepath.Dir(bbsimBin)+":"+os.Getenv("PATH"), "PS1=$ ", "sh")
 
-	screen := func() string { return tmux(t, sock, "capture-pane", "-p", "-t", "bbsim:0") }
 	waitScreen := func(what string) string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			s := screen()
-			if strings.Contains(s, what) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%q never on screen:\n%s", what, s)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		return waitPane(t, sock, "bbsim:0", what, 30*time.Second)
 	}
 	api := "http://" + ports[7]
 	waitScreen("Messages (0)")

@@ -37,6 +37,22 @@ func freePorts(t *testing.T, n int) []string {
 	return out
 }
 
+// waitPane waits until what shows in the tmux pane target, and returns the pane's text.
+func waitPane(t *testing.T, sock, target, what string, d time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		s := tmux(t, sock, "capture-pane", "-p", "-t", target)
+		if strings.Contains(s, what) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never on screen:\n%s", what, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func tmux(t *testing.T, sock string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
@@ -68,17 +84,7 @@ func TestRunInTmux(t *testing.T) {
 	screen := func() string { return tmux(t, sock, "capture-pane", "-p", "-t", "bbsim") }
 	waitScreen := func(what string, d time.Duration) string {
 		t.Helper()
-		deadline := time.Now().Add(d)
-		for {
-			s := screen()
-			if strings.Contains(s, what) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%q never on screen:\n%s", what, s)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		return waitPane(t, sock, "bbsim", what, d)
 	}
 	waitScreen("Messages", 30*time.Second)
 
