@@ -51,23 +51,7 @@ func TestDovecotPoliteKick(t *testing.T) {
 	h := newHandset(t)
 	runClient(t, Options{Handset: h, Server: dv.IMAPAddr, Password: pass, Backoff: Backoff{First: 50 * time.Millisecond}})
 	waitFor(t, "idling", 15*time.Second, func() bool { return state(h) == handset.MailIdling })
-	// The kick finds the session by its process title, which shows IDLE a moment after
-	// the client saw "+ idling".
-	waitFor(t, "Dovecot's process title to show IDLE", 15*time.Second, func() bool {
-		n, err := dv.IdleIMAP(alice)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	})
-	c, err := net.Dial("tcp", dv.POP3Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 512)
-	c.Read(buf)
-	fmt.Fprintf(c, "USER %s\r\nPASS %s\r\n", alice, pass)
+	popWhileIdle(t, dv)
 	waitFor(t, "the BYE", 15*time.Second, func() bool {
 		d := h.MailStatus().LastDisconnect
 		return d != nil && strings.Contains(d.Reason, "shutting down")
@@ -91,21 +75,7 @@ func TestDovecotStartTLSKick(t *testing.T) {
 	if !regexp.MustCompile(`imap-login: Info: Login: user=<` + regexp.QuoteMeta(alice) + `>.*, TLS`).Match(log) {
 		t.Fatalf("Dovecot logged no login over TLS:\n%s", log)
 	}
-	waitFor(t, "Dovecot's process title to show IDLE", 15*time.Second, func() bool {
-		n, err := dv.IdleIMAP(alice)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	})
-	c, err := net.Dial("tcp", dv.POP3Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 512)
-	c.Read(buf)
-	fmt.Fprintf(c, "USER %s\r\nPASS %s\r\n", alice, pass)
+	popWhileIdle(t, dv)
 	e := waitEvent(t, h, handset.EventMailBye, "Server shutting down.")
 	if e.Text != "server said BYE: Server shutting down." {
 		t.Errorf("mail.bye %q", e.Text)
@@ -127,4 +97,26 @@ func TestDovecotCharsets(t *testing.T) {
 	if m.From != "Новости <news@example.test>" || m.Subject != "“Café” € 5" || m.Text != "Привет" {
 		t.Fatalf("message from Dovecot: from %q, subject %q, text %q", m.From, m.Subject, m.Text)
 	}
+}
+
+// popWhileIdle waits until Dovecot shows alice's IMAP session in IDLE (the kick finds it by
+// its process title, which shows IDLE a moment after the client saw "+ idling"), then logs
+// in over POP3, which kicks it; the POP3 session stays open until the test ends.
+func popWhileIdle(t *testing.T, dv *dovecot.Server) {
+	t.Helper()
+	waitFor(t, "Dovecot's process title to show IDLE", 15*time.Second, func() bool {
+		n, err := dv.IdleIMAP(alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+	c, err := net.Dial("tcp", dv.POP3Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	buf := make([]byte, 512)
+	c.Read(buf)
+	fmt.Fprintf(c, "USER %s\r\nPASS %s\r\n", alice, pass)
 }
