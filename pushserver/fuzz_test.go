@@ -89,8 +89,8 @@ func noNetwork() *http.Client {
 	}}
 }
 
-// FuzzPAPHandler sends arbitrary bodies to POST /pap: nothing panics, every answer is a
-// well-formed PAP document, a push handled (202) carries 1001 or its 2xxx refusal, and
+// FuzzPAPHandler sends arbitrary bodies to POST /pap: nothing panics, every answer but
+// HTTP's own 414/431 for an over-long request line or headers is a well-formed PAP document, a push handled (202) carries 1001 or its 2xxx refusal, and
 // every other rejection is a 4xx whose answer carries a 2xxx code.
 func FuzzPAPHandler(f *testing.F) {
 	body, ctype := papMultipart(papDoctype20, `<push-message push-id="f1"><address address-value="2100000A"/></push-message>`, "Content-Type: text/plain\r\n", "x")
@@ -113,6 +113,9 @@ func FuzzPAPHandler(f *testing.F) {
 		// request's context), so no input can keep the worker past -fuzztime.
 		bounded.Run(t, 2*time.Second, "POST /pap", func(ctx context.Context) { h.ServeHTTP(w, req.WithContext(ctx)) })
 		answer := w.Body.String()
+		if (w.Code == 414 || w.Code == 431) && strings.Contains(answer, "-byte limit; put addresses and options in the PAP body") {
+			return // HTTP's own size answer, given before any PAP is read (checkSize)
+		}
 		if !strings.Contains(answer, "<pap") {
 			t.Fatalf("POST /pap %q = %d, not a PAP answer: %s", ctype, w.Code, answer)
 		}
