@@ -90,8 +90,9 @@ func noNetwork() *http.Client {
 }
 
 // FuzzPAPHandler sends arbitrary bodies to POST /pap: nothing panics, every answer but
-// HTTP's own 414/431 for an over-long request line or headers is a well-formed PAP document, a push handled (202) carries 1001 or its 2xxx refusal, and
-// every other rejection is a 4xx whose answer carries a 2xxx code.
+// HTTP's own 414/431 for an over-long request line or headers is a well-formed PAP
+// document, a push handled (202) carries 1001 or its 2xxx refusal, and every other
+// rejection is a 4xx whose answer carries a 2xxx code.
 func FuzzPAPHandler(f *testing.F) {
 	body, ctype := papMultipart(papDoctype20, `<push-message push-id="f1"><address address-value="2100000A"/></push-message>`, "Content-Type: text/plain\r\n", "x")
 	f.Add(ctype, body)
