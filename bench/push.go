@@ -32,7 +32,7 @@ type pushRig struct {
 func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) {
 	nDelivered := new(atomic.Int64)
 	count := func(res pushserver.Result) {
-		if res.State == "delivered" {
+		if res.State == rim.StateDelivered {
 			nDelivered.Add(1)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/pushserver"
+	"github.com/bbsim/bbsim/rim"
 )
 
 const e2ePIN = "2100000A"
@@ -118,7 +119,7 @@ func (e *e2e) result(t *testing.T, id string) pushserver.Result {
 
 func delivered(t *testing.T, r pushserver.Result) {
 	t.Helper()
-	if r.State != "delivered" || r.Code != 1000 {
+	if r.State != rim.StateDelivered || r.Code != 1000 {
 		t.Fatalf("result = %+v, want delivered 1000", r)
 	}
 }
@@ -229,7 +230,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("no application on the port", func(t *testing.T) {
 		r := e.push(t, "port-1", 3101, []string{"Content-Type: text/plain"}, []byte("anyone?"))
-		if r.State != "failed" || r.Code != 4502 {
+		if r.State != rim.StateFailed || r.Code != 4502 {
 			t.Fatalf("result = %+v, want failed 4502", r)
 		}
 	})

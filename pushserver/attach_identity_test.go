@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // TestAttachNeedsDeviceIdentity races two listeners for alice's PIN: her handset, which
@@ -194,7 +196,7 @@ func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
 	}
 	rimPush(t, base, "DESTINATION="+pinA+"&PORT=100", map[string]string{"X-RIM-Push-ID": "app1", "X-RIM-Push-Reliability-Mode": "Application-Preferred"}, []byte("x"))
 	rc.wait(t, 1)
-	waitState(t, s, "app1", pinA, "pending")
+	waitState(t, s, "app1", pinA, rim.StatePending)
 
 	for _, proof := range []map[string]any{{}, {"link_token": "guess"}, {"password": "guess"}} {
 		ack := map[string]any{"pin": pinA, "push_id": "app1", "code": 2000}
@@ -209,7 +211,7 @@ func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
 			t.Errorf("detach with %v: %d %v, want 401", proof, code, out)
 		}
 	}
-	if ps, err := s.PushState("app1"); err != nil || ps.Recipients[0].State != "pending" {
+	if ps, err := s.PushState("app1"); err != nil || ps.Recipients[0].State != rim.StatePending {
 		t.Errorf("alice's push after the refused acks: %+v, %v; want still pending", ps, err)
 	}
 	if code, out := curlJSON(t, base+"/device/check", map[string]any{"pin": pinA, "link_token": token}); code != 200 || out["attached"] != true {
@@ -219,7 +221,7 @@ func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
 	if code, out := curlJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "app1", "code": 1000, "link_token": token}); code != 200 {
 		t.Errorf("alice's ack: %d %v", code, out)
 	}
-	waitState(t, s, "app1", pinA, "delivered")
+	waitState(t, s, "app1", pinA, rim.StateDelivered)
 	if code, out := curlJSON(t, base+"/device/detach", map[string]any{"pin": pinA, "link_token": token}); code != 200 {
 		t.Errorf("alice's detach: %d %v", code, out)
 	}

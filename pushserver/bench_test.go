@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
+	"github.com/bbsim/bbsim/rim"
 	"github.com/valyala/fasthttp"
 )
 
@@ -538,7 +539,7 @@ func benchStore(b *testing.B, pushDB string) {
 					b.Error(err)
 					return
 				}
-				if err := st.setState(context.Background(), r, "delivered", 1000, time.Time{}, time.Now()); err != nil {
+				if err := st.setState(context.Background(), r, rim.StateDelivered, 1000, time.Time{}, time.Now()); err != nil {
 					b.Error(err)
 					return
 				}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 const (
@@ -131,12 +133,12 @@ func durabilityAcrossSIGKILL(t *testing.T, env ...string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		getJSON(t, c.base+"/api/v1/pushes/"+ids[len(ids)-1], &ps)
-		if len(ps.Recipients) == 1 && ps.Recipients[0].State == "delivered" {
+		if len(ps.Recipients) == 1 && ps.Recipients[0].State == rim.StateDelivered {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(ps.Recipients) != 1 || ps.Recipients[0].State != "delivered" {
+	if len(ps.Recipients) != 1 || ps.Recipients[0].State != rim.StateDelivered {
 		t.Fatalf("status after delivery = %+v", ps)
 	}
 	// Kill again after delivery: nothing is delivered twice after the next restart.
@@ -157,22 +159,22 @@ func TestObservability(t *testing.T) {
 	rimPush(t, base, "DESTINATION=2100000A&DESTINATION=2100000B&PORT=7874", map[string]string{"X-RIM-Push-ID": "obs"}, []byte("x"))
 	rc.wait(t, 1)
 	var ps PushStatus
-	var states map[string]string
+	var states map[string]rim.State
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if code := getJSON(t, base+"/api/v1/pushes/obs", &ps); code != 200 {
 			t.Fatalf("GET /api/v1/pushes/obs = %d", code)
 		}
-		states = map[string]string{}
+		states = map[string]rim.State{}
 		for _, r := range ps.Recipients {
 			states[r.PIN] = r.State
 		}
-		if states[pinA] == "delivered" {
+		if states[pinA] == rim.StateDelivered {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ps.PushID != "obs" || states[pinA] != "delivered" || states[pinB] != "queued" || ps.AcceptedAt.IsZero() {
+	if ps.PushID != "obs" || states[pinA] != rim.StateDelivered || states[pinB] != rim.StateQueued || ps.AcceptedAt.IsZero() {
 		t.Fatalf("status = %+v", ps)
 	}
 	if code := getJSON(t, base+"/api/v1/pushes/nope", nil); code != 404 {
@@ -227,11 +229,11 @@ func TestDurabilityPendingAck(t *testing.T) {
 	rc.wait(t, 1)
 	var ps PushStatus
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && (len(ps.Recipients) == 0 || ps.Recipients[0].State != "pending") {
+	for time.Now().Before(deadline) && (len(ps.Recipients) == 0 || ps.Recipients[0].State != rim.StatePending) {
 		getJSON(t, c.base+"/api/v1/pushes/ack-me", &ps)
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ps.Recipients[0].State != "pending" {
+	if ps.Recipients[0].State != rim.StatePending {
 		t.Fatalf("before the kill: %+v, want pending", ps)
 	}
 	c.kill(t)
@@ -241,11 +243,11 @@ func TestDurabilityPendingAck(t *testing.T) {
 		t.Fatalf("ack after restart = %d %v", code, m)
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && ps.Recipients[0].State != "delivered" {
+	for time.Now().Before(deadline) && ps.Recipients[0].State != rim.StateDelivered {
 		getJSON(t, c.base+"/api/v1/pushes/ack-me", &ps)
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ps.Recipients[0].State != "delivered" || ps.Recipients[0].TransportAt == nil {
+	if ps.Recipients[0].State != rim.StateDelivered || ps.Recipients[0].TransportAt == nil {
 		t.Fatalf("after ack: %+v", ps)
 	}
 	rc.none(t, 300*time.Millisecond)

@@ -497,7 +497,7 @@ func (s *Server) hold(open []storedOpen) int {
 			held[r.seq] = true
 			r.p = p
 			added++
-			if r.state == "pending" {
+			if r.state == rim.StatePending {
 				s.pending[p.id+"/"+r.pin] = r
 				continue
 			}
@@ -613,15 +613,19 @@ func (s *Server) handOver(pin string) {
 	}
 }
 
+// stateMoved marks, in memory only, a recipient handed over to another gateway: final
+// here, and never stored (the store keeps it queued or pending, now the other's).
+const stateMoved rim.State = "moved"
+
 // release drops a recipient handed over to another gateway. Called with s.mu held.
 func (s *Server) release(r *recip) {
-	if r.state == "pending" {
+	if r.state == rim.StatePending {
 		delete(s.pending, r.p.id+"/"+r.pin)
 	} else {
 		s.dequeue(r)
 	}
 	r.final = true
-	r.state = "moved"
+	r.state = stateMoved
 	r.p.open--
 	if r.p.open == 0 {
 		s.active--
@@ -674,7 +678,7 @@ func (s *Server) cancelShared(key int64) (int, error) {
 		}
 		open := false
 		for _, st := range states {
-			open = open || st == "queued"
+			open = open || rim.State(st) == rim.StateQueued
 		}
 		if !open || time.Now().After(deadline) {
 			break
@@ -682,7 +686,7 @@ func (s *Server) cancelShared(key int64) (int, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, st := range states {
-		if st == "cancelled" {
+		if rim.State(st) == rim.StateCancelled {
 			n++
 		}
 	}
@@ -700,7 +704,7 @@ func (s *Server) ackShared(pin, pushID string, code int) bool {
 	defer cancel()
 	var holder string
 	err := s.st.db.QueryRowContext(ctx, `SELECT r.gateway FROM recipients r JOIN pushes p ON p.id = r.pid
-		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = 'pending' ORDER BY p.id DESC LIMIT 1`, pushID, pin).Scan(&holder)
+		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = $3 ORDER BY p.id DESC LIMIT 1`, pushID, pin, rim.StatePending).Scan(&holder)
 	if err != nil || holder == s.st.d.instance {
 		return false
 	}

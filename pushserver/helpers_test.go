@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bbsim/bbsim/rim"
 	"github.com/bbsim/bbsim/rim/pap"
 )
 
@@ -277,7 +278,7 @@ func getJSON(t testing.TB, url string, v any) int {
 }
 
 // waitState polls the push status API until the recipient reaches state.
-func waitState(t testing.TB, s *Server, pushID, pin, state string) RecipientStatus {
+func waitState(t testing.TB, s *Server, pushID, pin string, state rim.State) RecipientStatus {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var last PushStatus

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // TestWritePacket reads a written packet back with net/http's request parser: a header
@@ -120,11 +122,11 @@ func TestDeviceLinkCurl(t *testing.T) {
 	if d := rc.wait(t, 1)[0]; d.Header.Get("X-RIM-Push-ID") != "curl-ack" {
 		t.Fatalf("delivered %+v", d)
 	}
-	waitState(t, s, "curl-ack", pinA, "pending")
+	waitState(t, s, "curl-ack", pinA, rim.StatePending)
 	if code, m := curlJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "curl-ack", "code": 1000}); code != 200 {
 		t.Fatalf("ack = %d %v", code, m)
 	}
-	waitState(t, s, "curl-ack", pinA, "delivered")
+	waitState(t, s, "curl-ack", pinA, rim.StateDelivered)
 	if code, m := curlJSON(t, base+"/device/detach", map[string]string{"pin": pinA}); code != 200 {
 		t.Fatalf("detach = %d %v", code, m)
 	}

@@ -8,13 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // latencyBuckets are the upper bounds (seconds) of the accept->device latency histogram.
 var latencyBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600}
-
-// finalStates are the states bbsim_push_results_total counts, each shown from zero.
-var finalStates = []string{"delivered", "expired", "failed", "cancelled", "timeout"}
 
 // metrics are the gateway's Prometheus metrics, in a registry of the server's own (so
 // that servers in one process do not share counts) together with the Go runtime and
@@ -40,8 +39,8 @@ func (m *metrics) init(s *Server) {
 	m.notifyDropped = counter("bbsim_push_notifications_dropped_total", "Result notifications dropped because too many were waiting.")
 	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bbsim_push_results_total",
 		Help: "Final per-recipient results by state."}, []string{"state"})
-	for _, st := range finalStates {
-		m.results.WithLabelValues(st)
+	for _, st := range rim.FinalStates { // each shown from zero
+		m.results.WithLabelValues(string(st))
 	}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bbsim_push_delivery_seconds",
 		Help: "Accept to device acknowledgement.", Buckets: latencyBuckets})
@@ -59,10 +58,10 @@ func (m *metrics) init(s *Server) {
 }
 
 // count counts a final per-recipient result.
-func (m *metrics) count(state string) {
-	for _, st := range finalStates {
+func (m *metrics) count(state rim.State) {
+	for _, st := range rim.FinalStates {
 		if st == state {
-			m.results.WithLabelValues(state).Inc()
+			m.results.WithLabelValues(string(state)).Inc()
 			return
 		}
 	}

@@ -24,7 +24,7 @@ import (
 // answered anything but a 5xx, or closed the connection without answering (RIM's samples
 // read the request and close). It is retried, at most three times in all, after a
 // connection error, a timeout before the request was written, or a 5xx answer.
-func (s *Server) notify(p *push, pin, state string, code int, reason string, at time.Time) {
+func (s *Server) notify(p *push, pin string, state rim.State, code int, reason string, at time.Time) {
 	// A notify URL that stops answering must not pile up goroutines without bound.
 	if s.notifyWaiting.Add(1) > maxNotifyWaiting {
 		s.notifyWaiting.Add(-1)
@@ -67,7 +67,7 @@ func (s *Server) notify(p *push, pin, state string, code int, reason string, at 
 const maxNotifyWaiting = 100000
 
 // notifyOnce sends one notification and reports whether a failure is worth retrying.
-func (s *Server) notifyOnce(p *push, pin, state string, code int, reason string, at time.Time) (retry bool, err error) {
+func (s *Server) notifyOnce(p *push, pin string, state rim.State, code int, reason string, at time.Time) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	var written atomic.Bool

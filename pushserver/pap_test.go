@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // papMultipart builds a PAP push body the way RIM's BrowserPapPushDemo does (CRLF lines,
@@ -152,7 +154,7 @@ func TestPAPConfirmedDelivery(t *testing.T) {
 		if d := rc.wait(t, 1)[0]; d.Header.Get("X-RIM-Push-Reliability-Mode") != "application" {
 			t.Fatalf("%s delivered as %q", m, d.Header.Get("X-RIM-Push-Reliability-Mode"))
 		}
-		waitState(t, s, id, pinA, "pending")
+		waitState(t, s, id, pinA, rim.StatePending)
 	}
 }
 
@@ -232,7 +234,7 @@ func TestPAPErrors(t *testing.T) {
 	if _, err := s.PushState("third"); err != ErrNotFound {
 		t.Fatalf("refused push was stored: %v", err)
 	}
-	if ps, err := s.PushState("second"); err != nil || ps.Recipients[0].State != "queued" {
+	if ps, err := s.PushState("second"); err != nil || ps.Recipients[0].State != rim.StateQueued {
 		t.Fatalf("original of a refused replacement = %+v, %v; want queued", ps, err)
 	}
 }

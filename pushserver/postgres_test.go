@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
+	"github.com/bbsim/bbsim/rim"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -42,7 +43,7 @@ func TestPostgresStore(t *testing.T) {
 		if d := rc.wait(t, 1)[0]; d.PushID != "pg-1" || !bytes.Equal(d.Body, body) {
 			t.Fatalf("delivered %s %q", d.PushID, d.Body)
 		}
-		waitState(t, s, "pg-1", pinA, "delivered")
+		waitState(t, s, "pg-1", pinA, rim.StateDelivered)
 		conn, err := sql.Open("pgx", db)
 		if err != nil {
 			t.Fatal(err)
@@ -149,7 +150,7 @@ func TestPostgresStore(t *testing.T) {
 		if n := nt.wait(t, 1)[0]; n.PushID != "orphan" || n.Status != "4500" || n.Dest != pinC {
 			t.Fatalf("notification = %+v, want orphan 4500 %s", n, pinC)
 		}
-		if st := waitState(t, sb, "orphan", pinC, "expired"); st.Code != 4500 {
+		if st := waitState(t, sb, "orphan", pinC, rim.StateExpired); st.Code != 4500 {
 			t.Fatalf("state = %+v", st)
 		}
 	})
@@ -200,12 +201,12 @@ func TestPostgresStore(t *testing.T) {
 		attach(t, a, rc, pinA)
 		rimPush(t, a, "DESTINATION="+pinA+"&PORT=100", map[string]string{"X-RIM-Push-ID": "app-b", "X-RIM-Push-Reliability-Mode": "application"}, []byte("x"))
 		rc.wait(t, 1)
-		waitState(t, sa, "app-b", pinA, "pending")
+		waitState(t, sa, "app-b", pinA, rim.StatePending)
 		// The device's acknowledgement reaches b, which passes it on to a, which waits on it.
 		if code, m := postJSON(t, b+"/device/ack", map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000}); code != 200 {
 			t.Fatalf("ack through b = %d %v", code, m)
 		}
-		if st := waitState(t, sa, "app-b", pinA, "delivered"); st.Code != 1000 {
+		if st := waitState(t, sa, "app-b", pinA, rim.StateDelivered); st.Code != 1000 {
 			t.Fatalf("state = %+v", st)
 		}
 		if code, _ := postJSON(t, b+"/device/ack", map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000}); code != 404 {
@@ -388,7 +389,7 @@ func gatewaysSharing(t *testing.T, db string) {
 	rc := newReceiver(t)
 	sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
 	_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
-	rim := func(base, id, dest, body string) {
+	pushRIM := func(base, id, dest, body string) {
 		t.Helper()
 		code, text, _ := rimPush(t, base, "DESTINATION="+dest+"&PORT=7874", map[string]string{"X-RIM-Push-ID": id, "Content-Type": "text/plain"}, []byte(body))
 		if code != 200 {
@@ -416,9 +417,9 @@ func gatewaysSharing(t *testing.T, db string) {
 	}
 
 	// a holds a push for a device attached nowhere; b answers for it from the database.
-	rim(a, "shared-1", pinB, "via a")
+	pushRIM(a, "shared-1", pinB, "via a")
 	var ps PushStatus
-	if code := getJSON(t, b+"/api/v1/pushes/shared-1", &ps); code != 200 || len(ps.Recipients) != 1 || ps.Recipients[0].State != "queued" {
+	if code := getJSON(t, b+"/api/v1/pushes/shared-1", &ps); code != 200 || len(ps.Recipients) != 1 || ps.Recipients[0].State != rim.StateQueued {
 		t.Fatalf("status of a's push through b = %d %+v", code, ps)
 	}
 	if code, text, _ := rimPush(t, b, "DESTINATION="+pinB, map[string]string{"X-RIM-Push-ID": "shared-1"}, []byte("via b")); code != 400 {
@@ -433,7 +434,7 @@ func gatewaysSharing(t *testing.T, db string) {
 			t.Fatalf("cancel %s through %s = %d %s, want %d", id, base, code, ans, want)
 		}
 	}
-	rim(a, "shared-0", pinB, "cancelled through b")
+	pushRIM(a, "shared-0", pinB, "cancelled through b")
 	cancel(b, "shared-0", 1000)
 	if h := holder("shared-0"); h != "a cancelled" {
 		t.Fatalf("shared-0 = %q, want held by a, cancelled", h)
@@ -443,14 +444,14 @@ func gatewaysSharing(t *testing.T, db string) {
 	// The device attaches at b: a hands its push over, b delivers it once.
 	attach(t, b, rc, pinB)
 	got("shared-1", "via a")
-	waitState(t, sa, "shared-1", pinB, "delivered")
+	waitState(t, sa, "shared-1", pinB, rim.StateDelivered)
 	if h := holder("shared-1"); h != "b delivered" {
 		t.Fatalf("shared-1 held by %q, want b delivered", h)
 	}
 
 	// A push through a for the device attached at b, by the e-mail it attached with (not
 	// the one a was given): a learnt it from b.
-	rim(a, "shared-2", strings.ToLower(pinB)+"@bbsim.test", "by e-mail via a")
+	pushRIM(a, "shared-2", strings.ToLower(pinB)+"@bbsim.test", "by e-mail via a")
 	got("shared-2", "by e-mail via a")
 
 	// Either gateway tells where the device is.
@@ -470,7 +471,7 @@ func gatewaysSharing(t *testing.T, db string) {
 
 	// The device moves to a: b lets it go, and b's pushes follow it.
 	attach(t, a, rc, pinB)
-	rim(b, "shared-3", pinB, "via b")
+	pushRIM(b, "shared-3", pinB, "via b")
 	got("shared-3", "via b")
 	if h := holder("shared-3"); h != "a delivered" {
 		t.Fatalf("shared-3 held by %q, want a delivered", h)
@@ -479,8 +480,8 @@ func gatewaysSharing(t *testing.T, db string) {
 	// a holds a push for the device, now out of coverage, and stops; the device attaches
 	// at b, which takes the push from the stopped gateway.
 	detach(t, a, pinB)
-	rim(a, "shared-4", pinB, "from a stopped gateway")
-	rim(a, "shared-5", pinB, "cancelled after a stopped")
+	pushRIM(a, "shared-4", pinB, "from a stopped gateway")
+	pushRIM(a, "shared-5", pinB, "cancelled after a stopped")
 	sa.Close()
 	cancel(b, "shared-5", 1000)
 	attach(t, b, rc, pinB)

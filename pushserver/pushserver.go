@@ -75,7 +75,7 @@ type Options struct {
 type Result struct {
 	PushID, PIN string
 	Port        int
-	State       string // delivered|expired|failed|cancelled
+	State       rim.State // delivered|expired|failed|cancelled
 	Code        int
 	Reason      string // the device's words when it refused the push
 	At          time.Time
@@ -114,7 +114,7 @@ type PushStatus struct {
 type RecipientStatus struct {
 	PIN         string     `json:"pin"`
 	Port        int        `json:"port"`
-	State       string     `json:"state"`
+	State       rim.State  `json:"state"`
 	Code        int        `json:"code"`
 	Reason      string     `json:"reason,omitempty"` // the device's words when it refused the push
 	TransportAt *time.Time `json:"transport_at,omitempty"`

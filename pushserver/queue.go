@@ -43,14 +43,14 @@ type recip struct {
 	p           *push
 	pin         string
 	port        int
-	state       string // queued|pending|final states
+	state       rim.State
 	final       bool
 	transportAt time.Time
 	holder      string // shared store: the other gateway that holds it from the start; "" here
 }
 
 func (r *recip) deadline(fct time.Duration) time.Time {
-	if r.state == "pending" {
+	if r.state == rim.StatePending {
 		return r.transportAt.Add(fct)
 	}
 	base := r.p.acceptedAt
@@ -199,7 +199,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 			continue
 		}
 		seen[pin] = true
-		rs = append(rs, &recip{p: p, pin: pin, port: port, state: "queued"})
+		rs = append(rs, &recip{p: p, pin: pin, port: port, state: rim.StateQueued})
 	}
 	p.open = len(rs)
 	p.recipients = len(rs)
@@ -496,7 +496,7 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 		s.mu.Lock()
 		// A previous attachment's loop may have delivered it meanwhile (final, or pending
 		// an application acknowledgement).
-		done := r.final || r.state != "queued"
+		done := r.final || r.state != rim.StateQueued
 		s.mu.Unlock()
 		if done || ctx.Err() != nil {
 			return
@@ -514,11 +514,11 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 			if r.p.reliability == "application" {
 				s.markPending(r, now)
 			} else {
-				s.finish(r, "delivered", 1000, now)
+				s.finish(r, rim.StateDelivered, 1000, now)
 			}
 			return
 		case !res.retry:
-			s.finishWhy(r, "failed", res.code, res.reason, s.now().UTC())
+			s.finishWhy(r, rim.StateFailed, res.code, res.reason, s.now().UTC())
 			return
 		}
 		s.log.Debug("device unreachable, retrying", "pin", r.pin, "push_id", r.p.id, "attempt", attempt, "backoff", backoff, "err", res.err)
@@ -660,11 +660,11 @@ func (s *Server) markPending(r *recip, now time.Time) {
 		return
 	}
 	s.dequeue(r)
-	r.state = "pending"
+	r.state = rim.StatePending
 	r.transportAt = now
 	s.pending[r.p.id+"/"+r.pin] = r
 	s.mu.Unlock()
-	if err := s.st.setState(s.ctx, r, "pending", 0, now, now); err != nil {
+	if err := s.st.setState(s.ctx, r, rim.StatePending, 0, now, now); err != nil {
 		s.log.Warn("store pending state", "push_id", r.p.id, "pin", r.pin, "err", err)
 	}
 }
@@ -678,20 +678,20 @@ func (s *Server) ack(pin, pushID string, code int) bool {
 		return false
 	}
 	if code == 1000 || code == 200 {
-		s.finish(r, "delivered", 1000, s.now().UTC())
+		s.finish(r, rim.StateDelivered, 1000, s.now().UTC())
 	} else {
-		s.finish(r, "failed", code, s.now().UTC())
+		s.finish(r, rim.StateFailed, code, s.now().UTC())
 	}
 	return true
 }
 
 // finish makes a recipient's state final once: store, metrics, notification, OnResult.
-func (s *Server) finish(r *recip, state string, code int, at time.Time) bool {
+func (s *Server) finish(r *recip, state rim.State, code int, at time.Time) bool {
 	return s.finishWhy(r, state, code, "", at)
 }
 
 // finishWhy is finish with the device's reason for refusing the push.
-func (s *Server) finishWhy(r *recip, state string, code int, reason string, at time.Time) bool {
+func (s *Server) finishWhy(r *recip, state rim.State, code int, reason string, at time.Time) bool {
 	s.mu.Lock()
 	if r.final {
 		s.mu.Unlock()
@@ -700,7 +700,7 @@ func (s *Server) finishWhy(r *recip, state string, code int, reason string, at t
 	r.final = true
 	prev := r.state
 	r.state = state
-	if prev == "pending" {
+	if prev == rim.StatePending {
 		delete(s.pending, r.p.id+"/"+r.pin)
 	} else {
 		s.dequeue(r)
@@ -712,7 +712,7 @@ func (s *Server) finishWhy(r *recip, state string, code int, reason string, at t
 			delete(s.byID, r.p.id)
 		}
 	}
-	if state == "delivered" {
+	if state == rim.StateDelivered {
 		if d := s.devices[r.pin]; d != nil {
 			d.delivered++
 		}
@@ -742,12 +742,12 @@ func (s *Server) finishWhy(r *recip, state string, code int, reason string, at t
 
 // report tells the world a recipient's final state: metrics, log, OnResult and the
 // initiator's notification URL. It does not block.
-func (s *Server) report(r *recip, state string, code int, reason string, at time.Time) {
+func (s *Server) report(r *recip, state rim.State, code int, reason string, at time.Time) {
 	s.m.count(state)
 	s.log.Debug("push result", "push_id", r.p.id, "pin", r.pin, "state", state, "code", code)
 	res := Result{PushID: r.p.id, PIN: r.pin, Port: r.port, State: state, Code: code, Reason: reason, At: at}
-	if state == "timeout" {
-		res.State = "expired"
+	if state == rim.StateTimeout {
+		res.State = rim.StateExpired
 	}
 	if fs := s.onResult.Load(); fs != nil {
 		for _, f := range *fs {
@@ -789,12 +789,12 @@ func (s *Server) reaper() {
 		}
 		s.mu.Unlock()
 		for _, r := range dueAck {
-			if s.finish(r, "timeout", 4500, now.UTC()) {
+			if s.finish(r, rim.StateTimeout, 4500, now.UTC()) {
 				s.log.Info("no application acknowledgement in time", "push_id", r.p.id, "pin", r.pin)
 			}
 		}
 		for _, r := range due {
-			if s.finish(r, "expired", 4500, now.UTC()) {
+			if s.finish(r, rim.StateExpired, 4500, now.UTC()) {
 				s.log.Info("flow-control timeout: packets cancelled locally", "push_id", r.p.id, "pin", r.pin)
 			}
 		}
@@ -865,7 +865,7 @@ func (s *Server) cancelHeldPINs(match func(*push) bool, pins map[string]bool) []
 	var done []string
 	now := s.now().UTC()
 	for _, r := range rs {
-		if s.finish(r, "cancelled", 0, now) {
+		if s.finish(r, rim.StateCancelled, 0, now) {
 			done = append(done, r.pin)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/syncbuf"
+	"github.com/bbsim/bbsim/rim"
 )
 
 const pinA, pinB, pinC = "2100000A", "2100000B", "2100000C"
@@ -325,7 +326,7 @@ func TestQueueWhileDetachedInOrder(t *testing.T) {
 			t.Fatalf("push %d = %d %s", i, code, text)
 		}
 	}
-	if st := waitState(t, s, "q3", pinC, "queued"); st.Code != 0 {
+	if st := waitState(t, s, "q3", pinC, rim.StateQueued); st.Code != 0 {
 		t.Fatalf("state = %+v", st)
 	}
 	code, m := postJSON(t, base+"/device/attach", map[string]string{"pin": "2100000c", "email": "carol@bbsim.test", "receiver_url": rc.url(pinC)})
@@ -337,7 +338,7 @@ func TestQueueWhileDetachedInOrder(t *testing.T) {
 			t.Fatalf("delivery %d = %s, want q%d (in order)", i, d.PushID, i)
 		}
 	}
-	waitState(t, s, "q9", pinC, "delivered")
+	waitState(t, s, "q9", pinC, rim.StateDelivered)
 }
 
 func TestCancelQueuedPush(t *testing.T) {
@@ -364,7 +365,7 @@ func TestCancelQueuedPush(t *testing.T) {
 		t.Fatalf("delivered %s, want c2 only", d.PushID)
 	}
 	rc.none(t, 100*time.Millisecond)
-	waitState(t, s, "c1", pinA, "cancelled")
+	waitState(t, s, "c1", pinA, rim.StateCancelled)
 }
 
 func TestDeliverAfter(t *testing.T) {
@@ -384,7 +385,7 @@ func TestDeliverAfter(t *testing.T) {
 	if el := time.Since(start); el < 400*time.Millisecond {
 		t.Fatalf("deferred push delivered after %v", el)
 	}
-	waitState(t, s, "later", pinA, "delivered")
+	waitState(t, s, "later", pinA, rim.StateDelivered)
 }
 
 func TestExpiredNotification(t *testing.T) {
@@ -397,10 +398,10 @@ func TestExpiredNotification(t *testing.T) {
 	if n.PushID != "exp" || n.Status != "4500" || n.Dest != pinB {
 		t.Fatalf("notification = %+v, want exp 4500 %s", n, pinB)
 	}
-	if r := <-results; r.State != "expired" || r.Code != 4500 || r.PushID != "exp" {
+	if r := <-results; r.State != rim.StateExpired || r.Code != 4500 || r.PushID != "exp" {
 		t.Fatalf("OnResult = %+v", r)
 	}
-	if st := waitState(t, s, "exp", pinB, "expired"); st.Code != 4500 {
+	if st := waitState(t, s, "exp", pinB, rim.StateExpired); st.Code != 4500 {
 		t.Fatalf("state = %+v", st)
 	}
 }
@@ -448,7 +449,7 @@ func TestReceiverVerdicts(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("no result for %s after 30s", tc.id)
 		}
-		if r.PushID != tc.id || r.State != "failed" || r.Code != tc.code || r.Port != 3000 {
+		if r.PushID != tc.id || r.State != rim.StateFailed || r.Code != tc.code || r.Port != 3000 {
 			t.Fatalf("result = %+v, want %s failed %d port 3000", r, tc.id, tc.code)
 		}
 	}
@@ -465,13 +466,13 @@ func TestApplicationAck(t *testing.T) {
 	if d.Header.Get("X-RIM-Push-Reliability-Mode") != "application" {
 		t.Fatalf("reliability header = %q", d.Header.Get("X-RIM-Push-Reliability-Mode"))
 	}
-	if st := waitState(t, s, "app1", pinA, "pending"); st.TransportAt == nil {
+	if st := waitState(t, s, "app1", pinA, rim.StatePending); st.TransportAt == nil {
 		t.Fatalf("pending without transport time: %+v", st)
 	}
 	if code, _ := postJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "app1", "code": 1000}); code != 200 {
 		t.Fatalf("ack = %d", code)
 	}
-	if r := <-results; r.State != "delivered" || r.Code != 1000 {
+	if r := <-results; r.State != rim.StateDelivered || r.Code != 1000 {
 		t.Fatalf("result = %+v", r)
 	}
 	if code, _ := postJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "app1", "code": 1000}); code != 404 {
@@ -480,10 +481,10 @@ func TestApplicationAck(t *testing.T) {
 	// No ack at all: the recipient times out.
 	rimPush(t, base, "DESTINATION=2100000A&PORT=100", map[string]string{"X-RIM-Push-ID": "app2", "X-RIM-Push-Reliability": "application"}, []byte("x"))
 	rc.wait(t, 1)
-	if r := <-results; r.PushID != "app2" || r.State != "expired" || r.Code != 4500 {
+	if r := <-results; r.PushID != "app2" || r.State != rim.StateExpired || r.Code != 4500 {
 		t.Fatalf("result = %+v", r)
 	}
-	waitState(t, s, "app2", pinA, "timeout")
+	waitState(t, s, "app2", pinA, rim.StateTimeout)
 }
 
 func TestDeviceLink(t *testing.T) {
@@ -526,7 +527,7 @@ func TestDeviceLink(t *testing.T) {
 		t.Fatalf("push by attached e-mail = %d %s", code, text)
 	}
 	rc.wait(t, 1)
-	waitState(t, s, "by-email", pinA, "delivered")
+	waitState(t, s, "by-email", pinA, rim.StateDelivered)
 	detach(t, base, pinA)
 	if _, ok := s.LinkedPIN(tok2); ok {
 		t.Fatal("token valid after detach")
@@ -558,7 +559,7 @@ func TestUnreachableRetriedThenDelivered(t *testing.T) {
 	attach(t, base, rc, pinA)
 	rimPush(t, base, "DESTINATION=2100000A", map[string]string{"X-RIM-Push-ID": "retry"}, []byte("x"))
 	rc.wait(t, 1)
-	waitState(t, s, "retry", pinA, "delivered")
+	waitState(t, s, "retry", pinA, rim.StateDelivered)
 }
 
 func TestPAPCurl(t *testing.T) {
@@ -614,7 +615,7 @@ func TestReattachDuringDeliveryNoDuplicate(t *testing.T) {
 		close(release)
 	}()
 	rc.wait(t, 1)
-	waitState(t, s, "once", pinA, "delivered")
+	waitState(t, s, "once", pinA, rim.StateDelivered)
 	rc.none(t, 300*time.Millisecond)
 }
 
@@ -679,7 +680,7 @@ func TestLinkReconnects(t *testing.T) {
 		if d := rc.wait(t, 1)[0]; d.PushID != id {
 			t.Fatalf("delivered %q, want %q", d.PushID, id)
 		}
-		waitState(t, s, id, pinA, "delivered") // the answer reached the gateway
+		waitState(t, s, id, pinA, rim.StateDelivered) // the answer reached the gateway
 		rc.srv.CloseClientConnections()
 	}
 	if strings.Contains(logs.String(), "retrying") {

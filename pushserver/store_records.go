@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 func unixMs(t time.Time) int64 {
@@ -85,7 +87,7 @@ func insertPush(tx *wtx, p *push, hdr []byte, rs []*recip) error {
 	return nil
 }
 
-func (st *store) setState(ctx context.Context, r *recip, state string, code int, transportAt, at time.Time) error {
+func (st *store) setState(ctx context.Context, r *recip, state rim.State, code int, transportAt, at time.Time) error {
 	return st.do(ctx, st.stateOp(r, state, code, "", transportAt, at))
 }
 
@@ -100,7 +102,7 @@ const pgSetState = "UPDATE recipients SET state=$1, code=$2, reason=$3, transpor
 var errMoved = errors.New("push store: recipient handed over to another gateway")
 
 // stateOp records a recipient's state, with the device's reason when it refused the push.
-func (st *store) stateOp(r *recip, state string, code int, reason string, transportAt, at time.Time) *op {
+func (st *store) stateOp(r *recip, state rim.State, code int, reason string, transportAt, at time.Time) *op {
 	args := []any{state, code, reason, unixMs(transportAt), unixMs(at), r.seq}
 	if !st.d.pg {
 		return &op{

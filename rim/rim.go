@@ -80,19 +80,33 @@ const (
 	ReliabilityConfirmed = "confirmed"
 )
 
-// Recipient states, as the push server keeps them and its API shows them.
+// State is a recipient's state, as the push server keeps it and its API shows it.
+type State string
+
+// Recipient states. Queued and pending are open; the others are final.
 const (
-	StateQueued    = "queued"
-	StatePending   = "pending"
-	StateDelivered = "delivered"
-	StateFailed    = "failed"
-	StateExpired   = "expired"
-	StateTimeout   = "timeout"
-	StateCancelled = "cancelled"
+	// StateQueued waits for its device.
+	StateQueued State = "queued"
+	// StatePending was delivered to the device and waits for the application's
+	// acknowledgement (application reliability).
+	StatePending State = "pending"
+	// StateDelivered reached its device (and, with application reliability, its application).
+	StateDelivered State = "delivered"
+	// StateFailed was refused by the device, or the application acknowledged it with an error.
+	StateFailed State = "failed"
+	// StateExpired waited longer than the flow-control timeout or its deliver-before.
+	StateExpired State = "expired"
+	// StateTimeout was delivered but never acknowledged by the application in time.
+	StateTimeout State = "timeout"
+	// StateCancelled was cancelled by its initiator while queued.
+	StateCancelled State = "cancelled"
 )
 
+// FinalStates are the final states, in the order the push server's metrics list them.
+var FinalStates = []State{StateDelivered, StateExpired, StateFailed, StateCancelled, StateTimeout}
+
 // Final reports whether a recipient in state st is done.
-func Final(st string) bool {
+func Final(st State) bool {
 	switch st {
 	case StateQueued, StatePending, "":
 		return false
@@ -100,32 +114,44 @@ func Final(st string) bool {
 	return true
 }
 
+// PAP message-states: the message-state attribute of PAP answers and result notifications,
+// which MessageState derives from a recipient's State.
+const (
+	MessageStatePending       = "pending"
+	MessageStateDelivered     = "delivered"
+	MessageStateExpired       = "expired"
+	MessageStateTimeout       = "timeout"
+	MessageStateCancelled     = "cancelled"
+	MessageStateUndeliverable = "undeliverable"
+	MessageStateUnknown       = "unknown"
+)
+
 // MessageState maps a recipient state and its result code to the PAP message-state and the
 // PAP code that report it. A failure keeps its own code (a device refusal, 4502...).
-func MessageState(state string, code int) (string, int) {
+func MessageState(state State, code int) (string, int) {
 	switch state {
 	case StateQueued, StatePending:
-		return "pending", CodeAccepted
+		return MessageStatePending, CodeAccepted
 	case StateDelivered:
-		return "delivered", CodeOK
+		return MessageStateDelivered, CodeOK
 	case StateExpired:
-		return "expired", CodeExpired
+		return MessageStateExpired, CodeExpired
 	case StateTimeout:
-		return "timeout", CodeExpired
+		return MessageStateTimeout, CodeExpired
 	case StateCancelled:
-		return "cancelled", CodeFailed
+		return MessageStateCancelled, CodeFailed
 	case StateFailed:
 		if code == 0 || code == 200 {
 			code = CodeFailed
 		}
-		return "undeliverable", code
+		return MessageStateUndeliverable, code
 	}
-	return "unknown", CodeFailed
+	return MessageStateUnknown, CodeFailed
 }
 
 // NotifyStatus is the X-RIM-Push-Status of a RIM result notification: 200 delivered,
 // otherwise the failure's code.
-func NotifyStatus(state string, code int) int {
+func NotifyStatus(state State, code int) int {
 	switch state {
 	case StateDelivered:
 		return 200

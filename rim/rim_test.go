@@ -146,8 +146,8 @@ func TestAddress(t *testing.T) {
 	if got := FormatAddress("simulator@pushme.com", 7874); got != "WAPPUSH=simulator%40pushme.com%3A7874/TYPE=USER@rim.net" {
 		t.Errorf("FormatAddress = %q", got)
 	}
-	for _, st := range []string{StateQueued, StatePending} {
-		if ms, code := MessageState(st, 0); ms != "pending" || code != CodeAccepted {
+	for _, st := range []State{StateQueued, StatePending} {
+		if ms, code := MessageState(st, 0); ms != MessageStatePending || code != CodeAccepted {
 			t.Errorf("MessageState(%q) = %q, %d; want pending, %d", st, ms, code, CodeAccepted)
 		}
 	}

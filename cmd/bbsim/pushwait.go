@@ -38,11 +38,11 @@ func checkRecipients(to []string, proto pushinit.Protocol) error {
 
 // recipientState is one recipient of GET /api/v1/pushes/{id}.
 type recipientState struct {
-	PIN    string `json:"pin"`
-	Port   int    `json:"port"`
-	State  string `json:"state"`
-	Code   int    `json:"code"`
-	Reason string `json:"reason"`
+	PIN    string    `json:"pin"`
+	Port   int       `json:"port"`
+	State  rim.State `json:"state"`
+	Code   int       `json:"code"`
+	Reason string    `json:"reason"`
 }
 
 // waitOutcome polls the gateway's push status until every recipient of push id is in a

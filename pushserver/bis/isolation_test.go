@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bbsim/bbsim/pushserver"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // TestAppsIsolated is one push application going after another's pushes with its own
@@ -82,7 +83,7 @@ func TestAppsIsolated(t *testing.T) {
 	if got := control(chat, "cancel-message", "o1"); !strings.Contains(got, `code="2004"`) {
 		t.Errorf("chat's cancel of other's push o1: %s; want 2004", got)
 	}
-	if st, err := ps.PushStateOf("com.example.other", "o1"); err != nil || st.Recipients[0].State != "queued" {
+	if st, err := ps.PushStateOf("com.example.other", "o1"); err != nil || st.Recipients[0].State != rim.StateQueued {
 		t.Errorf("other's push o1 after chat's cancel: %+v, %v; want still queued", st, err)
 	}
 	// other reuses chat's id: its own push, not a duplicate, and chat's d1 stays chat's.
