@@ -184,7 +184,10 @@ func (fp *fleetProcess) counts(b *testing.B) (n, dups int64, cpu time.Duration) 
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		io.Copy(io.Discard, resp.Body) // read to the end, so the connection is reused
+		resp.Body.Close()
+	}()
 	var us int64
 	if _, err := fmt.Fscan(resp.Body, &n, &us, &dups); err != nil {
 		b.Fatalf("receivers process count: %v", err)

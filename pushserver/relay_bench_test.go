@@ -77,20 +77,25 @@ func BenchmarkRelayComparison(b *testing.B) {
 		fp := startFleetProcess(b, receiversFast)
 		devs := benchDevices(1000)
 		script := wrkScriptFile(b, devs)
-		var gws, rls, ratios []float64
+		var gws, rls, ratios, gcpus, rcpus []float64
 		for i := range pairs {
-			var g, r float64
+			var g, r, gcpu, rcpu float64
 			if i%2 == 0 {
-				g, r = gatewayRate(b, wrk, script, fp, devs, secs), relayRate(b, wrk, script, fp, secs)
+				g, gcpu = gatewayRate(b, wrk, script, fp, devs, secs)
+				r, rcpu = relayRate(b, wrk, script, fp, secs)
 			} else {
-				r, g = relayRate(b, wrk, script, fp, secs), gatewayRate(b, wrk, script, fp, devs, secs)
+				r, rcpu = relayRate(b, wrk, script, fp, secs)
+				g, gcpu = gatewayRate(b, wrk, script, fp, devs, secs)
 			}
 			gws, rls, ratios = append(gws, g), append(rls, r), append(ratios, g/r)
-			b.Logf("pair %d: gateway %.0f/s, relay %.0f/s, ratio %.2f", i+1, g, r, g/r)
+			gcpus, rcpus = append(gcpus, gcpu), append(rcpus, rcpu)
+			b.Logf("pair %d: gateway %.0f/s %.0f µs/push, relay %.0f/s %.0f µs/push, ratio %.2f", i+1, g, gcpu, r, rcpu, g/r)
 		}
 		b.ReportMetric(median(gws), "gateway-pushes/s")
 		b.ReportMetric(median(rls), "relay-pushes/s")
 		b.ReportMetric(median(ratios), "ratio")
+		b.ReportMetric(median(gcpus), "gateway-cpu-us/push")
+		b.ReportMetric(median(rcpus), "relay-cpu-us/push")
 	}
 }
 
@@ -111,8 +116,9 @@ func median(v []float64) float64 {
 }
 
 // gatewayRate runs a fresh gateway under wrk and returns the pushes delivered per second,
-// from the first request to the last accepted push's arrival.
-func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Device, secs int) float64 {
+// from the first request to the last accepted push's arrival, and the CPU this process
+// (the gateway; the receivers and wrk are apart) spent per push meanwhile, in µs.
+func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Device, secs int) (rate, cpuPerPush float64) {
 	s, base, served := startServing(b, Options{Devices: devs, MaxActive: 100000})
 	defer func() {
 		s.Close()
@@ -120,6 +126,7 @@ func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Devi
 	}()
 	attachFleet(b, base, fp.receiverURL(), devs)
 	n0 := arrivals(b, fp)
+	cpu0 := cpuTime()
 	start := time.Now()
 	v := runWrk(b, wrk, script, base, secs)
 	if bad := v[2] + v[3] + v[4] + v[5] + v[6]; bad > 0 {
@@ -135,12 +142,17 @@ func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Devi
 		time.Sleep(2 * time.Millisecond)
 		n = arrivals(b, fp)
 	}
-	return float64(n-n0) / time.Since(start).Seconds()
+	return float64(n-n0) / time.Since(start).Seconds(), perPush(cpuTime()-cpu0, n-n0)
+}
+
+// perPush is cpu per push in µs.
+func perPush(cpu time.Duration, pushes int64) float64 {
+	return float64(cpu.Microseconds()) / float64(max(pushes, 1))
 }
 
 // relayRate runs the relay under wrk and returns the pushes it relayed per second (each
-// answered 200 once delivered).
-func relayRate(b *testing.B, wrk, script string, fp *fleetProcess, secs int) float64 {
+// answered 200 once delivered) and the CPU it spent per push, in µs.
+func relayRate(b *testing.B, wrk, script string, fp *fleetProcess, secs int) (rate, cpuPerPush float64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -151,9 +163,11 @@ func relayRate(b *testing.B, wrk, script string, fp *fleetProcess, secs int) flo
 	go srv.Serve(ln)
 	defer srv.Close()
 	n0 := arrivals(b, fp)
+	cpu0 := cpuTime()
 	v := runWrk(b, wrk, script, "http://"+ln.Addr().String(), secs)
 	if bad := v[2] + v[3] + v[4] + v[5] + v[6]; bad > 0 {
 		b.Errorf("relay: wrk saw %d errors", bad)
 	}
-	return float64(arrivals(b, fp)-n0) / (float64(v[7]) / 1e6)
+	n := arrivals(b, fp) - n0
+	return float64(n) / (float64(v[7]) / 1e6), perPush(cpuTime()-cpu0, n)
 }
