@@ -4,7 +4,7 @@
 // with flow control, reporting results to the initiators' notify URLs.
 //
 // Endpoints (one listener, plus Options.Mount; HTTP/1.1 through fasthttp, handlers are
-// net/http handlers, see front.go):
+// net/http handlers, see internal/front):
 //
 //	POST /push?DESTINATION=…&PORT=…&REQUESTURI=…   RIM push: 200, 400, 401/403, 413, 414/431, 503
 //	POST /pap                                       PAP 2.0/2.1 push, replace, status query, cancel

@@ -178,7 +178,7 @@ func FuzzFront(f *testing.F) {
 	defer s.Close()
 	f.Fuzz(func(t *testing.T, raw string) {
 		c := &memConn{r: strings.NewReader(raw)}
-		s.front.fs.ServeConn(c)
+		s.front.ServeConn(c)
 		out := strings.TrimPrefix(c.w.String(), "HTTP/1.1 100 Continue\r\n\r\n")
 		if out == "" {
 			return // nothing complete to answer

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bbsim/bbsim/pushserver/internal/front"
 	"github.com/bbsim/bbsim/rim"
 )
 
@@ -129,7 +130,7 @@ type Server struct {
 	now     func() time.Time
 	client  *http.Client
 	st      *store
-	front   *front
+	front   *front.Server
 	mux     *http.ServeMux
 
 	ctx      context.Context
@@ -283,7 +284,13 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.mux = s.routes()
-	s.front = s.newFront()
+	s.front = front.New(front.Options{
+		Handler:        s.mux,
+		MaxHeaderBytes: opts.MaxHeaderBytes, MaxBodyBytes: opts.MaxBodyBytes,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		Rejected:          func() { s.m.rejected.Add(1) },
+		Logger:            log,
+	})
 	s.wg.Add(1)
 	go s.reaper()
 	if s.sharing() {
@@ -332,19 +339,19 @@ func (s *Server) OnResult(f func(Result)) {
 
 // Serve accepts connections on ln until Shutdown or Close; it then returns ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.front.serve(ln)
+	return s.front.Serve(ln)
 }
 
 // Shutdown stops accepting requests, waits for active ones (bounded by ctx), stops delivery
 // and closes the store. Queued pushes stay in the store for the next start.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.front.shutdown(ctx)
+	err := s.front.Shutdown(ctx)
 	return errors.Join(err, s.stop())
 }
 
 // Close closes listeners and connections at once, stops delivery and closes the store.
 func (s *Server) Close() error {
-	err := s.front.close()
+	err := s.front.Close()
 	return errors.Join(err, s.stop())
 }
 
