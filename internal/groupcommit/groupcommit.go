@@ -69,6 +69,13 @@ func (w *Writer[T]) Submit(ctx context.Context, op T) error {
 	if w.closed {
 		return ErrClosed
 	}
+	// With room in the queue, ctx is not asked: asking a request's context whether it is
+	// done can cost a watch on its connection (pushserver/internal/front).
+	select {
+	case w.ops <- op:
+		return nil
+	default:
+	}
 	select {
 	case w.ops <- op:
 		return nil
