@@ -102,6 +102,7 @@ func (r *Receiver) link(ctx context.Context) error {
 	}
 	r.h.UpdateLink(func(l *handset.LinkStatus) { l.Gateway = r.gateway; l.State = handset.LinkDetached })
 	attached, due := false, false
+	var sw handset.Software // the software the gateway was told on the last attach
 	var backoff time.Duration
 	var lastErr string
 	t := time.NewTimer(time.Hour)
@@ -109,10 +110,14 @@ func (r *Receiver) link(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		in, changed := r.h.Coverage()
+		now, swChanged := r.h.SoftwareWatch()
 		var err error
 		switch {
-		case in && !attached:
+		case in && (!attached || now != sw):
+			// An upgrade or downgrade while attached attaches again: the gateway decides
+			// by the device's software how to deliver (application-level acknowledgements).
 			r.h.UpdateLink(func(l *handset.LinkStatus) { l.State = handset.LinkAttaching })
+			sw = now
 			err = r.attach(ctx)
 			attached = err == nil
 			if fatal(err) {
@@ -174,6 +179,7 @@ func (r *Receiver) link(ctx context.Context) error {
 			}
 			return nil
 		case <-changed:
+		case <-swChanged:
 		case <-wake:
 			due = true
 		}
@@ -223,6 +229,7 @@ type attachRequest struct {
 	ReceiverURL string `json:"receiver_url,omitempty"`
 	Password    string `json:"password,omitempty"`
 	LinkToken   string `json:"link_token,omitempty"` // detach: the device's proof, with Password
+	Software    string `json:"software,omitempty"`   // attach: the device software version
 }
 
 type attachResponse struct {
@@ -242,7 +249,8 @@ type ackRequest struct {
 func (r *Receiver) attach(ctx context.Context) error {
 	var out attachResponse
 	err := r.postJSON(ctx, "/device/attach",
-		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL(), Password: r.password}, &out)
+		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL(), Password: r.password,
+			Software: r.h.Software().String()}, &out)
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}

@@ -58,8 +58,11 @@ func writeError(w http.ResponseWriter, e *pushError) {
 }
 
 // reliabilityApplication reports whether the push asks for an application-level
-// acknowledgement.
-func reliabilityApplication(h http.Header) bool {
+// acknowledgement the device gives: device software before 4.0 gives none.
+func (r *Receiver) reliabilityApplication(h http.Header) bool {
+	if !r.h.Software().AppAcks() {
+		return false
+	}
 	for _, name := range []string{rim.HeaderReliabilityMode, rim.HeaderReliability} {
 		switch strings.ToLower(strings.TrimSpace(h.Get(name))) {
 		case "application", "application-preferred", "confirmed", "application-level":
@@ -130,7 +133,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 				return res.err
 			}
 			w.WriteHeader(http.StatusOK)
-			if pkt.index == pkt.count-1 && r.gateway != "" && reliabilityApplication(req.Header) {
+			if pkt.index == pkt.count-1 && r.gateway != "" && r.reliabilityApplication(req.Header) {
 				r.ackLater(pushID, 1000) // the first ack may be what got lost
 			}
 			return nil
@@ -173,7 +176,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	}
 	w.WriteHeader(http.StatusOK)
 	r.log.Debug("push stored", "push_id", pushID, "port", port, "bytes", len(body))
-	if pushID != "" && r.gateway != "" && reliabilityApplication(req.Header) {
+	if pushID != "" && r.gateway != "" && r.reliabilityApplication(req.Header) {
 		r.ackLater(pushID, 1000)
 	}
 	return nil

@@ -88,7 +88,7 @@ func TestGatewayLink(t *testing.T) {
 
 	for range 3 {
 		body := g.next(t, "/device/attach")
-		want := map[string]any{"pin": "2100000A", "email": "alice@bbsim.test", "receiver_url": url}
+		want := map[string]any{"pin": "2100000A", "email": "alice@bbsim.test", "receiver_url": url, "software": handset.DefaultSoftware}
 		if fmt.Sprint(body) != fmt.Sprint(want) {
 			t.Fatalf("attach = %v, want %v", body, want)
 		}
@@ -112,14 +112,29 @@ func TestGatewayLink(t *testing.T) {
 		t.Fatalf("push = %d", code)
 	}
 
+	// A downgrade while attached tells the gateway at once; software before 4.0 does not
+	// acknowledge at the application level.
+	if _, err := h.SetSoftware("3.8.0"); err != nil {
+		t.Fatal(err)
+	}
+	if body := g.next(t, "/device/attach"); body["software"] != "3.8.0" {
+		t.Fatalf("attach after the downgrade = %v, want software 3.8.0", body)
+	}
+	waitFor(t, func() bool { return h.LinkToken() == "tok-2" }, "link token tok-2")
+	code, _ = post(t, nil, url, map[string]string{"X-RIM-Push-Type": "Browser-Message", "X-RIM-Push-ID": "p-3",
+		"X-RIM-Push-Reliability-Mode": "application", "X-Bbsim-Packet": "0/1"}, []byte("hi"))
+	if code != 200 {
+		t.Fatalf("push = %d", code)
+	}
+
 	h.SetCoverage(false)
-	if body := g.next(t, "/device/detach"); fmt.Sprint(body) != fmt.Sprint(map[string]any{"pin": "2100000A", "link_token": "tok-1"}) {
-		t.Fatalf("detach = %v", body)
+	if body := g.next(t, "/device/detach"); fmt.Sprint(body) != fmt.Sprint(map[string]any{"pin": "2100000A", "link_token": "tok-2"}) {
+		t.Fatalf("detach = %v (an ack from 3.8.0?)", body)
 	}
 	waitFor(t, func() bool { return h.LinkToken() == "" }, "link token dropped")
 	h.SetCoverage(true)
 	g.next(t, "/device/attach")
-	waitFor(t, func() bool { return h.LinkToken() == "tok-2" }, "link token tok-2")
+	waitFor(t, func() bool { return h.LinkToken() == "tok-3" }, "link token tok-3")
 
 	stop()
 	g.next(t, "/device/detach")

@@ -569,3 +569,50 @@ func TestDeleteURLFetched(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestDeleteURLBySoftware: X-Rim-Push-Delete-Url arrived with device software 4.2; an older
+// browser ignores it when the user deletes the channel.
+func TestDeleteURLBySoftware(t *testing.T) {
+	t.Parallel()
+	fetched := make(chan string, 4)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		fetched <- req.URL.Path
+	}))
+	defer site.Close()
+	h, err := handset.New(handset.Options{Software: "4.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, url := startReceiver(t, Options{Handset: h})
+	runAgent(t, r)
+	for _, id := range []string{"old", "new"} {
+		code, _ := curlPush(t, url, []string{"X-RIM-Push-Type: Browser-Channel", "X-RIM-Push-Channel-ID: " + id,
+			"X-Rim-Push-Delete-Url: " + site.URL + "/deleted/" + id}, []byte("x"))
+		if code != 200 {
+			t.Fatalf("push = %d", code)
+		}
+	}
+	if _, err := h.DeleteChannel("old", true); err != nil {
+		t.Fatal(err)
+	}
+	ev := h.Events(0)
+	last := ev[len(ev)-1]
+	if last.Kind != handset.EventChannelDeleted || last.Fields["delete_url"] != "" ||
+		last.Fields["delete_url_ignored"] != site.URL+"/deleted/old" || last.Fields["software"] != "4.1.0" {
+		t.Fatalf("delete on 4.1.0: event %+v, want the delete URL ignored", last)
+	}
+	if _, err := h.SetSoftware("4.2.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.DeleteChannel("new", true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-fetched:
+		if got != "/deleted/new" {
+			t.Fatalf("fetched %s, want only /deleted/new (4.1.0 ignores the header)", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("4.2.0 did not fetch the delete URL")
+	}
+}

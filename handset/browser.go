@@ -194,7 +194,8 @@ func (h *Handset) browse(url string, page CacheEntry, cached bool, sw Software, 
 }
 
 // DeleteChannel removes a channel. byUser tells a deletion on the handset (which makes the
-// browser fetch the channel's delete URL) from a Browser-Channel-Delete push.
+// browser fetch the channel's delete URL, from device software 4.2) from a
+// Browser-Channel-Delete push.
 func (h *Handset) DeleteChannel(id string, byUser bool) (Channel, error) {
 	h.mu.Lock()
 	c := h.findChannelLocked(id)
@@ -208,11 +209,21 @@ func (h *Handset) DeleteChannel(id string, byUser bool) (Channel, error) {
 	}
 	out := *c
 	h.removeChannelLocked(c.ID)
+	sw := h.software
 	h.mu.Unlock()
 	fields := map[string]string{"id": out.ID, "channel_id": out.ChannelID, "title": out.Title}
 	if byUser {
 		fields["by"] = "user"
-		fields["delete_url"] = out.DeleteURL
+		// The browser's network side fetches delete_url; before 4.2 the browser did not
+		// know the header.
+		switch {
+		case out.DeleteURL == "":
+		case sw.FetchesDeleteURL():
+			fields["delete_url"] = out.DeleteURL
+		default:
+			fields["delete_url_ignored"] = out.DeleteURL
+			fields["software"] = sw.String()
+		}
 	} else {
 		fields["by"] = "push"
 	}

@@ -68,7 +68,8 @@ type Handset struct {
 	cache     map[string]*CacheEntry
 	apps      []*App
 
-	software Software // set by Options and SetSoftware; not persisted
+	software Software      // set by Options and SetSoftware
+	swChange chan struct{} // closed and replaced when the software changes
 	fetch    PageFetcher
 
 	linkToken string     // from the gateway's attach answer; not persisted
@@ -114,6 +115,7 @@ func New(opts Options) (*Handset, error) {
 		mail:      MailStatus{State: MailOff},
 		link:      LinkStatus{State: LinkOff},
 		software:  sw,
+		swChange:  make(chan struct{}),
 		maxMsgs:   opts.MaxMessages,
 	}
 	if h.maxMsgs <= 0 {
@@ -195,7 +197,7 @@ func (h *Handset) Device() Device {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d := Device{PIN: h.pin, Email: h.email, Coverage: "out", Mail: h.mail, Gateway: h.link, Apps: h.appsLocked(),
-		Software: h.software.status()}
+		Software: softwareStatus(h.software)}
 	if h.coverage {
 		d.Coverage = "in"
 	}

@@ -2,8 +2,8 @@ package handset
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // DefaultSoftware is the device software a handset runs unless told otherwise: BlackBerry
@@ -20,6 +20,9 @@ type SoftwareInfo struct {
 // KnownSoftware lists the versions whose behaviour bbsim emulates, oldest first. Any other
 // version from 3.x to 7.x is accepted and behaves as the nearest one below it.
 var KnownSoftware = []SoftwareInfo{
+	{"3.8.0", "BlackBerry Browser", "no application-level acknowledgements (application-preferred falls back to transport; application is not possible); ignores X-Rim-Push-Delete-Url"},
+	{"4.0.0", "BlackBerry Browser", "acknowledges at the application level; ignores X-Rim-Push-Delete-Url"},
+	{"4.2.0", "BlackBerry Browser", "fetches X-Rim-Push-Delete-Url when the user deletes a channel"},
 	{"5.0.0", "BlackBerry Browser", "renders HTML as the MDS Connection Service transcoded it"},
 	{"6.0.0.141", "WebKit", "cannot render MDS-transcoded HTML: such a browser message or channel fails to open (RIM KB)"},
 	{"6.0.0.203", "WebKit", "first 6.0 build that renders MDS-transcoded HTML (the KB's fix)"},
@@ -27,63 +30,12 @@ var KnownSoftware = []SoftwareInfo{
 	{"7.1.0", "WebKit", "renders MDS-transcoded HTML (the default)"},
 }
 
-// Software is a BlackBerry Device Software version, such as 6.0.0.141.
-type Software struct {
-	v [4]int
-	s string
-}
+// Software is a BlackBerry Device Software version, such as 6.0.0.141 (rim.Software, which
+// the push gateway also reads).
+type Software = rim.Software
 
-// ParseSoftware parses a device software version: two to four dot-separated numbers, from
-// 3.x to 7.x (BlackBerry OS; BlackBerry 10 had no browser push of this kind).
-func ParseSoftware(s string) (Software, error) {
-	s = strings.TrimSpace(s)
-	parts := strings.Split(s, ".")
-	if len(parts) < 2 || len(parts) > 4 {
-		return Software{}, fmt.Errorf("device software %q: want a version such as 7.1.0 or 6.0.0.141 (see --device-software list)", s)
-	}
-	var sw Software
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || p == "" || p[0] == '+' {
-			return Software{}, fmt.Errorf("device software %q: %q is not a number (want a version such as 7.1.0)", s, p)
-		}
-		sw.v[i] = n
-	}
-	if sw.v[0] < 3 || sw.v[0] > 7 {
-		return Software{}, fmt.Errorf("device software %q: BlackBerry Device Software ran from 3.x to 7.x", s)
-	}
-	sw.s = s
-	return sw, nil
-}
-
-// String returns the version as it was written.
-func (sw Software) String() string { return sw.s }
-
-// Less reports whether sw is an earlier version than o (missing parts count as 0).
-func (sw Software) Less(o Software) bool {
-	for i := range sw.v {
-		if sw.v[i] != o.v[i] {
-			return sw.v[i] < o.v[i]
-		}
-	}
-	return false
-}
-
-// Browser names the browser engine of that version: WebKit from 6.0.
-func (sw Software) Browser() string {
-	if sw.v[0] >= 6 {
-		return "WebKit"
-	}
-	return "BlackBerry Browser"
-}
-
-var fixed6 = Software{v: [4]int{6, 0, 0, 203}, s: "6.0.0.203"}
-
-// RendersTranscoded reports whether the browser renders HTML that the MDS Connection
-// Service transcoded. BlackBerry 6.0's WebKit browser did not until 6.0.0.203.
-func (sw Software) RendersTranscoded() bool {
-	return !(sw.v[0] == 6 && sw.v[1] == 0 && sw.Less(fixed6))
-}
+// ParseSoftware parses a device software version (rim.ParseSoftware).
+func ParseSoftware(s string) (Software, error) { return rim.ParseSoftware(s) }
 
 // SoftwareStatus is the device software as GET /api/v1/device shows it.
 type SoftwareStatus struct {
@@ -93,8 +45,8 @@ type SoftwareStatus struct {
 	RendersTranscoded bool `json:"renders_transcoded"`
 }
 
-func (sw Software) status() SoftwareStatus {
-	return SoftwareStatus{Version: sw.s, Browser: sw.Browser(), RendersTranscoded: sw.RendersTranscoded()}
+func softwareStatus(sw Software) SoftwareStatus {
+	return SoftwareStatus{Version: sw.String(), Browser: sw.Browser(), RendersTranscoded: sw.RendersTranscoded()}
 }
 
 // Software returns the device software the handset runs.
@@ -102,6 +54,14 @@ func (h *Handset) Software() Software {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.software
+}
+
+// SoftwareWatch returns the device software and a channel that is closed when it changes
+// (the device link tells the gateway again).
+func (h *Handset) SoftwareWatch() (Software, <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.software, h.swChange
 }
 
 // SetSoftware changes the device software (as an upgrade or a downgrade would), emitting an
@@ -114,10 +74,14 @@ func (h *Handset) SetSoftware(version string) (Software, error) {
 	h.mu.Lock()
 	old := h.software
 	h.software = sw
+	if old != sw {
+		close(h.swChange)
+		h.swChange = make(chan struct{})
+	}
 	h.mu.Unlock()
-	if old.s != sw.s {
+	if old != sw {
 		h.Emit(EventSoftware, fmt.Sprintf("device software %s (%s browser)", sw, sw.Browser()),
-			map[string]string{"version": sw.s, "previous": old.s, "browser": sw.Browser()})
+			map[string]string{"version": sw.String(), "previous": old.String(), "browser": sw.Browser()})
 	}
 	return sw, nil
 }

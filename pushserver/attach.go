@@ -7,10 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // attach marks a device in coverage and starts delivering its queue.
-func (s *Server) attach(pin, email, url string) (token string, queued int, err error) {
+func (s *Server) attach(pin, email, url string, sw rim.Software) (token string, queued int, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -39,6 +41,7 @@ func (s *Server) attach(pin, email, url string) (token string, queued int, err e
 		emailChanged = true
 	}
 	d.url = url
+	d.software = sw
 	d.attached = true
 	d.token = newToken()
 	s.tokens[d.token] = pin

@@ -6,6 +6,7 @@ package pushserver
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -91,6 +92,14 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 		}
 		// The request itself outlives a detach: a device that answers keeps its answer, so
 		// a push it took is not sent again after it re-attaches.
+		s.mu.Lock()
+		sw := d.software
+		s.mu.Unlock()
+		var ok bool
+		if r.mode, ok = reliabilityFor(r.p.reliability, sw); !ok {
+			s.finishWhy(r, rim.StateFailed, rim.CodeDeliveryMethod, fmt.Sprintf("%s: device software %s has no application-level acknowledgements (4.0 or later)", errDeliveryMethodText, sw), s.now().UTC())
+			return
+		}
 		res := s.send(s.ctx, d, url, r)
 		if ctx.Err() != nil && !res.ok {
 			return
@@ -99,7 +108,7 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 		case res.ok:
 			now := s.now().UTC()
 			s.m.observeLatency(now.Sub(r.p.acceptedAt))
-			if r.p.reliability == "application" {
+			if r.mode == rim.ReliabilityApplication {
 				s.markPending(r, now)
 			} else {
 				s.finish(r, rim.StateDelivered, 1000, now)
@@ -119,6 +128,23 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// reliabilityFor is the reliability a push asked for, as a device running sw gets it
+// (sw zero: not known, taken as supporting everything, as MDS from BES 4.1.7 knew every
+// device's version): application-preferred is transport before device software 4.0, and
+// application is not possible there (ok false).
+func reliabilityFor(asked string, sw rim.Software) (mode string, ok bool) {
+	acks := sw.IsZero() || sw.AppAcks()
+	switch {
+	case asked == rim.ReliabilityApplicationPreferred && acks:
+		return rim.ReliabilityApplication, true
+	case asked == rim.ReliabilityApplicationPreferred:
+		return rim.ReliabilityTransport, true
+	case asked == rim.ReliabilityApplication && !acks:
+		return "", false
+	}
+	return asked, true
 }
 
 // send delivers the packets of a push with at most 5 unacknowledged; the last packet's
@@ -195,7 +221,7 @@ func linkHeaders(r *recip, n int) http.Header {
 	if r.p.requestURI != "" {
 		h[rim.HeaderRequestURI] = []string{r.p.requestURI}
 	}
-	h[rim.HeaderReliabilityMode] = []string{r.p.reliability}
+	h[rim.HeaderReliabilityMode] = []string{r.mode}
 	h["X-Bbsim-Push-Length"] = []string{strconv.Itoa(len(r.p.body))}
 	if n == 1 {
 		h["X-Bbsim-Packet"] = []string{"0/1"}

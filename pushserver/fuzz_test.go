@@ -43,7 +43,7 @@ func FuzzParseRIM(f *testing.F) {
 		if len(rr.Destinations) == 0 || rr.Port <= 0 || rr.Port > 65535 {
 			t.Fatalf("parseRIM accepted %q with %d destinations, port %d", query, len(rr.Destinations), rr.Port)
 		}
-		if rr.Reliability != "transport" && rr.Reliability != "application" {
+		if rr.Reliability != "transport" && rr.Reliability != "application" && rr.Reliability != "application-preferred" {
 			t.Fatalf("reliability %q", rr.Reliability)
 		}
 		for k := range rr.Headers {

@@ -223,7 +223,16 @@ func attach(t testing.TB, base string, rc *receiver, pin string) string {
 // attachErr attaches pin's receiver and returns its link token; it may run on any
 // goroutine.
 func attachErr(base string, rc *receiver, pin string) (string, error) {
-	b, _ := json.Marshal(map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin)})
+	return attachSoftware(base, rc, pin, "")
+}
+
+// attachSoftware is attachErr for a device that reports its software version.
+func attachSoftware(base string, rc *receiver, pin, software string) (string, error) {
+	req := map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin)}
+	if software != "" {
+		req["software"] = software
+	}
+	b, _ := json.Marshal(req)
 	resp, err := http.Post(base+"/device/attach", "application/json", bytes.NewReader(b))
 	if err != nil {
 		return "", fmt.Errorf("attach %s: %w", pin, err)

@@ -127,6 +127,9 @@ type attachRequest struct {
 	ReceiverURL string `json:"receiver_url"`
 	Password    string `json:"password,omitempty"`   // the device's proof of identity
 	LinkToken   string `json:"link_token,omitempty"` // detach: the proof the attach gave
+	// Software is the device software version (attach; optional): what the device
+	// supports, as MDS knew it (application-level acknowledgements from 4.0).
+	Software string `json:"software,omitempty"`
 }
 
 type checkRequest struct {
@@ -176,12 +179,19 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad receiver_url %q: want an http URL", req.ReceiverURL))
 		return
 	}
+	var sw rim.Software
+	if req.Software != "" {
+		if sw, err = rim.ParseSoftware(req.Software); err != nil {
+			jsonError(w, http.StatusBadRequest, "bad software: "+err.Error())
+			return
+		}
+	}
 	// A device with a password proves it before anything changes: a failed attach leaves
 	// the current link alone.
 	if !s.proven(w, r, "attach", pin, "", req.Password) {
 		return
 	}
-	token, queued, err := s.attach(pin, req.Email, req.ReceiverURL)
+	token, queued, err := s.attach(pin, req.Email, req.ReceiverURL, sw)
 	if err != nil {
 		jsonError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -296,6 +306,8 @@ type deviceInfo struct {
 	ReceiverURL string `json:"receiver_url,omitempty"`
 	Queued      int    `json:"queued"`
 	Delivered   int    `json:"delivered"`
+	// Software is the device software the device reported when it last attached.
+	Software string `json:"software,omitempty"`
 	// Gateway: with a shared push store, the gateway the device attached at last.
 	Gateway string `json:"gateway,omitempty"`
 }
@@ -307,7 +319,7 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	out := make([]deviceInfo, 0, len(s.devices))
 	for _, d := range s.devices {
-		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered, Gateway: s.route[d.pin]}
+		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered, Gateway: s.route[d.pin], Software: d.software.String()}
 		if d.attached {
 			di.ReceiverURL = d.url
 			if u, err := url.Parse(d.url); err == nil {

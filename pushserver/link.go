@@ -100,7 +100,7 @@ func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 	if p.requestURI != "" {
 		l.field(rim.HeaderRequestURI, p.requestURI)
 	}
-	l.field(rim.HeaderReliabilityMode, p.reliability)
+	l.field(rim.HeaderReliabilityMode, r.mode)
 	bw.WriteString("X-Bbsim-Push-Length: ")
 	bw.Write(strconv.AppendInt(num[:0], int64(len(p.body)), 10))
 	bw.WriteString("\r\nX-Bbsim-Packet: ")

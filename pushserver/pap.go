@@ -41,6 +41,9 @@ func papStatus(code int) int {
 		return http.StatusForbidden
 	case code == papBusy:
 		return http.StatusServiceUnavailable
+	case code == rim.CodeDeliveryMethod:
+		// A push MDS handled and refused for the device: the outcome is in the code.
+		return http.StatusAccepted
 	case code/1000 == 3:
 		return http.StatusInternalServerError
 	}
@@ -291,6 +294,8 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		s.papPushResponse(w, v, pm.PushID, papDuplicate, "duplicate push-id "+pm.PushID)
 	case errors.Is(err, ErrBadSubmission):
 		s.papBad(w, v, papBadRequest, err.Error(), control)
+	case errors.Is(err, ErrDeliveryMethod):
+		s.papPushResponse(w, v, pm.PushID, rim.CodeDeliveryMethod, strings.TrimPrefix(err.Error(), "pushserver: "))
 	case err != nil:
 		s.log.Error("store push", "err", err)
 		s.papPushResponse(w, v, pm.PushID, papInternal, "internal error")

@@ -30,7 +30,14 @@ var (
 	ErrNotCancellable = errors.New("pushserver: cancellation not possible")
 	// ErrBadSubmission is returned by Enqueue for an invalid submission (wrapped with details).
 	ErrBadSubmission = errors.New("pushserver: bad submission")
+	// ErrDeliveryMethod is an application-reliable push to a device whose software does
+	// not acknowledge at the application level (before 4.0).
+	ErrDeliveryMethod = errors.New("pushserver: " + errDeliveryMethodText)
 )
+
+// errDeliveryMethodText is what MDS answered an application-reliable push to a device it
+// did not know to acknowledge at the application level.
+const errDeliveryMethodText = "the specified delivery method is not possible"
 
 // Device is one handset known from the configuration (--user).
 type Device struct {

@@ -20,7 +20,7 @@ type push struct {
 	headers                     http.Header
 	body                        []byte
 	requestURI                  string
-	reliability                 string // transport|application
+	reliability                 string // transport|application|application-preferred
 	deliverBefore, deliverAfter time.Time
 	notifyURL                   string
 	notifyPAP                   bool
@@ -40,6 +40,7 @@ type recip struct {
 	final       bool
 	transportAt time.Time
 	holder      string // shared store: the other gateway that holds it from the start; "" here
+	mode        string // the reliability this delivery uses (see reliabilityFor); set with the device's sending held
 }
 
 func (r *recip) deadline(fct time.Duration) time.Time {
@@ -71,6 +72,8 @@ type device struct {
 	// for the previous loop's request to end instead of sending the same push twice.
 	sending sync.Mutex
 	link    *link // the connection to the receiver; used with sending held
+	// software is what the device reported on its last attach; zero when unknown.
+	software rim.Software
 	// handing is held while open recipients move between gateways (handover.go).
 	handing sync.Mutex
 }

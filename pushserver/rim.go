@@ -193,6 +193,10 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrBadSubmission):
 		s.rimError(w, http.StatusBadRequest, err.Error())
 		return
+	case errors.Is(err, ErrDeliveryMethod):
+		// MDS: 400, "The specified delivery method is not possible".
+		s.rimError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "pushserver: "))
+		return
 	case err != nil:
 		s.log.Error("store push", "err", err)
 		s.rimError(w, http.StatusInternalServerError, "internal error")

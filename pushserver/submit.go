@@ -37,11 +37,14 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if !sub.DeliverBefore.IsZero() && !sub.DeliverAfter.IsZero() && !sub.DeliverAfter.Before(sub.DeliverBefore) {
 		return nil, fmt.Errorf("%w: deliver-after is not before deliver-before", ErrBadSubmission)
 	}
-	rel := "transport"
+	rel := rim.ReliabilityTransport
 	switch lower(sub.Reliability) {
 	case "", "transport", "unconfirmed", "preferconfirmed", "notspecified":
-	case "application", "application-preferred", "confirmed", "application-level":
-		rel = "application"
+	case "application", "confirmed", "application-level":
+		rel = rim.ReliabilityApplication
+	case "application-preferred":
+		// Decided per device when delivered: application where it acknowledges.
+		rel = rim.ReliabilityApplicationPreferred
 	default:
 		return nil, fmt.Errorf("%w: reliability %q", ErrBadSubmission, sub.Reliability)
 	}
@@ -85,6 +88,14 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if s.closed {
 		s.mu.Unlock()
 		return nil, ErrServerClosed
+	}
+	if rel == rim.ReliabilityApplication {
+		for _, r := range rs {
+			if d := s.devices[r.pin]; d != nil && !d.software.IsZero() && !d.software.AppAcks() {
+				s.mu.Unlock()
+				return nil, fmt.Errorf("%w: %s runs device software %s, which has no application-level acknowledgements (4.0 or later)", ErrDeliveryMethod, r.pin, d.software)
+			}
+		}
 	}
 	if s.active >= s.opts.MaxActive {
 		s.mu.Unlock()

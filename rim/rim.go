@@ -78,6 +78,9 @@ const (
 	ReliabilityApplication = "application"
 	// ReliabilityConfirmed is BIS's confirmed delivery: the application acknowledges.
 	ReliabilityConfirmed = "confirmed"
+	// ReliabilityApplicationPreferred is application where the device acknowledges at the
+	// application level (device software 4.0 or later), transport elsewhere.
+	ReliabilityApplicationPreferred = "application-preferred"
 )
 
 // State is a recipient's state, as the push server keeps it and its API shows it.
@@ -183,14 +186,16 @@ func NormalizePIN(s string) (string, bool) {
 func formatInt(n int) string { return strconv.Itoa(n) }
 
 // ParseReliability reads X-RIM-Push-Reliability-Mode (or X-Rim-Push-Reliability, which
-// RIM's own samples send) in any case: transport (or none) or application;
-// application-preferred is application, as every emulated device supports it.
+// RIM's own samples send) in any case: transport (or none), application or
+// application-preferred (which the gateway decides per device, by its software).
 func ParseReliability(v string) (string, error) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "", "transport":
 		return ReliabilityTransport, nil
-	case "application", "application-preferred":
+	case "application":
 		return ReliabilityApplication, nil
+	case "application-preferred":
+		return ReliabilityApplicationPreferred, nil
 	}
 	return "", fmt.Errorf("bad reliability %q", v)
 }

@@ -159,6 +159,8 @@ func (s *Service) pushRequest(w http.ResponseWriter, r *http.Request) {
 		pushResponse(w, http.StatusOK, pm.PushID, 2007, "duplicate push-id")
 	case errors.Is(err, pushserver.ErrBusy):
 		pushResponse(w, http.StatusServiceUnavailable, pm.PushID, 4001, "server busy")
+	case errors.Is(err, pushserver.ErrDeliveryMethod):
+		pushResponse(w, http.StatusOK, pm.PushID, rim.CodeDeliveryMethod, strings.TrimPrefix(err.Error(), "pushserver: "))
 	case err != nil:
 		pushResponse(w, http.StatusInternalServerError, pm.PushID, 3000, err.Error())
 	default:
