@@ -18,6 +18,7 @@ import (
 	"github.com/bbsim/bbsim/browserpush"
 	"github.com/bbsim/bbsim/handset"
 	"github.com/bbsim/bbsim/internal/httpguard"
+	"github.com/bbsim/bbsim/internal/radio"
 	"github.com/bbsim/bbsim/mailserver"
 	"github.com/bbsim/bbsim/pushserver"
 	"github.com/bbsim/bbsim/rim"
@@ -102,6 +103,14 @@ type Handset struct {
 	GatewayCheck time.Duration // how often an attached handset checks its attachment
 	Apps         []HandsetApp  // APPID:PORT[:CPURL]
 	Software     string        // device software version; "list" lists the known ones
+	// Radio is the radio profile of the device link and the mail connection,
+	// NAME[,KEY=VALUE...] (internal/radio); "off": none, and nothing is wrapped.
+	Radio string
+	// CoverageSchedule toggles coverage by itself, e.g. "in 60s, out 20s, repeat".
+	CoverageSchedule string
+	// RadioSeed makes the radio's drops and drawn schedule times repeatable; 0: a new
+	// seed each run, shown in the event log and on the control API.
+	RadioSeed uint64
 }
 
 // SoftwareList, given as --device-software, asks for the list of known versions.
@@ -131,7 +140,7 @@ func Default() Config {
 			MailProtocol: "auto", MailSecurity: "none", Gateway: "http://127.0.0.1:8080",
 			Listen: "127.0.0.1:7874", API: "127.0.0.1:7880", PollInterval: bisclient.DefaultPollInterval,
 			GatewayCheck: browserpush.DefaultCheckEvery, Software: handset.DefaultSoftware,
-			MaxMessages: handset.DefaultMaxMessages,
+			MaxMessages: handset.DefaultMaxMessages, Radio: radio.Off,
 		},
 	}
 }
@@ -411,10 +420,23 @@ func (c Config) Validate() error {
 	if c.Handset.PollInterval <= 0 {
 		add(fmt.Errorf("--poll-interval %v: must be positive", c.Handset.PollInterval))
 	}
+	add(c.Handset.CheckRadio())
 	if c.Handset.Software != SoftwareList {
 		if _, err := handset.ParseSoftware(c.Handset.Software); err != nil {
 			add(fmt.Errorf("--device-software: %w", err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckRadio checks --radio and --coverage-schedule.
+func (h Handset) CheckRadio() error {
+	var errs []error
+	if _, err := radio.Parse(h.Radio); err != nil {
+		errs = append(errs, fmt.Errorf("--radio: %w", err))
+	}
+	if _, err := radio.ParseSchedule(h.CoverageSchedule); err != nil {
+		errs = append(errs, fmt.Errorf("--coverage-schedule: %w", err))
 	}
 	return errors.Join(errs...)
 }

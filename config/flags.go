@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/bbsim/bbsim/internal/radio"
 )
 
 // Flag groups a command can register. A command takes the groups it uses.
@@ -168,11 +170,21 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.Var(secretString{&h.ListenToken}, "listen-token", "`token` the push receiver requires (Bearer, or Basic's password; the gateway is told it); required when --listen is not loopback")
 		fs.DurationVar(&h.PollInterval, "poll-interval", h.PollInterval, "mail polling interval without IDLE or over POP3")
 		fs.StringVar(&h.Software, "device-software", h.Software, "BlackBerry Device Software `version` the handset runs, e.g. 6.0.0.141 (list: the versions bbsim knows and what each changes)")
+		h.RegisterRadio(fs)
 		fs.Var(newList(&h.Apps, ParseHandsetApp, HandsetApp.String), "app", "push application `APPID:PORT[:CPURL]` on the handset (repeatable)")
 	}
 	if groups&(GroupHandset|GroupUI) != 0 {
 		fs.BoolVar(&c.Handset.Headless, "headless", c.Handset.Headless, "print events as lines instead of drawing the handset")
 	}
+}
+
+// RegisterRadio adds --radio, --coverage-schedule and --radio-seed, bound to h: the flags
+// of every command that runs handsets (handset, run, fleet).
+func (h *Handset) RegisterRadio(fs *flag.FlagSet) {
+	fs.StringVar(&h.Radio, "radio", h.Radio, "radio `profile` of the device link and the mail connection: "+strings.Join(radio.Names(), ", ")+
+		", optionally with figures changed, e.g. flaky,latency=20ms (docs/radio.md)")
+	fs.StringVar(&h.CoverageSchedule, "coverage-schedule", h.CoverageSchedule, "toggle coverage by itself, e.g. \"in 60s, out 20s, repeat\" (a step may be a range: out 10s-30s)")
+	fs.Uint64Var(&h.RadioSeed, "radio-seed", h.RadioSeed, "seed of the radio's drops and of the schedule's ranges, to repeat a run (0: a new one, shown in the event log)")
 }
 
 // Load fills c from the environment and then from args, for the flags registered on fs,

@@ -89,6 +89,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/browser/cache", s.cache)
 	mux.HandleFunc("GET /api/v1/events", s.events)
 	mux.HandleFunc("POST /api/v1/coverage", s.coverage)
+	mux.HandleFunc("GET /api/v1/radio", s.radio)
+	mux.HandleFunc("PUT /api/v1/radio", s.setRadio)
 	mux.HandleFunc("POST /api/v1/reset", s.reset)
 	mux.HandleFunc("GET /api/v1/apps", s.apps)
 	mux.HandleFunc("GET /api/v1/apps/{id}", s.app)
@@ -341,6 +343,41 @@ func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) cache(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.h.Cache())
+}
+
+// radio shows the radio conditions: profile, figures, schedule, seed, drops.
+func (s *Server) radio(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.h.Radio())
+}
+
+// setRadio changes the radio profile: {"profile":"gprs"} (or NAME,KEY=VALUE...). A process
+// started without --radio shapes nothing and answers 409.
+func (s *Server) setRadio(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Profile *string `json:"profile"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, errNotJSON) {
+			status = http.StatusUnsupportedMediaType
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	if req.Profile == nil {
+		writeError(w, http.StatusBadRequest, `body must be {"profile":"NAME"}, e.g. {"profile":"gprs"}`)
+		return
+	}
+	st, err := s.h.SetRadioProfile(*req.Profile)
+	switch {
+	case errors.Is(err, handset.ErrRadioOff):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,10 @@
 package emulator
 
 import (
+	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/bbsim/bbsim/bisclient"
 	"github.com/bbsim/bbsim/browserpush"
 	"github.com/bbsim/bbsim/dnsserver"
+	"github.com/bbsim/bbsim/internal/radio"
 	"github.com/bbsim/bbsim/mailserver"
 	"github.com/bbsim/bbsim/pushserver"
 	"github.com/bbsim/bbsim/pushserver/bis"
@@ -149,10 +153,18 @@ func (e *Emulator) buildAgents() error {
 	if c.MailCAFile != "" {
 		cas = append(cas, c.MailCAFile)
 	}
+	link, err := e.buildRadio()
+	if err != nil {
+		return err
+	}
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if link != nil {
+		dial = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "mail")
+	}
 	bc, err := bisclient.New(bisclient.Options{
 		Handset: h, Server: server, Protocol: c.MailProtocol, Security: c.MailSecurity,
 		Username: c.Email, Password: c.Password, DNS: resolver, PollInterval: c.PollInterval,
-		CAFiles: cas, Insecure: c.MailInsecure, Logger: e.log,
+		CAFiles: cas, Insecure: c.MailInsecure, Logger: e.log, Dial: dial,
 	})
 	if err != nil {
 		return fmt.Errorf("mail integration: %w", err)
@@ -170,6 +182,9 @@ func (e *Emulator) buildAgents() error {
 	}
 	e.closers = append(e.closers, rx.Close)
 	if ln, ok := e.lns["listen"]; ok {
+		if link != nil {
+			ln = link.Listener(ln, "device link")
+		}
 		e.addServer("receiver", func() error { return rx.Serve(ln) }, rx.Shutdown)
 	}
 	e.addAgent("device link", rx.Run)
@@ -180,6 +195,36 @@ func (e *Emulator) buildAgents() error {
 	}
 	e.addAgent("registration", ag.Run)
 	return nil
+}
+
+// buildRadio sets up the handset's radio conditions: the link its connections run under
+// (nil without a profile: nothing is wrapped) and the coverage schedule's agent.
+func (e *Emulator) buildRadio() (*radio.Link, error) {
+	c := e.cfg.Handset
+	p, err := radio.Parse(c.Radio)
+	if err != nil {
+		return nil, fmt.Errorf("--radio: %w", err)
+	}
+	sched, err := radio.ParseSchedule(c.CoverageSchedule)
+	if err != nil {
+		return nil, fmt.Errorf("--coverage-schedule: %w", err)
+	}
+	seed := c.RadioSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	var link *radio.Link
+	if !p.Off() {
+		link = radio.NewLink(p, seed)
+		radio.Attach(e.Handset, link)
+	}
+	if !sched.Empty() {
+		e.addAgent("coverage schedule", func(ctx context.Context) error {
+			radio.RunSchedule(ctx, e.Handset, sched, seed)
+			return nil
+		})
+	}
+	return link, nil
 }
 
 func fileExists(name string) bool {

@@ -75,6 +75,9 @@ type Handset struct {
 	linkToken string     // from the gateway's attach answer; not persisted
 	link      LinkStatus // not persisted
 
+	radio        RadioStatus // not persisted
+	radioControl RadioControl
+
 	events eventLog
 	j      *journal
 }
@@ -186,6 +189,7 @@ type Device struct {
 	Email    string         `json:"email"`
 	Coverage string         `json:"coverage"`
 	Software SoftwareStatus `json:"software"`
+	Radio    RadioStatus    `json:"radio"`
 	Mail     MailStatus     `json:"mail"`
 	Gateway  LinkStatus     `json:"gateway"`
 	Apps     []App          `json:"apps"`
@@ -197,7 +201,7 @@ func (h *Handset) Device() Device {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d := Device{PIN: h.pin, Email: h.email, Coverage: "out", Mail: h.mail, Gateway: h.link, Apps: h.appsLocked(),
-		Software: softwareStatus(h.software)}
+		Software: softwareStatus(h.software), Radio: h.radioLocked()}
 	if h.coverage {
 		d.Coverage = "in"
 	}

@@ -222,6 +222,13 @@ func (m Model) viewOptions(w, h int) string {
 		cov = "out of coverage"
 	}
 	fmt.Fprintf(&b, "Coverage   %s   (c toggles)\n", cov)
+	if r := d.Radio; r.Profile != "off" || r.Schedule != "" {
+		fmt.Fprintf(&b, "Radio      %s, %d dropped", r.Profile, r.Drops)
+		if r.Schedule != "" {
+			fmt.Fprintf(&b, ", schedule %q", r.Schedule)
+		}
+		fmt.Fprintf(&b, " (seed %d)\n", r.Seed)
+	}
 	fmt.Fprintf(&b, "PIN        %s\n", d.PIN)
 	fmt.Fprintf(&b, "E-mail     %s\n", d.Email)
 	fmt.Fprintf(&b, "Software   %s (%s browser)\n", d.Software.Version, d.Software.Browser)

@@ -360,9 +360,20 @@ func pad(l string, w int) string {
 	return l
 }
 
+// signalBars draws the radio's signal strength, 1 to 4 bars, and its network indicator.
+func signalBars(r handset.RadioStatus) string {
+	glyphs := []rune("▂▄▆█")
+	n := min(max(r.Bars, 1), len(glyphs))
+	s := string(glyphs[:n]) + strings.Repeat("·", len(glyphs)-n)
+	if r.Network != "" {
+		s += " " + r.Network
+	}
+	return s
+}
+
 func (m Model) statusBar(w int) string {
 	d := m.h.Device()
-	signal := "▂▄▆█"
+	signal := signalBars(d.Radio)
 	if d.Coverage != "in" {
 		signal = warnStyle.Render("✕ out of coverage")
 	}
