@@ -19,6 +19,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
 
+	"github.com/bbsim/bbsim/internal/radio"
 	"github.com/bbsim/bbsim/internal/termtext"
 )
 
@@ -42,6 +43,7 @@ type Report struct {
 	GOARCH  string    `json:"goarch"`
 	Go      string    `json:"go"`
 	At      time.Time `json:"at"`
+	Radio   string    `json:"radio,omitempty"` // the radio profile the handsets ran under
 	Figures []Figure  `json:"figures"`
 }
 
@@ -55,6 +57,9 @@ type Options struct {
 	Only []string
 	// Progress receives a line as each measurement starts. Default: none.
 	Progress io.Writer
+	// Radio puts the handsets' device links and mail connection under a radio profile.
+	// Default: none.
+	Radio radio.Conditions
 	Logger   *slog.Logger
 }
 
@@ -103,6 +108,9 @@ func Run(ctx context.Context, o Options) Report {
 		o.Progress = io.Discard
 	}
 	r := Report{Cores: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version(), At: time.Now().UTC()}
+	if !o.Radio.Profile.Off() {
+		r.Radio = fmt.Sprintf("%s (--radio-seed %d)", o.Radio.Profile, o.Radio.Seed)
+	}
 	for _, m := range measures() {
 		if !selected(m.name, o.Only) {
 			continue
@@ -152,8 +160,12 @@ func (r Report) Table() string {
 		}
 		t.Row(f.Name, fmt.Sprint(f.N), ms(f.Median), ms(f.P99), rate(f.Rate), f.Target, met, termtext.Line(note))
 	}
-	return fmt.Sprintf("bbsim bench: %d cores, %s/%s, %s, %s\n%s\n", r.Cores, r.GOOS, r.GOARCH, r.Go,
-		r.At.Format(time.RFC3339), t.Render())
+	under := ""
+	if r.Radio != "" {
+		under = "handsets under radio " + r.Radio + "\n"
+	}
+	return fmt.Sprintf("bbsim bench: %d cores, %s/%s, %s, %s\n%s%s\n", r.Cores, r.GOOS, r.GOARCH, r.Go,
+		r.At.Format(time.RFC3339), under, t.Render())
 }
 
 func ms(v float64) string {

@@ -52,7 +52,8 @@ func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) 
 		return nil, err
 	}
 	gateway := "http://" + pln.Addr().String()
-	fl, err := fleet.New(fleet.Options{Count: handsets, Gateway: gateway, BaseURL: "http://" + fln.Addr().String(), EventHistory: 8})
+	fl, err := fleet.New(fleet.Options{Count: handsets, Gateway: gateway, BaseURL: "http://" + fln.Addr().String(), EventHistory: 8,
+		Radio: o.Radio})
 	if err != nil {
 		fln.Close()
 		ps.Close()
@@ -276,7 +277,11 @@ func receiverRate(ctx context.Context, o Options) []Figure {
 	if err != nil {
 		return errFigure("receiver", err)
 	}
-	go rx.Serve(ln)
+	if link := o.Radio.Link(); link != nil {
+		go rx.Serve(link.Listener(ln, "device link"))
+	} else {
+		go rx.Serve(ln)
+	}
 	defer rx.Close()
 	// The clients write a prepared request on a kept connection and read the answer, as the
 	// gateway's device link does, so the figure is the receiver's rather than an HTTP

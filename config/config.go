@@ -431,14 +431,8 @@ func (c Config) Validate() error {
 
 // CheckRadio checks --radio and --coverage-schedule.
 func (h Handset) CheckRadio() error {
-	var errs []error
-	if _, err := radio.Parse(h.Radio); err != nil {
-		errs = append(errs, fmt.Errorf("--radio: %w", err))
-	}
-	if _, err := radio.ParseSchedule(h.CoverageSchedule); err != nil {
-		errs = append(errs, fmt.Errorf("--coverage-schedule: %w", err))
-	}
-	return errors.Join(errs...)
+	_, err := radio.ParseConditions(h.Radio, h.CoverageSchedule, h.RadioSeed)
+	return err
 }
 
 // redactURL hides the password of a URL for messages.

@@ -181,9 +181,15 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 // RegisterRadio adds --radio, --coverage-schedule and --radio-seed, bound to h: the flags
 // of every command that runs handsets (handset, run, fleet).
 func (h *Handset) RegisterRadio(fs *flag.FlagSet) {
+	h.RegisterRadioProfile(fs)
+	fs.StringVar(&h.CoverageSchedule, "coverage-schedule", h.CoverageSchedule, "toggle coverage by itself, e.g. \"in 60s, out 20s, repeat\" (a step may be a range: out 10s-30s)")
+}
+
+// RegisterRadioProfile adds --radio and --radio-seed, bound to h: the flags of the tools
+// that run a handset of their own (lockout, bench).
+func (h *Handset) RegisterRadioProfile(fs *flag.FlagSet) {
 	fs.StringVar(&h.Radio, "radio", h.Radio, "radio `profile` of the device link and the mail connection: "+strings.Join(radio.Names(), ", ")+
 		", optionally with figures changed, e.g. flaky,latency=20ms (docs/radio.md)")
-	fs.StringVar(&h.CoverageSchedule, "coverage-schedule", h.CoverageSchedule, "toggle coverage by itself, e.g. \"in 60s, out 20s, repeat\" (a step may be a range: out 10s-30s)")
 	fs.Uint64Var(&h.RadioSeed, "radio-seed", h.RadioSeed, "seed of the radio's drops and of the schedule's ranges, to repeat a run (0: a new one, shown in the event log)")
 }
 

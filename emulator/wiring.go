@@ -3,7 +3,6 @@ package emulator
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -201,26 +200,17 @@ func (e *Emulator) buildAgents() error {
 // (nil without a profile: nothing is wrapped) and the coverage schedule's agent.
 func (e *Emulator) buildRadio() (*radio.Link, error) {
 	c := e.cfg.Handset
-	p, err := radio.Parse(c.Radio)
+	rc, err := radio.ParseConditions(c.Radio, c.CoverageSchedule, c.RadioSeed)
 	if err != nil {
-		return nil, fmt.Errorf("--radio: %w", err)
+		return nil, err
 	}
-	sched, err := radio.ParseSchedule(c.CoverageSchedule)
-	if err != nil {
-		return nil, fmt.Errorf("--coverage-schedule: %w", err)
-	}
-	seed := c.RadioSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	var link *radio.Link
-	if !p.Off() {
-		link = radio.NewLink(p, seed)
+	link := rc.Link()
+	if link != nil {
 		radio.Attach(e.Handset, link)
 	}
-	if !sched.Empty() {
+	if !rc.Schedule.Empty() {
 		e.addAgent("coverage schedule", func(ctx context.Context) error {
-			radio.RunSchedule(ctx, e.Handset, sched, seed)
+			radio.RunSchedule(ctx, rc.Schedule, rc.Seed, e.Handset)
 			return nil
 		})
 	}

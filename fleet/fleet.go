@@ -15,11 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bbsim/bbsim/browserpush"
 	"github.com/bbsim/bbsim/controlapi"
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/radio"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -46,6 +48,10 @@ type Options struct {
 	// turn (a mix: 6.0.0.141 and 7.1.0 give every other handset each), PIN=VERSION entries
 	// set one handset. Default: handset.DefaultSoftware on all.
 	Software []string
+	// Radio are the radio conditions of every handset: one profile on the fleet's shared
+	// listener (so on every device link), one coverage schedule moving them all together.
+	// Default: none, and the listener is not wrapped.
+	Radio radio.Conditions
 	// EventHistory is how many events each handset keeps. Default 64.
 	EventHistory int
 	// Client is shared by all receivers. Default: a pooled client.
@@ -70,6 +76,7 @@ type Fleet struct {
 	members []*Member
 	byPIN   map[string]*Member
 	srv     *http.Server
+	link    *radio.Link // nil without a radio profile
 }
 
 // New builds the handsets and their receivers. It opens no socket: call Serve and Run.
@@ -139,8 +146,45 @@ func New(opts Options) (*Fleet, error) {
 			return nil, err
 		}
 	}
+	f.setRadio()
 	f.srv = &http.Server{Handler: f.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return f, nil
+}
+
+// setRadio puts the fleet's device links under its radio profile. The profile is the
+// fleet's: a change through any handset's control API changes it for all.
+func (f *Fleet) setRadio() {
+	f.link = f.opts.Radio.Link()
+	if f.link == nil {
+		return
+	}
+	for _, m := range f.members {
+		radio.Show(m.Handset, f.link)
+		m.Handset.SetRadioControl(func(spec string) (handset.RadioStatus, error) {
+			p, err := radio.Parse(spec)
+			if err != nil {
+				return handset.RadioStatus{}, err
+			}
+			f.link.Set(p)
+			st := radio.Status(p)
+			for _, o := range f.members {
+				if o != m {
+					o.Handset.UpdateRadio(func(r *handset.RadioStatus) { *r = withSchedule(st, *r) })
+				}
+			}
+			return st, nil
+		})
+	}
+	var drops atomic.Int64
+	f.link.OnDrop(func(stream string) {
+		f.log.Info("radio dropped a connection", "stream", stream, "drops", drops.Add(1))
+	})
+}
+
+// withSchedule is status st with the schedule, seed and drops of old.
+func withSchedule(st, old handset.RadioStatus) handset.RadioStatus {
+	st.Schedule, st.Seed, st.Drops = old.Schedule, old.Seed, old.Drops
+	return st
 }
 
 // softwarePlan sorts Options.Software into the versions handed out in turn and those set
@@ -244,12 +288,28 @@ func (f *Fleet) Counters() []Counter {
 	return out
 }
 
-// Serve serves the fleet's handler on ln.
-func (f *Fleet) Serve(ln net.Listener) error { return f.srv.Serve(ln) }
+// Serve serves the fleet's handler on ln, under the fleet's radio profile when it has one.
+func (f *Fleet) Serve(ln net.Listener) error {
+	if f.link != nil {
+		ln = f.link.Listener(ln, "device link")
+	}
+	return f.srv.Serve(ln)
+}
 
-// Run runs every handset's device-link agent until ctx ends.
+// Run runs every handset's device-link agent, and the coverage schedule, until ctx ends.
 func (f *Fleet) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	if !f.opts.Radio.Schedule.Empty() {
+		hs := make([]*handset.Handset, len(f.members))
+		for i, m := range f.members {
+			hs[i] = m.Handset
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			radio.RunSchedule(ctx, f.opts.Radio.Schedule, f.opts.Radio.Seed, hs...)
+		}()
+	}
 	for _, m := range f.members {
 		wg.Add(1)
 		go func() {

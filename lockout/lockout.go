@@ -19,6 +19,7 @@ import (
 
 	"github.com/bbsim/bbsim/bisclient"
 	"github.com/bbsim/bbsim/handset"
+	"github.com/bbsim/bbsim/internal/radio"
 	"github.com/bbsim/bbsim/mailserver"
 )
 
@@ -126,7 +127,10 @@ type Options struct {
 	Timeout time.Duration
 	// PollInterval of the handset when it polls. Default 250 ms.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Radio puts the handset's mail connection under a radio profile, a new link of the
+	// same seed per scenario. Default: none.
+	Radio  radio.Conditions
+	Logger *slog.Logger
 
 	// wrap, when set, wraps each listener of a scenario's bundled server (name "imap",
 	// "pop3", "smtp", "webmail"); tests use it to record what the server wrote.
@@ -247,10 +251,15 @@ func runScenario(ctx context.Context, opts Options, sc Scenario, t Target) Row {
 	if server == "" {
 		proto, server = "pop3", t.POP3
 	}
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if link := opts.Radio.Link(); link != nil {
+		radio.Attach(h, link)
+		dial = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "mail")
+	}
 	bc, err := bisclient.New(bisclient.Options{
 		Handset: h, Server: server, POP3Server: t.POP3, Protocol: proto,
 		Username: t.Username, Password: t.Password, PollInterval: opts.PollInterval,
-		Logger: opts.Logger.With("component", "bisclient"),
+		Logger: opts.Logger.With("component", "bisclient"), Dial: dial,
 	})
 	if err != nil {
 		row.Err = err.Error()

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/bbsim/bbsim/bench"
+	"github.com/bbsim/bbsim/config"
+	"github.com/bbsim/bbsim/internal/radio"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -19,7 +21,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.Quick, "quick", false, "smaller runs: a first look, not figures to quote")
 	fs.StringVar(&only, "only", "", "comma-separated measurements to run ("+strings.Join(bench.Names(), ", ")+")")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	rc := config.Handset{Radio: radio.Off}
+	rc.RegisterRadioProfile(fs)
 	if err := parseTool(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if o.Radio, err = radio.ParseConditions(rc.Radio, "", rc.RadioSeed); err != nil {
 		return err
 	}
 	if only != "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bbsim/bbsim/config"
 	"github.com/bbsim/bbsim/fleet"
+	"github.com/bbsim/bbsim/internal/radio"
 )
 
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -26,6 +27,8 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.Software = append(o.Software, v)
 		return nil
 	})
+	rc := config.Handset{Radio: radio.Off}
+	rc.RegisterRadio(fs)
 	fs.StringVar(&listen, "listen", "127.0.0.1:7900", "shared listener: pushes on /d/PIN/, control API on /h/PIN/api/v1/, counters on /api/v1/fleet")
 	fs.DurationVar(&every, "report", 5*time.Second, "how often to look at the fleet's counters, printed when they changed (0: never)")
 	if err := parseTool(fs, args); err != nil {
@@ -33,6 +36,10 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if slices.Contains(o.Software, config.SoftwareList) {
 		return printSoftware(stdout)
+	}
+	var err error
+	if o.Radio, err = radio.ParseConditions(rc.Radio, rc.CoverageSchedule, rc.RadioSeed); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bbsim/bbsim/config"
+	"github.com/bbsim/bbsim/internal/radio"
 	"github.com/bbsim/bbsim/lockout"
 )
 
@@ -40,7 +42,13 @@ func cmdLockout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&opts.Timeout, "timeout", 15*time.Second, "bound of each wait")
 	fs.BoolVar(&jsonOut, "json", false, "print the rows as JSON")
 	fs.BoolVar(&debug, "debug", false, "log the servers and the handset to stderr")
+	rc := config.Handset{Radio: radio.Off}
+	rc.RegisterRadioProfile(fs)
 	if err := parseTool(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if opts.Radio, err = radio.ParseConditions(rc.Radio, "", rc.RadioSeed); err != nil {
 		return err
 	}
 	if debug {
@@ -73,6 +81,9 @@ func cmdLockout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return fmt.Errorf("unknown scenario %q", s)
 			}
 		}
+	}
+	if !opts.Radio.Profile.Off() && !jsonOut {
+		fmt.Fprintf(stdout, "The handset's mail connection under radio %s (--radio-seed %d)\n", opts.Radio.Profile, opts.Radio.Seed)
 	}
 	rows, err := lockout.Run(ctx, opts)
 	if err != nil {

@@ -20,14 +20,9 @@ func Status(p Profile) handset.RadioStatus {
 }
 
 // Attach shows l's conditions on h, lets h's control API change them, and reports the
-// connections l drops as events.
+// connections l drops as h's events.
 func Attach(h *handset.Handset, l *Link) {
-	st := Status(l.Profile())
-	h.UpdateRadio(func(r *handset.RadioStatus) {
-		st.Schedule, st.Drops = r.Schedule, r.Drops
-		st.Seed = l.Seed()
-		*r = st
-	})
+	Show(h, l)
 	h.SetRadioControl(func(spec string) (handset.RadioStatus, error) {
 		p, err := Parse(spec)
 		if err != nil {
@@ -42,17 +37,29 @@ func Attach(h *handset.Handset, l *Link) {
 		h.Emit(handset.EventRadio, fmt.Sprintf("radio: the %s connection dropped (%s)", stream, l.Profile().Name),
 			map[string]string{"drop": stream, "profile": l.Profile().Name, "drops": fmt.Sprint(drops)})
 	})
+}
+
+// Show shows l's conditions on h, with an event.
+func Show(h *handset.Handset, l *Link) {
+	st := Status(l.Profile())
+	h.UpdateRadio(func(r *handset.RadioStatus) {
+		st.Schedule, st.Drops = r.Schedule, r.Drops
+		st.Seed = l.Seed()
+		*r = st
+	})
 	h.Emit(handset.EventRadio, "radio: "+l.Profile().String(),
 		map[string]string{"profile": st.Profile, "seed": fmt.Sprint(l.Seed())})
 }
 
-// RunSchedule moves h in and out of coverage on s until s ends or ctx does, with an event
-// at each step.
-func RunSchedule(ctx context.Context, h *handset.Handset, s Schedule, seed uint64) {
+// RunSchedule moves the handsets in and out of coverage together on s until s ends or ctx
+// does, with an event at each step.
+func RunSchedule(ctx context.Context, s Schedule, seed uint64, hs ...*handset.Handset) {
 	if s.Empty() {
 		return
 	}
-	h.UpdateRadio(func(r *handset.RadioStatus) { r.Schedule, r.Seed = s.String(), seed })
+	for _, h := range hs {
+		h.UpdateRadio(func(r *handset.RadioStatus) { r.Schedule, r.Seed = s.String(), seed })
+	}
 	s.Run(ctx, seed, func(in bool, d time.Duration) {
 		state, text := "out", fmt.Sprintf("coverage schedule: out of coverage for %v", d)
 		if in {
@@ -61,7 +68,9 @@ func RunSchedule(ctx context.Context, h *handset.Handset, s Schedule, seed uint6
 				text = "coverage schedule: done, in coverage from now on"
 			}
 		}
-		h.Emit(handset.EventRadio, text, map[string]string{"coverage": state, "for": d.String(), "by": "schedule"})
-		h.SetCoverage(in)
+		for _, h := range hs {
+			h.Emit(handset.EventRadio, text, map[string]string{"coverage": state, "for": d.String(), "by": "schedule"})
+			h.SetCoverage(in)
+		}
 	})
 }

@@ -2,6 +2,7 @@ package radio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -105,4 +106,38 @@ func (s Schedule) Run(ctx context.Context, seed uint64, set func(in bool, d time
 			return
 		}
 	}
+}
+
+// Conditions are a process's radio settings: --radio, --coverage-schedule, --radio-seed.
+type Conditions struct {
+	Profile  Profile
+	Schedule Schedule
+	Seed     uint64
+}
+
+// ParseConditions parses the three settings; a seed of 0 picks a new one.
+func ParseConditions(profile, schedule string, seed uint64) (Conditions, error) {
+	p, perr := Parse(profile)
+	if perr != nil {
+		perr = fmt.Errorf("--radio: %w", perr)
+	}
+	s, serr := ParseSchedule(schedule)
+	if serr != nil {
+		serr = fmt.Errorf("--coverage-schedule: %w", serr)
+	}
+	if err := errors.Join(perr, serr); err != nil {
+		return Conditions{}, err
+	}
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return Conditions{Profile: p, Schedule: s, Seed: seed}, nil
+}
+
+// Link returns a link under the profile, or nil when it is off: nothing is to be wrapped.
+func (c Conditions) Link() *Link {
+	if c.Profile.Off() {
+		return nil
+	}
+	return NewLink(c.Profile, c.Seed)
 }
