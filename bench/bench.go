@@ -59,8 +59,8 @@ type Options struct {
 	Progress io.Writer
 	// Radio puts the handsets' device links and mail connection under a radio profile.
 	// Default: none.
-	Radio radio.Conditions
-	Logger   *slog.Logger
+	Radio  radio.Conditions
+	Logger *slog.Logger
 }
 
 type measure struct {

@@ -184,7 +184,7 @@ func TestConnExchanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []time.Duration{
-		100*time.Millisecond + 10*time.Millisecond, // latency, 10 bytes at 8 kbit/s
+		100*time.Millisecond + 10*time.Millisecond,  // latency, 10 bytes at 8 kbit/s
 		100*time.Millisecond + 200*time.Microsecond, // a new exchange the other way: latency, 2 bytes at 80 kbit/s
 		200 * time.Microsecond,                      // the same exchange: bandwidth only
 	}
