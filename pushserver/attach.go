@@ -19,9 +19,7 @@ func (s *Server) attach(pin, email, url string, sw rim.Software) (token string, 
 		return "", 0, ErrServerClosed
 	}
 	s.mu.Unlock()
-	if s.sharing() {
-		s.announce(pin, email) // records the attachment and takes over what others held
-	}
+	recorded := s.ho.attaching(pin, email)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -52,7 +50,7 @@ func (s *Server) attach(pin, email, url string, sw rim.Software) (token string, 
 	s.wg.Add(1)
 	go s.runDevice(ctx, d, url)
 	s.mu.Unlock()
-	if emailChanged && !s.sharing() { // a shared store recorded it with the attachment
+	if emailChanged && !recorded {
 		if err := s.st.saveDevice(s.ctx, pin, email); err != nil {
 			s.log.Warn("save device", "pin", pin, "err", err)
 		}

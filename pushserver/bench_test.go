@@ -592,7 +592,7 @@ func BenchmarkHandover(b *testing.B) {
 		sa.mu.Lock()
 		n := 0
 		for _, d := range devs {
-			if sa.route[d.PIN] == "b" {
+			if sa.ho.gateway(d.PIN) == "b" {
 				n++
 			}
 		}

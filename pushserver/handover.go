@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +41,131 @@ import (
 
 const pgChannel = "bbsim_push"
 
+// shared is the hand-over of a gateway that shares a PostgreSQL push store with others. Its
+// state is guarded by Server.mu, as the device queues it is read together with are.
+type shared struct {
+	s  *Server
+	me string // this gateway's name (--push-instance)
+
+	route     map[string]string // PIN -> the gateway the device attached at last
+	announced map[string]int    // PIN -> own attachment notices not heard back yet
+	moving    map[string]bool   // PINs with a hand-over running -> run it once more
+	// final: recipients made final here, with when their state was stored (zero: not
+	// yet); kept a while, so a takeover that read the store before then skips them.
+	final      map[int64]time.Time
+	finalOrder []finalEntry    // final's stored entries, oldest first
+	accepting  map[string]int  // recipients (acceptKey) of pushes being accepted here
+	taking     map[string]bool // PINs whose handed-over recipients are to be taken over
+	takerBusy  bool            // a goroutine takes them over
+	sweeps     atomic.Int64    // sweeps for stopped gateways' pushes finished
+}
+
+var _ handover = (*shared)(nil)
+
+func newShared(s *Server, me string) *shared {
+	return &shared{
+		s: s, me: me,
+		route:     map[string]string{},
+		announced: map[string]int{},
+		moving:    map[string]bool{},
+		final:     map[int64]time.Time{},
+		accepting: map[string]int{},
+		taking:    map[string]bool{},
+	}
+}
+
+// start follows the other gateways' notices and sweeps for stopped gateways' pushes, and
+// shares this gateway's configured devices.
+func (h *shared) start(ctx context.Context, devs []Device) error {
+	s := h.s
+	ready := make(chan struct{})
+	s.wg.Add(2)
+	go h.listen(ready)
+	go h.sweeper()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		s.log.Warn("not yet listening to other gateways' hand-over notices; going on")
+	case <-ctx.Done():
+		return fmt.Errorf("pushserver: open: %w", ctx.Err())
+	}
+	if err := h.shareDirectory(ctx, devs); err != nil {
+		s.log.Warn("share the device directory", "err", err)
+	}
+	return nil
+}
+
+// admit gives the recipients whose device is attached at another gateway to that gateway
+// from the start (recip.holder), and marks the others as being accepted here, so that a
+// takeover that reads the store between the commit and their queueing leaves them to
+// enqueue.
+func (h *shared) admit(p *push, rs []*recip) {
+	for _, r := range rs {
+		if to := h.route[r.pin]; to != "" && to != h.me {
+			if d := h.s.devices[r.pin]; d == nil || !d.attached {
+				r.holder = to
+				continue
+			}
+		}
+		h.accepting[acceptKey(p.id, p.source, r.pin)]++
+	}
+}
+
+func (h *shared) admitted(p *push, rs []*recip) {
+	for _, r := range rs {
+		if k := acceptKey(p.id, p.source, r.pin); r.holder == "" {
+			if h.accepting[k]--; h.accepting[k] <= 0 {
+				delete(h.accepting, k)
+			}
+		}
+	}
+}
+
+// acceptKey names a recipient of a push being accepted.
+func acceptKey(id, source, pin string) string { return id + "\x00" + source + "\x00" + pin }
+
+// queued sends what is queued here for a device attached at another gateway meanwhile
+// there.
+func (h *shared) queued(d *device) {
+	if to := h.route[d.pin]; to != "" && to != h.me && !d.attached {
+		h.handOverSoon(d.pin)
+	}
+}
+
+// attaching records the attachment (and the device's e-mail) in the shared store, takes
+// over what other gateways held for it and tells them.
+func (h *shared) attaching(pin, email string) bool {
+	h.announce(pin, email)
+	return true
+}
+
+func (h *shared) finishing(r *recip) { h.final[r.seq] = time.Time{} }
+
+func (h *shared) finished(r *recip) {
+	h.s.mu.Lock()
+	h.stored(r.seq, time.Now())
+	h.s.mu.Unlock()
+}
+
+func (h *shared) skip(p *push, r *recip) bool {
+	if _, ok := h.final[r.seq]; ok {
+		return true // final here: the store learns it in a moment, or did after it was read
+	}
+	return h.accepting[acceptKey(p.id, p.source, r.pin)] > 0 // queued by enqueue once committed
+}
+
+// cancel cancels the whole push wherever it is held; only the count is known.
+func (h *shared) cancel(key int64, _ map[string]bool) ([]string, int, error) {
+	n, err := h.cancelShared(key)
+	return nil, n, err
+}
+
+func (h *shared) ackElsewhere(pin, pushID string, code int) bool {
+	return h.ackShared(pin, pushID, code)
+}
+
+func (h *shared) gateway(pin string) string { return h.route[pin] }
+
 // pgNotice is what gateways tell each other on pgChannel.
 type pgNotice struct {
 	Event string   `json:"event"`          // attached | handover | cancel | ack | directory
@@ -58,18 +185,16 @@ func (n pgNotice) payload() string {
 	return string(b)
 }
 
-// sharing reports whether this gateway shares its push store with others.
-func (s *Server) sharing() bool { return s.st.d.pg }
-
 // listen follows the other gateways' notices for the server's life, reconnecting after
 // the database connection fails.
-func (s *Server) listen(ready chan<- struct{}) {
+func (h *shared) listen(ready chan<- struct{}) {
+	s := h.s
 	defer s.wg.Done()
 	var once sync.Once
 	listening := func() { once.Do(func() { close(ready) }) }
 	backoff := 100 * time.Millisecond
 	for {
-		listened, err := s.listenOnce(listening)
+		listened, err := h.listenOnce(listening)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -86,7 +211,8 @@ func (s *Server) listen(ready chan<- struct{}) {
 	}
 }
 
-func (s *Server) listenOnce(listening func()) (listened bool, err error) {
+func (h *shared) listenOnce(listening func()) (listened bool, err error) {
+	s := h.s
 	conn, err := pgx.Connect(s.ctx, s.st.url)
 	if err != nil {
 		return false, err
@@ -96,7 +222,7 @@ func (s *Server) listenOnce(listening func()) (listened bool, err error) {
 		return false, err
 	}
 	// What happened while nobody here listened is in the tables.
-	if err := s.catchUp(); err != nil {
+	if err := h.catchUp(); err != nil {
 		return true, err
 	}
 	listening()
@@ -110,36 +236,36 @@ func (s *Server) listenOnce(listening func()) (listened bool, err error) {
 			s.log.Warn("unreadable hand-over notice", "payload", n.Payload, "err", err)
 			continue
 		}
-		s.onNotice(ev)
+		h.onNotice(ev)
 	}
 }
 
-func (s *Server) onNotice(ev pgNotice) {
-	me := s.st.d.instance
+func (h *shared) onNotice(ev pgNotice) {
+	s := h.s
 	pin, _ := rim.NormalizePIN(ev.PIN)
 	switch {
 	case ev.Event == "attached" && pin != "":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if ev.Gateway == me {
-			if s.announced[pin] > 0 {
-				s.announced[pin]--
+		if ev.Gateway == h.me {
+			if h.announced[pin] > 0 {
+				h.announced[pin]--
 			}
 			return
 		}
-		if s.announced[pin] > 0 {
+		if h.announced[pin] > 0 {
 			// This gateway's own announcement is still on its way: the device attached
 			// here after it attached there.
 			return
 		}
-		s.moved(pin, ev.Gateway, ev.Email)
-	case ev.Event == "directory" && ev.Gateway != me:
+		h.moved(pin, ev.Gateway, ev.Email)
+	case ev.Event == "directory" && ev.Gateway != h.me:
 		s.background(func() {
-			if err := s.learnDirectory(); err != nil && s.ctx.Err() == nil {
+			if err := h.learnDirectory(); err != nil && s.ctx.Err() == nil {
 				s.log.Warn("read the shared device directory", "err", err)
 			}
 		})
-	case ev.Gateway != me:
+	case ev.Gateway != h.me:
 		// The other notices are for one gateway.
 	case ev.Event == "handover":
 		var pins []string
@@ -149,7 +275,7 @@ func (s *Server) onNotice(ev pgNotice) {
 			}
 		}
 		s.mu.Lock()
-		s.takeSoon(pins)
+		h.takeSoon(pins)
 		s.mu.Unlock()
 	case ev.Event == "cancel":
 		s.background(func() { s.cancelHeld(func(p *push) bool { return p.key == ev.Push }) })
@@ -174,29 +300,30 @@ func (s *Server) background(f func()) {
 // takeSoon takes over, in the background, what the store says this gateway holds for these
 // devices; notices that arrive meanwhile are taken in the next round, together. Called with
 // s.mu held.
-func (s *Server) takeSoon(pins []string) {
+func (h *shared) takeSoon(pins []string) {
+	s := h.s
 	if s.closed || len(pins) == 0 {
 		return
 	}
 	for _, pin := range pins {
-		s.taking[pin] = true
+		h.taking[pin] = true
 	}
-	if s.takerBusy {
+	if h.takerBusy {
 		return
 	}
-	s.takerBusy = true
+	h.takerBusy = true
 	s.background(func() {
 		for {
 			s.mu.Lock()
-			pins := slices.Sorted(maps.Keys(s.taking))
-			clear(s.taking)
+			pins := slices.Sorted(maps.Keys(h.taking))
+			clear(h.taking)
 			if len(pins) == 0 || s.ctx.Err() != nil {
-				s.takerBusy = false
+				h.takerBusy = false
 				s.mu.Unlock()
 				return
 			}
 			s.mu.Unlock()
-			if err := s.takeOver(pins...); err != nil && s.ctx.Err() == nil {
+			if err := h.takeOver(pins...); err != nil && s.ctx.Err() == nil {
 				s.log.Warn("take over handed-over pushes", "devices", len(pins), "err", err)
 			}
 		}
@@ -205,8 +332,9 @@ func (s *Server) takeSoon(pins []string) {
 
 // moved records that a device attached at another gateway: it is no longer attached here,
 // and what this gateway holds for it goes there. Called with s.mu held.
-func (s *Server) moved(pin, gateway, email string) {
-	s.route[pin] = gateway
+func (h *shared) moved(pin, gateway, email string) {
+	s := h.s
+	h.route[pin] = gateway
 	d := s.device(pin)
 	if email != "" && d.email != email {
 		d.email = email
@@ -216,13 +344,14 @@ func (s *Server) moved(pin, gateway, email string) {
 		s.detachLocked(d)
 		s.log.Info("device attached at another gateway", "pin", pin, "gateway", gateway)
 	}
-	if s.holds(d) {
-		s.handOverSoon(pin)
+	if h.holds(d) {
+		h.handOverSoon(pin)
 	}
 }
 
 // holds reports whether this gateway holds open recipients for d. Called with s.mu held.
-func (s *Server) holds(d *device) bool {
+func (h *shared) holds(d *device) bool {
+	s := h.s
 	if len(d.queue) > 0 {
 		return true
 	}
@@ -237,7 +366,8 @@ func (s *Server) holds(d *device) bool {
 // shareDirectory adds this gateway's configured devices (PIN and e-mail) to the shared
 // device directory and tells the other gateways, so a push to any of them is accepted
 // through any gateway.
-func (s *Server) shareDirectory(ctx context.Context, devs []Device) error {
+func (h *shared) shareDirectory(ctx context.Context, devs []Device) error {
+	s := h.s
 	if len(devs) == 0 {
 		return nil
 	}
@@ -255,26 +385,28 @@ func (s *Server) shareDirectory(ctx context.Context, devs []Device) error {
 			return err
 		}
 	}
-	if err := pgNotify(ctx, tx, pgNotice{Event: "directory", Gateway: s.st.d.instance}.payload()); err != nil {
+	if err := pgNotify(ctx, tx, pgNotice{Event: "directory", Gateway: h.me}.payload()); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
 // learnDirectory adds the shared directory's devices and e-mails to this gateway's.
-func (s *Server) learnDirectory() error {
+func (h *shared) learnDirectory() error {
+	s := h.s
 	devs, err := s.st.loadDevices()
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.learn(devs)
+	h.learn(devs)
 	return nil
 }
 
 // learn adds devices read from the store to the directory. Called with s.mu held.
-func (s *Server) learn(devs map[string]storedDevice) {
+func (h *shared) learn(devs map[string]storedDevice) {
+	s := h.s
 	for pin, dev := range devs {
 		d := s.device(pin)
 		if dev.email != "" {
@@ -290,7 +422,8 @@ func (s *Server) learn(devs map[string]storedDevice) {
 
 // catchUp reads the directory, where every device attached last and the open recipients
 // this gateway holds, as after a time without notices.
-func (s *Server) catchUp() error {
+func (h *shared) catchUp() error {
+	s := h.s
 	devs, err := s.st.loadDevices()
 	if err != nil {
 		return err
@@ -303,16 +436,15 @@ func (s *Server) catchUp() error {
 		return err
 	}
 	s.hold(open)
-	me := s.st.d.instance
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.announced)
-	s.learn(devs)
+	clear(h.announced)
+	h.learn(devs)
 	for pin, dev := range devs {
-		if dev.gateway != "" && dev.gateway != me {
-			s.moved(pin, dev.gateway, dev.email)
-		} else if dev.gateway == me {
-			s.route[pin] = me
+		if dev.gateway != "" && dev.gateway != h.me {
+			h.moved(pin, dev.gateway, dev.email)
+		} else if dev.gateway == h.me {
+			h.route[pin] = h.me
 		}
 	}
 	return nil
@@ -322,7 +454,8 @@ func (s *Server) catchUp() error {
 // one that crashed (its lock is freed when the database notices) or stopped and did not
 // come back. This gateway then delivers them, hands them over to where their device is, or
 // expires them in time.
-func (s *Server) sweeper() {
+func (h *shared) sweeper() {
+	s := h.s
 	defer s.wg.Done()
 	every := s.opts.sweepEvery
 	if every <= 0 {
@@ -336,7 +469,7 @@ func (s *Server) sweeper() {
 			return
 		case <-t.C:
 		}
-		s.forgetFinal(time.Now().Add(-finalKept))
+		h.forgetFinal(time.Now().Add(-finalKept))
 		ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 		pins, err := s.st.claimStranded(ctx)
 		cancel()
@@ -347,11 +480,11 @@ func (s *Server) sweeper() {
 			continue
 		}
 		for _, pin := range pins {
-			if err := s.takeOver(pin); err != nil && s.ctx.Err() == nil {
+			if err := h.takeOver(pin); err != nil && s.ctx.Err() == nil {
 				s.log.Warn("take over pushes from a stopped gateway", "pin", pin, "err", err)
 			}
 		}
-		s.sweeps.Add(1)
+		h.sweeps.Add(1)
 	}
 }
 
@@ -360,18 +493,19 @@ func (s *Server) sweeper() {
 const finalKept = 30 * time.Second
 
 // forgetFinal forgets the recipients whose final state was stored before then.
-func (s *Server) forgetFinal(then time.Time) {
+func (h *shared) forgetFinal(then time.Time) {
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for _, f := range s.finalOrder {
+	for _, f := range h.finalOrder {
 		if !f.at.Before(then) {
 			break
 		}
-		delete(s.final, f.seq)
+		delete(h.final, f.seq)
 		n++
 	}
-	s.finalOrder = s.finalOrder[n:]
+	h.finalOrder = h.finalOrder[n:]
 }
 
 // finalEntry is a recipient made final here and when its state was stored.
@@ -382,36 +516,37 @@ type finalEntry struct {
 
 // stored records that the final state of recipient seq was stored at at. Called with s.mu
 // held.
-func (s *Server) stored(seq int64, at time.Time) {
-	s.final[seq] = at
-	s.finalOrder = append(s.finalOrder, finalEntry{seq, at})
+func (h *shared) stored(seq int64, at time.Time) {
+	h.final[seq] = at
+	h.finalOrder = append(h.finalOrder, finalEntry{seq, at})
 }
 
 // announce records in the shared store that a device attaches here, takes its open
 // recipients from gateways that are not running, tells the others, and holds what is now
 // this gateway's.
-func (s *Server) announce(pin, email string) {
-	me := s.st.d.instance
+func (h *shared) announce(pin, email string) {
+	s := h.s
 	s.mu.Lock()
-	s.route[pin] = me
-	s.announced[pin]++
+	h.route[pin] = h.me
+	h.announced[pin]++
 	s.mu.Unlock()
-	note := pgNotice{Event: "attached", PIN: pin, Email: email, Gateway: me}
+	note := pgNotice{Event: "attached", PIN: pin, Email: email, Gateway: h.me}
 	if err := s.st.attachedHere(s.ctx, pin, email, note.payload()); err != nil {
 		s.mu.Lock()
-		s.announced[pin]--
+		h.announced[pin]--
 		s.mu.Unlock()
 		s.log.Warn("record attachment in the push store", "pin", pin, "err", err)
 		return
 	}
-	if err := s.takeOver(pin); err != nil {
+	if err := h.takeOver(pin); err != nil {
 		s.log.Warn("take over pushes for an attaching device", "pin", pin, "err", err)
 	}
 }
 
 // takeOver holds the open recipients for these devices that the store says are this
 // gateway's.
-func (s *Server) takeOver(pins ...string) error {
+func (h *shared) takeOver(pins ...string) error {
+	s := h.s
 	pins = slices.Sorted(slices.Values(pins)) // locked in one order
 	pins = slices.Compact(pins)
 	s.mu.Lock()
@@ -426,7 +561,7 @@ func (s *Server) takeOver(pins ...string) error {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 	defer cancel()
-	open, err := s.st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = ANY($2)", s.st.d.instance, pins)
+	open, err := s.st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = ANY($2)", h.me, pins)
 	if err != nil {
 		return err
 	}
@@ -455,100 +590,37 @@ func handoverNotices(from string, rs []*recip) []string {
 	return out
 }
 
-// hold queues the loaded open recipients that this gateway does not hold yet; it returns
-// how many it added.
-func (s *Server) hold(open []storedOpen) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	held := map[int64]bool{}
-	pins := map[string]bool{}
-	for _, so := range open {
-		for _, r := range so.rs {
-			pins[r.pin] = true
-		}
-	}
-	for pin := range pins {
-		if d := s.devices[pin]; d != nil {
-			for _, q := range d.queue {
-				held[q.seq] = true
-			}
-		}
-	}
-	n := 0
-	for _, so := range open {
-		p := so.p
-		if cur := s.byID[p.id]; cur != nil && cur.key == p.key {
-			p = cur // the same push, held here for other recipients
-		}
-		added := 0
-		for _, r := range so.rs {
-			if held[r.seq] {
-				continue
-			}
-			if q := s.pending[p.id+"/"+r.pin]; q != nil && q.seq == r.seq {
-				continue
-			}
-			if _, ok := s.final[r.seq]; ok {
-				continue // final here: the store learns it in a moment, or did after it was read
-			}
-			if s.accepting[acceptKey(p.id, p.source, r.pin)] > 0 {
-				continue // being accepted here: queued by enqueue once committed
-			}
-			held[r.seq] = true
-			r.p = p
-			added++
-			if r.state == rim.StatePending {
-				s.pending[p.id+"/"+r.pin] = r
-				continue
-			}
-			s.queue(r)
-		}
-		if added == 0 {
-			continue
-		}
-		if p == so.p {
-			p.recipients = len(so.rs)
-			s.active++
-			if cur := s.byID[p.id]; cur == nil || cur.key < p.key {
-				s.byID[p.id] = p // the latest push with this id
-			}
-		}
-		p.open += added
-		n += added
-	}
-	return n
-}
-
 // handOverSoon hands what this gateway holds for pin to the gateway the device attached
 // at, in the background; a request while one runs makes it run once more. Called with
 // s.mu held.
-func (s *Server) handOverSoon(pin string) {
+func (h *shared) handOverSoon(pin string) {
+	s := h.s
 	if s.closed {
 		return // the next start hands it over
 	}
-	if _, running := s.moving[pin]; running {
-		s.moving[pin] = true
+	if _, running := h.moving[pin]; running {
+		h.moving[pin] = true
 		return
 	}
-	s.moving[pin] = false
+	h.moving[pin] = false
 	s.background(func() {
 		for {
-			s.handOver(pin)
+			h.handOver(pin)
 			s.mu.Lock()
-			if again := s.moving[pin]; again && s.ctx.Err() == nil {
-				s.moving[pin] = false
+			if again := h.moving[pin]; again && s.ctx.Err() == nil {
+				h.moving[pin] = false
 				s.mu.Unlock()
 				continue
 			}
-			delete(s.moving, pin)
+			delete(h.moving, pin)
 			s.mu.Unlock()
 			return
 		}
 	})
 }
 
-func (s *Server) handOver(pin string) {
-	me := s.st.d.instance
+func (h *shared) handOver(pin string) {
+	s := h.s
 	s.mu.Lock()
 	d := s.devices[pin]
 	s.mu.Unlock()
@@ -560,8 +632,8 @@ func (s *Server) handOver(pin string) {
 	d.sending.Lock() // a send in flight ends first
 	defer d.sending.Unlock()
 	s.mu.Lock()
-	to := s.route[pin]
-	if to == "" || to == me || d.attached {
+	to := h.route[pin]
+	if to == "" || to == h.me || d.attached {
 		s.mu.Unlock()
 		return
 	}
@@ -581,13 +653,13 @@ func (s *Server) handOver(pin string) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 	defer cancel()
-	note := pgNotice{Event: "handover", PINs: []string{pin}, Gateway: to, From: me}
+	note := pgNotice{Event: "handover", PINs: []string{pin}, Gateway: to, From: h.me}
 	moved, err := s.st.handOver(ctx, seqs, to, note.payload())
 	if errors.Is(err, errGatewayDown) {
 		// Keep them; where the device attaches next, they go.
 		s.mu.Lock()
-		if s.route[pin] == to {
-			delete(s.route, pin)
+		if h.route[pin] == to {
+			delete(h.route, pin)
 		}
 		s.mu.Unlock()
 		s.log.Info("not handing pushes over to a gateway that is not running", "pin", pin, "gateway", to)
@@ -603,7 +675,7 @@ func (s *Server) handOver(pin string) {
 	s.mu.Lock()
 	for _, r := range rs {
 		if moved[r.seq] && !r.final {
-			s.release(r)
+			h.release(r)
 			n++
 		}
 	}
@@ -618,28 +690,17 @@ func (s *Server) handOver(pin string) {
 const stateMoved rim.State = "moved"
 
 // release drops a recipient handed over to another gateway. Called with s.mu held.
-func (s *Server) release(r *recip) {
-	if r.state == rim.StatePending {
-		delete(s.pending, r.p.id+"/"+r.pin)
-	} else {
-		s.dequeue(r)
-	}
-	r.final = true
-	r.state = stateMoved
-	r.p.open--
-	if r.p.open == 0 {
-		s.active--
-		if s.byID[r.p.id] == r.p {
-			delete(s.byID, r.p.id)
-		}
-	}
+func (h *shared) release(r *recip) {
+	s := h.s
+	s.drop(r, stateMoved)
 }
 
 // cancelShared cancels the queued recipients of the push with this key wherever they
 // are held: here; by a gateway that is not running (they are taken over and cancelled
 // here); by a running one (it is asked, and its answer awaited up to 5 s). It returns how
 // many it cancelled.
-func (s *Server) cancelShared(key int64) (int, error) {
+func (h *shared) cancelShared(key int64) (int, error) {
+	s := h.s
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	this := func(p *push) bool { return p.key == key }
@@ -649,7 +710,7 @@ func (s *Server) cancelShared(key int64) (int, error) {
 		return n, err
 	}
 	for _, pin := range pins {
-		if err := s.takeOver(pin); err != nil {
+		if err := h.takeOver(pin); err != nil {
 			return n, err
 		}
 	}
@@ -696,8 +757,9 @@ func (s *Server) cancelShared(key int64) (int, error) {
 // ackShared handles a device's application acknowledgement for a push this gateway does
 // not wait on: handed over to it meanwhile (it takes it over and acknowledges), or waited
 // on by another gateway (told with a notice). It reports whether a gateway waits on it.
-func (s *Server) ackShared(pin, pushID string, code int) bool {
-	if err := s.takeOver(pin); err == nil && s.ack(pin, pushID, code) {
+func (h *shared) ackShared(pin, pushID string, code int) bool {
+	s := h.s
+	if err := h.takeOver(pin); err == nil && s.ack(pin, pushID, code) {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
@@ -705,7 +767,7 @@ func (s *Server) ackShared(pin, pushID string, code int) bool {
 	var holder string
 	err := s.st.db.QueryRowContext(ctx, `SELECT r.gateway FROM recipients r JOIN pushes p ON p.id = r.pid
 		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = $3 ORDER BY p.id DESC LIMIT 1`, pushID, pin, rim.StatePending).Scan(&holder)
-	if err != nil || holder == s.st.d.instance {
+	if err != nil || holder == h.me {
 		return false
 	}
 	note := pgNotice{Event: "ack", PIN: pin, PushID: pushID, Code: code, Gateway: holder}

@@ -8,7 +8,7 @@ import (
 // TestForgetFinal: recipients made final are forgotten once their state has been stored
 // for longer than the cut-off, oldest first; one whose state is not stored yet stays.
 func TestForgetFinal(t *testing.T) {
-	s := &Server{final: map[int64]time.Time{}}
+	s := newShared(&Server{}, "a")
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	s.final[3] = time.Time{} // not stored yet
 	s.stored(1, t0)

@@ -273,7 +273,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	if !s.proven(w, r, "ack", pin, req.LinkToken, req.Password) {
 		return
 	}
-	if !s.ack(pin, req.PushID, req.Code) && !(s.sharing() && s.ackShared(pin, req.PushID, req.Code)) {
+	if !s.ack(pin, req.PushID, req.Code) && !s.ho.ackElsewhere(pin, req.PushID, req.Code) {
 		jsonError(w, http.StatusNotFound, fmt.Sprintf("no push %q waiting for an acknowledgement from %s", req.PushID, pin))
 		return
 	}
@@ -319,7 +319,7 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	out := make([]deviceInfo, 0, len(s.devices))
 	for _, d := range s.devices {
-		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered, Gateway: s.route[d.pin], Software: d.software.String()}
+		di := deviceInfo{PIN: d.pin, Email: d.email, Attached: d.attached, Queued: len(d.queue), Delivered: d.delivered, Gateway: s.ho.gateway(d.pin), Software: d.software.String()}
 		if d.attached {
 			di.ReceiverURL = d.url
 			if u, err := url.Parse(d.url); err == nil {

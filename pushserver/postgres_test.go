@@ -163,7 +163,7 @@ func TestPostgresStore(t *testing.T) {
 		attach(t, b, rc, pinA)
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			sa.mu.Lock()
-			gw := sa.route[pinA]
+			gw := sa.ho.gateway(pinA)
 			sa.mu.Unlock()
 			if gw == "b" {
 				break
@@ -177,9 +177,9 @@ func TestPostgresStore(t *testing.T) {
 			t.Fatalf("push through a = %d %s", code, text)
 		}
 		// A few of a's sweeps run while the device is away: none may lose or expire the push.
-		for swept, deadline := sa.sweeps.Load(), time.Now().Add(10*time.Second); sa.sweeps.Load() < swept+3; time.Sleep(10 * time.Millisecond) {
+		for swept, deadline := sa.ho.(*shared).sweeps.Load(), time.Now().Add(10*time.Second); sa.ho.(*shared).sweeps.Load() < swept+3; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("a swept %d times in 10 s, want 3", sa.sweeps.Load()-swept)
+				t.Fatalf("a swept %d times in 10 s, want 3", sa.ho.(*shared).sweeps.Load()-swept)
 			}
 		}
 		attach(t, a, rc, pinA)

@@ -137,16 +137,19 @@ type Server struct {
 	now     func() time.Time
 	client  *http.Client
 	st      *store
+	ho      handover // the other gateways sharing the store, if any (gateways.go)
 	front   *front.Server
 	mux     *http.ServeMux
 
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	sweeps   atomic.Int64                   // sweeps for stopped gateways' pushes finished (shared store)
 	onResult atomic.Pointer[[]func(Result)] // Options.OnResult and those added by OnResult
 	notifyWG sync.WaitGroup                 // result notifications in flight; they start from the store's writer
 
+	// mu guards the devices and their queues, the push index (byID, pending, active) and
+	// the hand-over's state (shared), which are read and changed together; never held
+	// across I/O. A device's own sending and handing locks are taken before it.
 	mu      sync.Mutex
 	devices map[string]*device
 	emails  map[string]string // lower-case email -> PIN
@@ -155,17 +158,6 @@ type Server struct {
 	byID    map[string]*push  // latest active push per push id
 	pending map[string]*recip // transport-delivered, awaiting app ack; key push id + "/" + PIN
 	closed  bool
-	// A shared (PostgreSQL) push store's hand-over (handover.go):
-	route     map[string]string // PIN -> the gateway the device attached at last
-	announced map[string]int    // PIN -> own attachment notices not heard back yet
-	moving    map[string]bool   // PINs with a hand-over running -> run it once more
-	// final: recipients made final here, with when their state was stored (zero: not
-	// yet); kept a while, so a takeover that read the store before then skips them.
-	final      map[int64]time.Time
-	finalOrder []finalEntry    // final's stored entries, oldest first
-	accepting  map[string]int  // recipients (acceptKey) of pushes being accepted here
-	taking     map[string]bool // PINs whose handed-over recipients are to be taken over
-	takerBusy  bool            // a goroutine takes them over
 
 	notifySem     chan struct{}
 	notifyWaiting atomic.Int64
@@ -250,13 +242,11 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 		tokens:    map[string]string{},
 		byID:      map[string]*push{},
 		pending:   map[string]*recip{},
-		route:     map[string]string{},
-		announced: map[string]int{},
-		moving:    map[string]bool{},
-		final:     map[int64]time.Time{},
-		accepting: map[string]int{},
-		taking:    map[string]bool{},
 		notifySem: make(chan struct{}, 64),
+	}
+	s.ho = solo{s}
+	if st.d.pg {
+		s.ho = newShared(s, st.d.instance)
 	}
 	s.m.init(s)
 	if opts.OnResult != nil {
@@ -300,22 +290,9 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 	})
 	s.wg.Add(1)
 	go s.reaper()
-	if s.sharing() {
-		ready := make(chan struct{})
-		s.wg.Add(2)
-		go s.listen(ready)
-		go s.sweeper()
-		select {
-		case <-ready:
-		case <-time.After(10 * time.Second):
-			s.log.Warn("not yet listening to other gateways' hand-over notices; going on")
-		case <-ctx.Done():
-			s.Close()
-			return nil, fmt.Errorf("pushserver: open: %w", ctx.Err())
-		}
-		if err := s.shareDirectory(ctx, opts.Devices); err != nil {
-			s.log.Warn("share the device directory", "err", err)
-		}
+	if err := s.ho.start(ctx, opts.Devices); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }

@@ -121,8 +121,9 @@ func (s *Server) restore(ctx context.Context) error {
 }
 
 // queue adds a queued recipient to its device's queue, in seq order (concurrent commits
-// may come back out of order), and wakes the device's delivery. With a shared store, one
-// whose device attached at another gateway meanwhile goes there. Called with s.mu held.
+// may come back out of order), wakes the device's delivery, and tells the hand-over (with
+// a shared store, one whose device attached at another gateway meanwhile goes there).
+// Called with s.mu held.
 func (s *Server) queue(r *recip) {
 	d := s.device(r.pin)
 	i := len(d.queue)
@@ -131,9 +132,7 @@ func (s *Server) queue(r *recip) {
 	}
 	d.queue = slices.Insert(d.queue, i, r)
 	d.poke()
-	if to := s.route[r.pin]; to != "" && to != s.st.d.instance && !d.attached {
-		s.handOverSoon(r.pin)
-	}
+	s.ho.queued(d)
 }
 
 func (s *Server) dequeue(r *recip) {
@@ -144,4 +143,65 @@ func (s *Server) dequeue(r *recip) {
 	if i := slices.Index(d.queue, r); i >= 0 {
 		d.queue = slices.Delete(d.queue, i, i+1)
 	}
+}
+
+// hold queues the loaded open recipients that this gateway does not hold yet; it returns
+// how many it added.
+func (s *Server) hold(open []storedOpen) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := map[int64]bool{}
+	pins := map[string]bool{}
+	for _, so := range open {
+		for _, r := range so.rs {
+			pins[r.pin] = true
+		}
+	}
+	for pin := range pins {
+		if d := s.devices[pin]; d != nil {
+			for _, q := range d.queue {
+				held[q.seq] = true
+			}
+		}
+	}
+	n := 0
+	for _, so := range open {
+		p := so.p
+		if cur := s.byID[p.id]; cur != nil && cur.key == p.key {
+			p = cur // the same push, held here for other recipients
+		}
+		added := 0
+		for _, r := range so.rs {
+			if held[r.seq] {
+				continue
+			}
+			if q := s.pending[p.id+"/"+r.pin]; q != nil && q.seq == r.seq {
+				continue
+			}
+			if s.ho.skip(p, r) {
+				continue
+			}
+			held[r.seq] = true
+			r.p = p
+			added++
+			if r.state == rim.StatePending {
+				s.pending[p.id+"/"+r.pin] = r
+				continue
+			}
+			s.queue(r)
+		}
+		if added == 0 {
+			continue
+		}
+		if p == so.p {
+			p.recipients = len(so.rs)
+			s.active++
+			if cur := s.byID[p.id]; cur == nil || cur.key < p.key {
+				s.byID[p.id] = p // the latest push with this id
+			}
+		}
+		p.open += added
+		n += added
+	}
+	return n
 }

@@ -55,38 +55,18 @@ func (s *Server) finishWhy(r *recip, state rim.State, code int, reason string, a
 		s.mu.Unlock()
 		return false
 	}
-	r.final = true
-	prev := r.state
-	r.state = state
-	if prev == rim.StatePending {
-		delete(s.pending, r.p.id+"/"+r.pin)
-	} else {
-		s.dequeue(r)
-	}
-	r.p.open--
-	if r.p.open == 0 {
-		s.active--
-		if s.byID[r.p.id] == r.p {
-			delete(s.byID, r.p.id)
-		}
-	}
+	s.drop(r, state)
 	if state == rim.StateDelivered {
 		if d := s.devices[r.pin]; d != nil {
 			d.delivered++
 		}
 	}
 	transportAt := r.transportAt
-	if s.sharing() {
-		s.final[r.seq] = time.Time{}
-	}
+	s.ho.finishing(r)
 	s.mu.Unlock()
 	// The device loop goes on at once; the result is reported once the state is stored.
 	s.st.later(s.st.stateOp(r, state, code, reason, transportAt, at), func(err error) {
-		if s.sharing() {
-			s.mu.Lock()
-			s.stored(r.seq, time.Now())
-			s.mu.Unlock()
-		}
+		s.ho.finished(r)
 		if errors.Is(err, errMoved) {
 			return // another gateway holds it now, and reports it
 		}
@@ -96,6 +76,26 @@ func (s *Server) finishWhy(r *recip, state rim.State, code int, reason string, a
 		s.report(r, state, code, reason, at)
 	})
 	return true
+}
+
+// drop takes an open recipient out of this gateway's queues and pending acknowledgements
+// and makes it final in state; its push leaves the index with its last open recipient.
+// Called with s.mu held.
+func (s *Server) drop(r *recip, state rim.State) {
+	if r.state == rim.StatePending {
+		delete(s.pending, r.p.id+"/"+r.pin)
+	} else {
+		s.dequeue(r)
+	}
+	r.final = true
+	r.state = state
+	r.p.open--
+	if r.p.open == 0 {
+		s.active--
+		if s.byID[r.p.id] == r.p {
+			delete(s.byID, r.p.id)
+		}
+	}
 }
 
 // report tells the world a recipient's final state: metrics, log, OnResult and the

@@ -54,12 +54,7 @@ func (s *Server) cancelPINs(sc scope, pushID string, pins map[string]bool) ([]st
 	if err != nil {
 		return nil, 0, err
 	}
-	if s.sharing() {
-		n, err := s.cancelShared(key)
-		return nil, n, err
-	}
-	done := s.cancelHeldPINs(func(q *push) bool { return q.key == key }, pins)
-	return done, len(done), nil
+	return s.ho.cancel(key, pins)
 }
 
 // cancelHeld cancels the queued recipients held here of the pushes that match.

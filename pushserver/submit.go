@@ -22,115 +22,13 @@ func (s *Server) Enqueue(ctx context.Context, sub Submission) error {
 }
 
 func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
-	if len(sub.PINs) == 0 {
-		return nil, fmt.Errorf("%w: no recipients", ErrBadSubmission)
+	p, rs, err := s.newPush(sub)
+	if err != nil {
+		return nil, err
 	}
-	if sub.PushID == "" {
-		sub.PushID = newPushID()
+	if err := s.reserve(p, rs); err != nil {
+		return nil, err
 	}
-	if sub.Port == 0 {
-		sub.Port = 7874
-	}
-	if sub.Port < 0 || sub.Port > 65535 {
-		return nil, fmt.Errorf("%w: port %d", ErrBadSubmission, sub.Port)
-	}
-	if !sub.DeliverBefore.IsZero() && !sub.DeliverAfter.IsZero() && !sub.DeliverAfter.Before(sub.DeliverBefore) {
-		return nil, fmt.Errorf("%w: deliver-after is not before deliver-before", ErrBadSubmission)
-	}
-	rel := rim.ReliabilityTransport
-	switch lower(sub.Reliability) {
-	case "", "transport", "unconfirmed", "preferconfirmed", "notspecified":
-	case "application", "confirmed", "application-level":
-		rel = rim.ReliabilityApplication
-	case "application-preferred":
-		// Decided per device when delivered: application where it acknowledges.
-		rel = rim.ReliabilityApplicationPreferred
-	default:
-		return nil, fmt.Errorf("%w: reliability %q", ErrBadSubmission, sub.Reliability)
-	}
-	now := s.now().UTC()
-	p := &push{
-		id: sub.PushID, source: sub.Source, headers: sub.Headers, body: sub.Body,
-		requestURI: sub.requestURI, reliability: rel, deliverBefore: sub.DeliverBefore.UTC(),
-		deliverAfter: sub.DeliverAfter.UTC(), notifyURL: sub.NotifyURL, notifyPAP: sub.notifyPAP,
-		papVersion: sub.papVersion, acceptedAt: now,
-	}
-	if p.headers == nil {
-		p.headers = http.Header{}
-	}
-	if p.body == nil {
-		p.body = []byte{}
-	}
-	if !p.deliverBefore.IsZero() && !p.deliverBefore.After(now) {
-		return nil, fmt.Errorf("%w: deliver-before is in the past", ErrBadSubmission)
-	}
-	seen := map[string]bool{}
-	rs := make([]*recip, 0, len(sub.PINs))
-	for i, raw := range sub.PINs {
-		pin, ok := rim.NormalizePIN(raw)
-		if !ok {
-			return nil, fmt.Errorf("%w: bad PIN %q", ErrBadSubmission, raw)
-		}
-		port := sub.Port
-		if i < len(sub.ports) && sub.ports[i] != 0 {
-			port = sub.ports[i]
-		}
-		if seen[pin] {
-			continue
-		}
-		seen[pin] = true
-		rs = append(rs, &recip{p: p, pin: pin, port: port, state: rim.StateQueued})
-	}
-	p.open = len(rs)
-	p.recipients = len(rs)
-
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrServerClosed
-	}
-	if rel == rim.ReliabilityApplication {
-		for _, r := range rs {
-			if d := s.devices[r.pin]; d != nil && !d.software.IsZero() && !d.software.AppAcks() {
-				s.mu.Unlock()
-				return nil, fmt.Errorf("%w: %s runs device software %s, which has no application-level acknowledgements (4.0 or later)", ErrDeliveryMethod, r.pin, d.software)
-			}
-		}
-	}
-	if s.active >= s.opts.MaxActive {
-		s.mu.Unlock()
-		s.m.busy.Add(1)
-		return nil, ErrBusy
-	}
-	s.active++
-	if s.sharing() {
-		// A device attached at another gateway sharing the store: that gateway holds its
-		// recipient from the start.
-		for _, r := range rs {
-			if to := s.route[r.pin]; to != "" && to != s.st.d.instance {
-				if d := s.devices[r.pin]; d == nil || !d.attached {
-					r.holder = to
-					continue
-				}
-			}
-			// A takeover that reads the store between the commit and the queueing below
-			// leaves this one to be queued here.
-			s.accepting[acceptKey(p.id, p.source, r.pin)]++
-		}
-		defer func() {
-			s.mu.Lock()
-			for _, r := range rs {
-				if k := acceptKey(p.id, p.source, r.pin); r.holder == "" {
-					if s.accepting[k]--; s.accepting[k] <= 0 {
-						delete(s.accepting, k)
-					}
-				}
-			}
-			s.mu.Unlock()
-		}()
-	}
-	s.mu.Unlock()
-
 	hdr, err := headerJSON(p.headers)
 	if err != nil {
 		err = fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
@@ -139,6 +37,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.ho.admitted(p, rs)
 	if err != nil {
 		s.active--
 		return nil, err
@@ -159,6 +58,106 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	s.m.accepted.Add(1)
 	s.m.recipients.Add(float64(len(rs)))
 	return p, nil
+}
+
+// newPush checks a submission and makes it a push and its recipients, one per PIN.
+func (s *Server) newPush(sub Submission) (*push, []*recip, error) {
+	if len(sub.PINs) == 0 {
+		return nil, nil, fmt.Errorf("%w: no recipients", ErrBadSubmission)
+	}
+	if sub.PushID == "" {
+		sub.PushID = newPushID()
+	}
+	if sub.Port == 0 {
+		sub.Port = rim.BrowserPort
+	}
+	if sub.Port < 0 || sub.Port > 65535 {
+		return nil, nil, fmt.Errorf("%w: port %d", ErrBadSubmission, sub.Port)
+	}
+	if !sub.DeliverBefore.IsZero() && !sub.DeliverAfter.IsZero() && !sub.DeliverAfter.Before(sub.DeliverBefore) {
+		return nil, nil, fmt.Errorf("%w: deliver-after is not before deliver-before", ErrBadSubmission)
+	}
+	rel, err := submissionReliability(sub.Reliability)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := s.now().UTC()
+	p := &push{
+		id: sub.PushID, source: sub.Source, headers: sub.Headers, body: sub.Body,
+		requestURI: sub.requestURI, reliability: rel, deliverBefore: sub.DeliverBefore.UTC(),
+		deliverAfter: sub.DeliverAfter.UTC(), notifyURL: sub.NotifyURL, notifyPAP: sub.notifyPAP,
+		papVersion: sub.papVersion, acceptedAt: now,
+	}
+	if p.headers == nil {
+		p.headers = http.Header{}
+	}
+	if p.body == nil {
+		p.body = []byte{}
+	}
+	if !p.deliverBefore.IsZero() && !p.deliverBefore.After(now) {
+		return nil, nil, fmt.Errorf("%w: deliver-before is in the past", ErrBadSubmission)
+	}
+	seen := make(map[string]bool, len(sub.PINs))
+	rs := make([]*recip, 0, len(sub.PINs))
+	for i, raw := range sub.PINs {
+		pin, ok := rim.NormalizePIN(raw)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: bad PIN %q", ErrBadSubmission, raw)
+		}
+		if seen[pin] {
+			continue
+		}
+		seen[pin] = true
+		port := sub.Port
+		if i < len(sub.ports) && sub.ports[i] != 0 {
+			port = sub.ports[i]
+		}
+		rs = append(rs, &recip{p: p, pin: pin, port: port, state: rim.StateQueued})
+	}
+	p.open = len(rs)
+	p.recipients = len(rs)
+	return p, rs, nil
+}
+
+// submissionReliability is the reliability a push is kept with, from the words of RIM push,
+// PAP (quality-of-service delivery-method) and the BIS push API.
+func submissionReliability(v string) (string, error) {
+	switch lower(v) {
+	case "", "transport", "unconfirmed", "preferconfirmed", "notspecified":
+		return rim.ReliabilityTransport, nil
+	case "application", "confirmed", "application-level":
+		return rim.ReliabilityApplication, nil
+	case "application-preferred":
+		// Decided per device when delivered: application where it acknowledges.
+		return rim.ReliabilityApplicationPreferred, nil
+	}
+	return "", fmt.Errorf("%w: reliability %q", ErrBadSubmission, v)
+}
+
+// reserve counts a push about to be committed among the active ones, or refuses it when
+// the server is closed, a recipient's device software cannot acknowledge what it asks, or
+// MaxActive pushes are pending. The hand-over is told (admit), and
+// told again by enqueue once the commit is over.
+func (s *Server) reserve(p *push, rs []*recip) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if p.reliability == rim.ReliabilityApplication {
+		for _, r := range rs {
+			if d := s.devices[r.pin]; d != nil && !d.software.IsZero() && !d.software.AppAcks() {
+				return fmt.Errorf("%w: %s runs device software %s, which has no application-level acknowledgements (4.0 or later)", ErrDeliveryMethod, r.pin, d.software)
+			}
+		}
+	}
+	if s.active >= s.opts.MaxActive {
+		s.m.busy.Add(1)
+		return ErrBusy
+	}
+	s.active++
+	s.ho.admit(p, rs)
+	return nil
 }
 
 func newPushID() string {
@@ -227,6 +226,3 @@ func plainJSON(s string) bool {
 	}
 	return true
 }
-
-// acceptKey names a recipient of a push being accepted.
-func acceptKey(id, source, pin string) string { return id + "\x00" + source + "\x00" + pin }
