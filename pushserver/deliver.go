@@ -86,20 +86,18 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 		// A previous attachment's loop may have delivered it meanwhile (final, or pending
 		// an application acknowledgement).
 		done := r.final || r.state != rim.StateQueued
+		sw := d.software
 		s.mu.Unlock()
 		if done || ctx.Err() != nil {
 			return
 		}
-		// The request itself outlives a detach: a device that answers keeps its answer, so
-		// a push it took is not sent again after it re-attaches.
-		s.mu.Lock()
-		sw := d.software
-		s.mu.Unlock()
 		var ok bool
 		if r.mode, ok = reliabilityFor(r.p.reliability, sw); !ok {
 			s.finishWhy(r, rim.StateFailed, rim.CodeDeliveryMethod, fmt.Sprintf("%s: device software %s has no application-level acknowledgements (4.0 or later)", errDeliveryMethodText, sw), s.now().UTC())
 			return
 		}
+		// The request itself outlives a detach: a device that answers keeps its answer, so
+		// a push it took is not sent again after it re-attaches.
 		res := s.send(s.ctx, d, url, r)
 		if ctx.Err() != nil && !res.ok {
 			return
@@ -175,7 +173,7 @@ func (s *Server) send(ctx context.Context, d *device, url string, r *recip) send
 	if n > 1 {
 		sem := make(chan struct{}, 5)
 		var wg sync.WaitGroup
-		var mu sync.Mutex
+		var mu sync.Mutex // guards failed and first
 		var first sendResult
 		failed := false
 		for i := 0; i < n-1; i++ {

@@ -30,7 +30,8 @@ type push struct {
 	recipients                  int // number of recipients; immutable
 }
 
-// recip is one recipient of a push.
+// recip is one recipient of a push. Its state, final and transportAt are guarded by
+// Server.mu.
 type recip struct {
 	seq         int64
 	p           *push
@@ -58,7 +59,8 @@ func (r *recip) deadline(fct time.Duration) time.Time {
 	return d
 }
 
-// device is one handset: directory entry, link and queue.
+// device is one handset: directory entry, link and queue. Its fields are guarded by
+// Server.mu, except link (by sending) and wake (a channel).
 type device struct {
 	pin, email string
 	url        string

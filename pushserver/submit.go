@@ -121,17 +121,20 @@ func (s *Server) newPush(sub Submission) (*push, []*recip, error) {
 
 // submissionReliability is the reliability a push is kept with, from the words of RIM push,
 // PAP (quality-of-service delivery-method) and the BIS push API.
+// RIM push's own words are rim.ParseReliability's; application-preferred is decided per
+// device when delivered: application where it acknowledges.
 func submissionReliability(v string) (string, error) {
 	switch lower(v) {
-	case "", "transport", "unconfirmed", "preferconfirmed", "notspecified":
+	case "unconfirmed", "preferconfirmed", "notspecified":
 		return rim.ReliabilityTransport, nil
-	case "application", "confirmed", "application-level":
+	case "confirmed", "application-level":
 		return rim.ReliabilityApplication, nil
-	case "application-preferred":
-		// Decided per device when delivered: application where it acknowledges.
-		return rim.ReliabilityApplicationPreferred, nil
 	}
-	return "", fmt.Errorf("%w: reliability %q", ErrBadSubmission, v)
+	rel, err := rim.ParseReliability(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: reliability %q", ErrBadSubmission, v)
+	}
+	return rel, nil
 }
 
 // reserve counts a push about to be committed among the active ones, or refuses it when
