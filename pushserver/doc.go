@@ -34,4 +34,11 @@
 //     that commit. Receivers drop duplicates by X-RIM-Push-ID (or Push-Message-ID).
 //   - Queued pushes are held in memory as well as in the store (at most MaxActive pushes of
 //     at most MaxBodyBytes each).
+//
+// The code follows a push's life: submit.go (checked, committed, queued), queue.go (the
+// per-device queues), attach.go (the device link's attachments), deliver.go with link.go
+// (each device's delivery loop), results.go (final states, expiry, reports) and status.go
+// (status and cancel). Gateways sharing a PostgreSQL store hand pushes over to where their
+// device attached through one interface (gateways.go), implemented in handover.go; a lone
+// gateway's is a no-op.
 package pushserver

@@ -148,8 +148,10 @@ type Server struct {
 	notifyWG sync.WaitGroup                 // result notifications in flight; they start from the store's writer
 
 	// mu guards the devices and their queues, the push index (byID, pending, active) and
-	// the hand-over's state (shared), which are read and changed together; never held
-	// across I/O. A device's own sending and handing locks are taken before it.
+	// the hand-over's state (shared); never held across I/O. A device's own sending and
+	// handing locks are taken before it. One lock, not one per part: making a recipient
+	// final changes its device's queue and the push index at once, so split locks would
+	// cost every delivery a second lock.
 	mu      sync.Mutex
 	devices map[string]*device
 	emails  map[string]string // lower-case email -> PIN
