@@ -51,7 +51,7 @@ func (s *Server) attach(pin, email, url string, sw rim.Software) (token string, 
 	go s.runDevice(ctx, d, url)
 	s.mu.Unlock()
 	if emailChanged && !recorded {
-		if err := s.st.saveDevice(s.ctx, pin, email); err != nil {
+		if err := s.st.SaveDevice(s.ctx, pin, email); err != nil {
 			s.log.Warn("save device", "pin", pin, "err", err)
 		}
 	}

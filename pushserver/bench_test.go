@@ -340,7 +340,7 @@ func BenchmarkRIMEndToEnd(b *testing.B) {
 	attachFleet(b, base, fl.url, devs)
 	accepted, busy, errs := pushAll(b, fl, base, devs, "e2e")
 	b.ReportMetric(float64(b.N)/accepted.Seconds(), "accepted/s")
-	commits, ops := s.st.stats()
+	commits, ops := s.st.Stats()
 	b.ReportMetric(float64(ops)/float64(commits), "ops/commit")
 	b.ReportMetric(float64(busy), "busy-503")
 	b.ReportMetric(float64(errs), "errors")
@@ -517,11 +517,11 @@ func BenchmarkStore(b *testing.B) {
 }
 
 func benchStore(b *testing.B, pushDB string) {
-	st, err := openStore(context.Background(), b.TempDir(), pushDB, "")
+	st, err := openStore(context.Background(), b.TempDir(), pushDB, "", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.close()
+	defer st.Close()
 	hdr := []byte(`{"Content-Type":["text/html"],"X-Rim-Push-Type":["Browser-Content"]}`)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -538,7 +538,7 @@ func benchStore(b *testing.B, pushDB string) {
 				}
 				p := &push{id: fmt.Sprintf("st-%d", i), headers: http.Header{}, body: []byte("<p>bench</p>"), reliability: "transport", acceptedAt: time.Now()}
 				r := &recip{p: p, pin: "2100000A", port: 7874, state: "queued"}
-				if err := st.do(context.Background(), st.pushOp(p, hdr, []*recip{r})); err != nil {
+				if err := st.insertPush(context.Background(), p, hdr, []*recip{r}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -552,7 +552,7 @@ func benchStore(b *testing.B, pushDB string) {
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pushes/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/push")
-	commits, ops := st.stats()
+	commits, ops := st.Stats()
 	b.ReportMetric(float64(ops)/float64(commits), "ops/commit")
 	if disk0 >= 0 {
 		b.ReportMetric(float64(diskWritten()-disk0)/float64(b.N), "disk-B/push")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bbsim/bbsim/pushserver/internal/store"
 	"github.com/bbsim/bbsim/rim"
 )
 
@@ -39,7 +40,7 @@ import (
 // A gateway that was not listening (starting, or its connection to the database dropped)
 // catches up from the tables when it listens again.
 
-const pgChannel = "bbsim_push"
+const pgChannel = store.Channel
 
 // shared is the hand-over of a gateway that shares a PostgreSQL push store with others. Its
 // state is guarded by Server.mu, as the device queues it is read together with are.
@@ -213,7 +214,7 @@ func (h *shared) listen(ready chan<- struct{}) {
 
 func (h *shared) listenOnce(listening func()) (listened bool, err error) {
 	s := h.s
-	conn, err := pgx.Connect(s.ctx, s.st.url)
+	conn, err := pgx.Connect(s.ctx, s.st.shared.URL())
 	if err != nil {
 		return false, err
 	}
@@ -373,22 +374,12 @@ func (h *shared) shareDirectory(ctx context.Context, devs []Device) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	tx, err := s.st.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, d := range devs {
+	dir := make([]store.Device, len(devs))
+	for i, d := range devs {
 		pin, _ := rim.NormalizePIN(d.PIN) // checked by New
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email) VALUES($1,$2) ON CONFLICT(pin) DO UPDATE
-			SET email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, pin, d.Email); err != nil {
-			return err
-		}
+		dir[i] = store.Device{PIN: pin, Email: d.Email}
 	}
-	if err := pgNotify(ctx, tx, pgNotice{Event: "directory", Gateway: h.me}.payload()); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.st.shared.ShareDirectory(ctx, dir, pgNotice{Event: "directory", Gateway: h.me}.payload())
 }
 
 // learnDirectory adds the shared directory's devices and e-mails to this gateway's.
@@ -471,7 +462,7 @@ func (h *shared) sweeper() {
 		}
 		h.forgetFinal(time.Now().Add(-finalKept))
 		ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
-		pins, err := s.st.claimStranded(ctx)
+		pins, err := s.st.shared.ClaimStranded(ctx)
 		cancel()
 		if err != nil {
 			if s.ctx.Err() == nil {
@@ -531,7 +522,7 @@ func (h *shared) announce(pin, email string) {
 	h.announced[pin]++
 	s.mu.Unlock()
 	note := pgNotice{Event: "attached", PIN: pin, Email: email, Gateway: h.me}
-	if err := s.st.attachedHere(s.ctx, pin, email, note.payload()); err != nil {
+	if err := s.st.shared.AttachedHere(s.ctx, pin, email, note.payload()); err != nil {
 		s.mu.Lock()
 		h.announced[pin]--
 		s.mu.Unlock()
@@ -561,7 +552,7 @@ func (h *shared) takeOver(pins ...string) error {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 	defer cancel()
-	open, err := s.st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = ANY($2)", h.me, pins)
+	open, err := s.st.loadHeld(ctx, pins)
 	if err != nil {
 		return err
 	}
@@ -654,7 +645,7 @@ func (h *shared) handOver(pin string) {
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 	defer cancel()
 	note := pgNotice{Event: "handover", PINs: []string{pin}, Gateway: to, From: h.me}
-	moved, err := s.st.handOver(ctx, seqs, to, note.payload())
+	moved, err := s.st.shared.HandOver(ctx, seqs, to, note.payload())
 	if errors.Is(err, errGatewayDown) {
 		// Keep them; where the device attaches next, they go.
 		s.mu.Lock()
@@ -705,7 +696,7 @@ func (h *shared) cancelShared(key int64) (int, error) {
 	defer cancel()
 	this := func(p *push) bool { return p.key == key }
 	n := s.cancelHeld(this)
-	pins, err := s.st.claimPush(ctx, key)
+	pins, err := s.st.shared.ClaimPush(ctx, key)
 	if err != nil {
 		return n, err
 	}
@@ -717,7 +708,7 @@ func (h *shared) cancelShared(key int64) (int, error) {
 	if len(pins) > 0 {
 		n += s.cancelHeld(this)
 	}
-	held, err := s.st.queuedElsewhere(ctx, key)
+	held, err := s.st.shared.QueuedElsewhere(ctx, key)
 	if err != nil || len(held) == 0 {
 		return n, err
 	}
@@ -727,14 +718,14 @@ func (h *shared) cancelShared(key int64) (int, error) {
 		seqs = append(seqs, seq)
 		if !asked[gw] {
 			asked[gw] = true
-			if err := s.st.notify(ctx, pgNotice{Event: "cancel", Gateway: gw, Push: key}.payload()); err != nil {
+			if err := s.st.shared.Notify(ctx, pgNotice{Event: "cancel", Gateway: gw, Push: key}.payload()); err != nil {
 				return n, err
 			}
 		}
 	}
 	var states map[int64]string
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if states, err = s.st.states(ctx, seqs); err != nil {
+		if states, err = s.st.shared.States(ctx, seqs); err != nil {
 			return n, err
 		}
 		open := false
@@ -764,14 +755,12 @@ func (h *shared) ackShared(pin, pushID string, code int) bool {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	var holder string
-	err := s.st.db.QueryRowContext(ctx, `SELECT r.gateway FROM recipients r JOIN pushes p ON p.id = r.pid
-		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = $3 ORDER BY p.id DESC LIMIT 1`, pushID, pin, rim.StatePending).Scan(&holder)
+	holder, err := s.st.shared.PendingHolder(ctx, pushID, pin)
 	if err != nil || holder == h.me {
 		return false
 	}
 	note := pgNotice{Event: "ack", PIN: pin, PushID: pushID, Code: code, Gateway: holder}
-	if err := s.st.notify(ctx, note.payload()); err != nil {
+	if err := s.st.shared.Notify(ctx, note.payload()); err != nil {
 		s.log.Warn("pass an acknowledgement on", "pin", pin, "push_id", pushID, "gateway", holder, "err", err)
 		return false
 	}

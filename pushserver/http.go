@@ -88,7 +88,7 @@ func scopeOf(ini *Initiator) scope {
 	if ini == nil {
 		return anySource
 	}
-	return scope{source: ini.Name}
+	return sourceScope(ini.Name)
 }
 
 // readAll reads a request body up to MaxBodyBytes; over it, the error is an

@@ -47,9 +47,9 @@ func (m *metrics) init(s *Server) {
 	m.reg = prometheus.NewRegistry()
 	m.reg.MustRegister(m.accepted, m.recipients, m.rejected, m.busy, m.notified, m.notifyDropped, m.results, m.latency,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bbsim_push_store_commits_total",
-			Help: "Store transactions committed (group commits)."}, func() float64 { c, _ := s.st.stats(); return float64(c) }),
+			Help: "Store transactions committed (group commits)."}, func() float64 { c, _ := s.st.Stats(); return float64(c) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bbsim_push_store_operations_total",
-			Help: "Store operations carried by those commits."}, func() float64 { _, o := s.st.stats(); return float64(o) }),
+			Help: "Store operations carried by those commits."}, func() float64 { _, o := s.st.Stats(); return float64(o) }),
 		queueCollector{s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

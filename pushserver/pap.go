@@ -270,7 +270,7 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 			s.papBad(w, v, papBadRequest, "replace-push-id names the push itself", control)
 			return
 		}
-		ok, err := s.st.pushExists(r.Context(), scopeOf(ini), pm.ReplacePushID)
+		ok, err := s.st.PushExists(r.Context(), scopeOf(ini), pm.ReplacePushID)
 		if err != nil {
 			s.log.Error("replace push", "err", err)
 			s.papPushResponse(w, v, pm.PushID, papInternal, "internal error")

@@ -2,11 +2,8 @@ package pushserver
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,8 +12,8 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
+	"github.com/bbsim/bbsim/pushserver/internal/store"
 	"github.com/bbsim/bbsim/rim"
-	"github.com/jackc/pgx/v5"
 )
 
 // TestPostgresStore: with PushDB naming a PostgreSQL database (a real server, started
@@ -116,7 +113,7 @@ func TestPostgresStore(t *testing.T) {
 		}
 		defer lock.Close()
 		for held := false; !held; time.Sleep(10 * time.Millisecond) {
-			if err := lock.QueryRowContext(t.Context(), "SELECT pg_try_advisory_lock($1, hashtext('a'))", pgLockClass).Scan(&held); err != nil {
+			if err := lock.QueryRowContext(t.Context(), "SELECT pg_try_advisory_lock($1, hashtext('a'))", store.LockClass).Scan(&held); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -124,7 +121,7 @@ func TestPostgresStore(t *testing.T) {
 		attach(t, b, rc, pinA)
 		rc.none(t, 300*time.Millisecond) // a looks alive: its pushes stay
 		// Once a's lock is free, b's sweep takes the pushes and delivers them in order, once.
-		if _, err := lock.ExecContext(t.Context(), "SELECT pg_advisory_unlock($1, hashtext('a'))", pgLockClass); err != nil {
+		if _, err := lock.ExecContext(t.Context(), "SELECT pg_advisory_unlock($1, hashtext('a'))", store.LockClass); err != nil {
 			t.Fatal(err)
 		}
 		for i, d := range rc.wait(t, 3) {
@@ -248,58 +245,6 @@ func TestPostgresStore(t *testing.T) {
 	})
 }
 
-// TestStoreBatchWithFailingOp: in one group commit, operations that fail (a duplicate push
-// id; a statement the database refuses) leave the others committed, in SQLite and in
-// PostgreSQL (where the pipelined batch is then replayed with savepoints).
-func TestStoreBatchWithFailingOp(t *testing.T) {
-	t.Parallel()
-	pg := pgtest.Start(t)
-	for _, tc := range []struct{ name, pushDB string }{{"sqlite", ""}, {"postgres", pg.NewDatabase(t)}} {
-		t.Run(tc.name, func(t *testing.T) {
-			st, err := openStore(context.Background(), t.TempDir(), tc.pushDB, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.close()
-			insert := func(id string) *op {
-				p := &push{id: id, headers: http.Header{}, body: []byte(id), reliability: "transport", acceptedAt: time.Now()}
-				o := st.pushOp(p, []byte(`{}`), []*recip{{p: p, pin: pinA, port: 7874, state: "queued"}, {p: p, pin: pinB, port: 7874, state: "queued"}})
-				o.err = make(chan error, 1)
-				return o
-			}
-			const orphan = "INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)" // no such push: refused
-			refused := &op{
-				fn:   func(tx *wtx) error { _, err := tx.exec(orphan, -1, pinA, 7874, 0); return err },
-				pipe: func(b *pgx.Batch, _ *error) { b.Queue(st.d.bind(orphan), -1, pinA, 7874, 0) },
-				err:  make(chan error, 1),
-			}
-			if err := st.do(t.Context(), insert("first")); err != nil {
-				t.Fatalf("first insert: %v", err)
-			}
-			// The writer is idle now: commit a batch directly, as it would.
-			batch := []*op{insert("before"), insert("first"), refused, insert("after")}
-			st.commit(batch)
-			for i, o := range batch {
-				err := <-o.err
-				switch {
-				case i == 1 && !errors.Is(err, ErrDuplicate):
-					t.Fatalf("duplicate in the batch = %v, want ErrDuplicate", err)
-				case i == 2 && err == nil:
-					t.Fatal("orphan recipient stored")
-				case (i == 0 || i == 3) && err != nil:
-					t.Fatalf("batch op %d = %v", i, err)
-				}
-			}
-			for _, id := range []string{"before", "first", "after"} {
-				ps, err := st.pushStatus(t.Context(), anySource, id)
-				if err != nil || len(ps.Recipients) != 2 {
-					t.Fatalf("push %s after the batch: %+v, %v; want 2 recipients", id, ps, err)
-				}
-			}
-		})
-	}
-}
-
 // TestPostgresRestart: the database restarts under a running gateway (every connection
 // ends); the next pushes are stored and delivered, and the gateway still holds its lock.
 func TestPostgresRestart(t *testing.T) {
@@ -341,43 +286,6 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	if d := rc.wait(t, 1)[0]; d.PushID != "via-other" {
 		t.Fatalf("delivered %s, want via-other", d.PushID)
-	}
-}
-
-// TestStoreAdoptsLostCommit: a push whose commit answer was lost with its connection comes
-// back as a duplicate when the batch runs again; the store recognises its own row (same
-// gateway, acceptance time and body) and takes its keys, and leaves a true duplicate one.
-func TestStoreAdoptsLostCommit(t *testing.T) {
-	t.Parallel()
-	st, err := openStore(context.Background(), t.TempDir(), pgtest.Start(t).NewDatabase(t), "east")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.close()
-	at := time.Now()
-	mk := func(body string) (*push, *recip, *op) {
-		p := &push{id: "lost", headers: http.Header{}, body: []byte(body), reliability: "transport", acceptedAt: at}
-		r := &recip{p: p, pin: pinA, port: 7874, state: "queued"}
-		return p, r, st.pushOp(p, []byte(`{}`), []*recip{r})
-	}
-	p1, r1, o1 := mk("once")
-	if err := st.do(t.Context(), o1); err != nil {
-		t.Fatalf("first commit: %v", err)
-	}
-	p2, r2, o2 := mk("once") // the same push, run again after its answer was lost
-	if err := st.do(t.Context(), o2); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("the same push again = %v, want ErrDuplicate from the database", err)
-	}
-	errs := []error{ErrDuplicate}
-	st.adoptLost([]*op{o2}, errs)
-	if errs[0] != nil || p2.key != p1.key || r2.seq != r1.seq {
-		t.Fatalf("adopted: err %v, key %d seq %d; want nil, %d, %d", errs[0], p2.key, r2.seq, p1.key, r1.seq)
-	}
-	_, _, o3 := mk("another body")
-	errs = []error{ErrDuplicate}
-	st.adoptLost([]*op{o3}, errs)
-	if !errors.Is(errs[0], ErrDuplicate) {
-		t.Fatalf("a different push with the same id adopted: %v", errs[0])
 	}
 }
 

@@ -136,7 +136,7 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	client  *http.Client
-	st      *store
+	st      *pushStore
 	ho      handover // the other gateways sharing the store, if any (gateways.go)
 	front   *front.Server
 	mux     *http.ServeMux
@@ -233,7 +233,7 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 			},
 		}
 	}
-	st, err := openStore(ctx, opts.DataDir, opts.PushDB, opts.PushInstance)
+	st, err := openStore(ctx, opts.DataDir, opts.PushDB, opts.PushInstance, log)
 	if err != nil {
 		return nil, err
 	}
@@ -247,8 +247,8 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 		notifySem: make(chan struct{}, 64),
 	}
 	s.ho = solo{s}
-	if st.d.pg {
-		s.ho = newShared(s, st.d.instance)
+	if st.shared != nil {
+		s.ho = newShared(s, st.Instance())
 	}
 	s.m.init(s)
 	if opts.OnResult != nil {
@@ -259,7 +259,7 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 	for _, d := range opts.Devices {
 		pin, ok := rim.NormalizePIN(d.PIN)
 		if !ok {
-			st.close()
+			st.Close()
 			return nil, fmt.Errorf("pushserver: device %q: bad PIN", d.PIN)
 		}
 		s.device(pin).email = d.Email
@@ -273,13 +273,13 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 	for name, pins := range opts.Groups {
 		for _, p := range pins {
 			if _, ok := rim.NormalizePIN(p); !ok {
-				st.close()
+				st.Close()
 				return nil, fmt.Errorf("pushserver: group %s: bad PIN %q", name, p)
 			}
 		}
 	}
 	if err := s.restore(ctx); err != nil {
-		st.close()
+		st.Close()
 		return nil, err
 	}
 	s.mux = s.routes()
@@ -348,7 +348,7 @@ func (s *Server) stop() error {
 		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
-		s.closeErr = s.st.close() // reports its last results, which may start notifications
+		s.closeErr = s.st.Close() // reports its last results, which may start notifications
 		s.notifyWG.Wait()
 	})
 	return s.closeErr

@@ -65,7 +65,7 @@ func (s *Server) finishWhy(r *recip, state rim.State, code int, reason string, a
 	s.ho.finishing(r)
 	s.mu.Unlock()
 	// The device loop goes on at once; the result is reported once the state is stored.
-	s.st.later(s.st.stateOp(r, state, code, reason, transportAt, at), func(err error) {
+	s.st.setStateLater(r, state, code, reason, transportAt, at, func(err error) {
 		s.ho.finished(r)
 		if errors.Is(err, errMoved) {
 			return // another gateway holds it now, and reports it

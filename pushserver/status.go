@@ -15,7 +15,7 @@ func (s *Server) PushState(pushID string) (PushStatus, error) {
 // PushStateOf is PushState for the push source sent with this id (a BIS application, an
 // initiator): another source's push with the same id is not found.
 func (s *Server) PushStateOf(source, pushID string) (PushStatus, error) {
-	return s.st.pushStatus(s.ctx, scope{source: source}, pushID)
+	return s.st.pushStatus(s.ctx, sourceScope(source), pushID)
 }
 
 // Cancel cancels every still-queued recipient of the latest push with this id, whatever its
@@ -26,7 +26,7 @@ func (s *Server) Cancel(pushID string) error { return s.cancelIn(anySource, push
 // CancelOf is Cancel for the push source sent with this id (a BIS application, an
 // initiator): another source's push with the same id is not found.
 func (s *Server) CancelOf(source, pushID string) error {
-	return s.cancelIn(scope{source: source}, pushID)
+	return s.cancelIn(sourceScope(source), pushID)
 }
 
 func (s *Server) cancelIn(sc scope, pushID string) error {

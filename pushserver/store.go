@@ -1,327 +1,182 @@
 package pushserver
 
+// The push store (internal/store) as the gateway uses it: its pushes and recipients turned
+// into the store's records and back, and the store's errors into the gateway's.
+
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"log/slog"
+	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
-
-	"github.com/bbsim/bbsim/internal/groupcommit"
-	"github.com/bbsim/bbsim/internal/statedir"
+	"github.com/bbsim/bbsim/pushserver/internal/store"
+	"github.com/bbsim/bbsim/rim"
 )
 
-// schema is the SQLite push store's.
-const schema = `
-CREATE TABLE IF NOT EXISTS pushes(
-	id INTEGER PRIMARY KEY,
-	push_id TEXT NOT NULL,
-	source TEXT NOT NULL,
-	headers TEXT NOT NULL,
-	body BLOB NOT NULL,
-	request_uri TEXT NOT NULL DEFAULT '',
-	reliability TEXT NOT NULL DEFAULT '',
-	deliver_before INTEGER NOT NULL DEFAULT 0,
-	deliver_after INTEGER NOT NULL DEFAULT 0,
-	notify_url TEXT NOT NULL DEFAULT '',
-	notify_pap INTEGER NOT NULL DEFAULT 0,
-	pap_version TEXT NOT NULL DEFAULT '',
-	accepted_at INTEGER NOT NULL,
-	UNIQUE(push_id, source) -- also serves lookups by push_id alone
-);
-CREATE TABLE IF NOT EXISTS recipients(
-	seq INTEGER PRIMARY KEY,
-	pid INTEGER NOT NULL REFERENCES pushes(id),
-	pin TEXT NOT NULL,
-	port INTEGER NOT NULL,
-	state TEXT NOT NULL,
-	code INTEGER NOT NULL DEFAULT 0,
-	reason TEXT NOT NULL DEFAULT '', -- the device's words when it refused the push
-	transport_at INTEGER NOT NULL DEFAULT 0,
-	updated_at INTEGER NOT NULL,
-	UNIQUE(pid, pin)
-);
-CREATE INDEX IF NOT EXISTS recipients_open ON recipients(state) WHERE state IN ('queued','pending');
-CREATE TABLE IF NOT EXISTS devices(
-	pin TEXT PRIMARY KEY,
-	email TEXT NOT NULL DEFAULT ''
-);
-`
-
-// dialect is what differs between the SQLite and the PostgreSQL push store. In PostgreSQL
-// placeholders are $1, $2… (the queries are written with ?), new keys come from INSERT …
-// RETURNING, and a failed statement aborts the whole transaction, so a group commit runs
-// as a pipeline and is replayed with savepoints when a statement fails (commit).
-type dialect struct {
-	where    string // the store's location for messages (a path, or the URL without password)
-	pg       bool   // PostgreSQL; otherwise SQLite
-	instance string // PostgreSQL: this gateway's name among those sharing the database
+// pushStore is the push store; shared is the same store when gateways share it
+// (PostgreSQL, handover.go), else nil.
+type pushStore struct {
+	store.Store
+	shared store.Shared
 }
 
-// bind rewrites a query's ? placeholders for the dialect. The store's queries have no ?
-// inside string literals.
-func (d *dialect) bind(query string) string {
-	if !d.pg || !strings.Contains(query, "?") {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
-}
+var (
+	errMoved       = store.ErrMoved
+	errGatewayDown = store.ErrGatewayDown
+)
 
-// store is the push store, SQLite in the data directory or PostgreSQL (store_pg.go); what it
-// keeps is in store_records.go. Writes go through one writer goroutine that commits
-// concurrent operations together (group commit), so that one failing operation does not
-// undo the others (commit).
-type store struct {
-	d     dialect
-	url   string // PostgreSQL: the database URL, for the hand-over listener
-	db    *sql.DB
-	wconn *sql.Conn            // the writer's own connection, so prepared statements stay valid
-	stmts map[string]*sql.Stmt // writer-only cache of prepared statements
-	w     *groupcommit.Writer[*op]
-}
+// isPostgresURL reports whether a push-db setting names a PostgreSQL database.
+func isPostgresURL(s string) bool { return store.IsPostgresURL(s) }
 
-type op struct {
-	fn     func(*wtx) error
-	pipe   func(b *pgx.Batch, res *error) // fn as one pipelined PostgreSQL statement, setting the outcome in res
-	adopt  func(st *store) bool           // after a lost commit answer: is the duplicate this operation's own row?
-	err    chan error                     // receives the outcome, or
-	then   func(err error)                // is called with it by the writer (it must not block)
-	single bool                           // one statement: atomic by itself, needs no savepoint
-}
+// scope is whose pushes a lookup by push id sees (store.Scope).
+type scope = store.Scope
 
-// reply hands an operation its outcome.
-func (o *op) reply(err error) {
-	if o.then != nil {
-		o.then(err)
-		return
-	}
-	o.err <- err
-}
+// anySource is the scope of a gateway without push authentication: any push with the id.
+var anySource = store.AnySource
 
-// wtx is the writer's transaction; statements are prepared once and reused.
-type wtx struct {
-	tx    *sql.Tx
-	st    *store
-	bound map[string]*sql.Stmt // statements bound to this transaction
-}
-
-func (w *wtx) stmt(query string) (*sql.Stmt, error) {
-	if ts := w.bound[query]; ts != nil {
-		return ts, nil
-	}
-	ps := w.st.stmts[query]
-	if ps == nil {
-		var err error
-		if ps, err = w.st.db.Prepare(w.st.d.bind(query)); err != nil {
-			return nil, err
-		}
-		w.st.stmts[query] = ps
-	}
-	ts := w.tx.Stmt(ps)
-	w.bound[query] = ts
-	return ts, nil
-}
-
-func (w *wtx) exec(query string, args ...any) (sql.Result, error) {
-	ps, err := w.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return ps.Exec(args...)
-}
-
-func (w *wtx) queryRow(query string, args ...any) *sql.Row {
-	ps, err := w.stmt(query)
-	if err != nil {
-		return w.tx.QueryRow(w.st.d.bind(query), args...)
-	}
-	return ps.QueryRow(args...)
-}
-
-// insert runs an INSERT (… ON CONFLICT DO NOTHING) and returns the new row's key column;
-// ok is false when a conflict left the table as it was.
-func (w *wtx) insert(query, key string, args ...any) (id int64, ok bool, err error) {
-	if w.st.d.pg {
-		err = w.queryRow(query+" RETURNING "+key, args...).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, false, nil
-		}
-		return id, err == nil, err
-	}
-	// SQLite: Exec and LastInsertId cost a third less than a query with RETURNING.
-	res, err := w.exec(query, args...)
-	if err != nil {
-		return 0, false, err
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return 0, false, err
-	}
-	id, err = res.LastInsertId()
-	return id, err == nil, err
-}
-
-var errStoreClosed = errors.New("pushserver: store closed")
+// sourceScope is the scope of one source's pushes.
+func sourceScope(source string) scope { return scope{Source: source} }
 
 // openStore opens the push store: SQLite in dir (push.db), or the PostgreSQL database
 // pushDB names (postgres://…), shared with other gateways, each under its own instance
 // name ("" is "default"). ctx bounds the opening (PostgreSQL's dial and schema).
-func openStore(ctx context.Context, dir, pushDB, instance string) (*store, error) {
-	if isPostgresURL(pushDB) {
-		if instance == "" {
-			instance = "default"
-		}
-		return openPostgres(ctx, pushDB, instance)
-	}
-	if pushDB != "" {
-		return nil, fmt.Errorf("push store %q: want a postgres:// or postgresql:// URL, or nothing for SQLite in the data directory", pushDB)
-	}
-	if err := statedir.Mkdir(dir); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "push.db")
-	db, err := statedir.OpenSQLite("push store", path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
+func openStore(ctx context.Context, dir, pushDB, instance string, log *slog.Logger) (*pushStore, error) {
+	st, err := store.Open(ctx, store.Options{Dir: dir, URL: pushDB, Instance: instance, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(4)
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create push store schema %s: %w", path, err)
+	ps := &pushStore{Store: st}
+	ps.shared, _ = st.(store.Shared)
+	return ps, nil
+}
+
+// storeErr turns the store's sentinels into the gateway's.
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrDuplicate):
+		return ErrDuplicate
+	case errors.Is(err, store.ErrNotFound):
+		return ErrNotFound
 	}
-	// A store written before recipients had a reason gets the column; SQLite has no ADD
-	// COLUMN IF NOT EXISTS, so "duplicate column" means it is there already.
-	if _, err := db.Exec("ALTER TABLE recipients ADD COLUMN reason TEXT NOT NULL DEFAULT ''"); err != nil && !strings.Contains(err.Error(), "duplicate column") {
-		db.Close()
-		return nil, fmt.Errorf("add reason to push store %s: %w", path, err)
+	return err
+}
+
+// insertPush stores a push (its headers as hdr) and its recipients; it fills p.key and the
+// recipients' seq.
+func (st *pushStore) insertPush(ctx context.Context, p *push, hdr []byte, rs []*recip) error {
+	sp := &store.Push{ID: p.id, Source: p.source, Header: hdr, Body: p.body, RequestURI: p.requestURI,
+		Reliability: p.reliability, DeliverBefore: p.deliverBefore, DeliverAfter: p.deliverAfter,
+		NotifyURL: p.notifyURL, NotifyPAP: p.notifyPAP, PAPVersion: p.papVersion, AcceptedAt: p.acceptedAt}
+	srs := make([]store.Recipient, len(rs))
+	ptrs := make([]*store.Recipient, len(rs))
+	for i, r := range rs {
+		srs[i] = store.Recipient{PIN: r.pin, Port: r.port, State: r.state, Holder: r.holder}
+		ptrs[i] = &srs[i]
 	}
-	if err := statedir.Keep(path); err != nil {
-		db.Close()
+	if err := st.InsertPush(ctx, sp, ptrs, handoverNotices(st.Instance(), rs)); err != nil {
+		return storeErr(err)
+	}
+	p.key = sp.Key
+	for i, r := range rs {
+		r.seq = srs[i].Seq
+	}
+	return nil
+}
+
+// setState records a recipient's state.
+func (st *pushStore) setState(ctx context.Context, r *recip, state rim.State, code int, transportAt, at time.Time) error {
+	return st.SetState(ctx, r.seq, store.Update{State: state, Code: code, TransportAt: transportAt, At: at})
+}
+
+// setStateLater records a recipient's state, with the device's reason when it refused the
+// push, in a coming commit; then gets the outcome on the store's writer.
+func (st *pushStore) setStateLater(r *recip, state rim.State, code int, reason string, transportAt, at time.Time, then func(error)) {
+	st.SetStateLater(r.seq, store.Update{State: state, Code: code, Reason: reason, TransportAt: transportAt, At: at}, then)
+}
+
+type storedOpen struct {
+	p  *push
+	rs []*recip
+}
+
+// loadOpen reads every push that still has queued or pending recipients held by this
+// gateway (in SQLite, all of them).
+func (st *pushStore) loadOpen(ctx context.Context) ([]storedOpen, error) {
+	open, err := st.LoadOpen(ctx)
+	if err != nil {
 		return nil, err
 	}
-	wconn, err := db.Conn(ctx)
+	return fromStored(open)
+}
+
+// loadHeld reads the open recipients this gateway holds for these PINs, with their pushes.
+func (st *pushStore) loadHeld(ctx context.Context, pins []string) ([]storedOpen, error) {
+	open, err := st.shared.LoadHeld(ctx, pins)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open push store %s: %w", path, err)
+		return nil, err
 	}
-	return startStore(dialect{where: path}, db, wconn), nil
+	return fromStored(open)
 }
 
-func startStore(d dialect, db *sql.DB, wconn *sql.Conn) *store {
-	st := &store{d: d, db: db, wconn: wconn, stmts: map[string]*sql.Stmt{}}
-	st.w = groupcommit.Start(groupcommit.Options{}, st.commit)
-	return st
-}
-
-// stats returns how many group commits ran and how many operations they carried.
-func (st *store) stats() (commits, ops int64) { return st.w.Stats() }
-
-// do runs o in the next group transaction and returns once that transaction is committed.
-func (st *store) do(ctx context.Context, o *op) error {
-	o.err = make(chan error, 1)
-	return st.submit(ctx, o)
-}
-
-// later runs o in a coming group transaction without waiting for it; then gets the
-// outcome after the commit, on the writer goroutine.
-func (st *store) later(o *op, then func(error)) {
-	o.then = then
-	if st.w.Submit(context.Background(), o) != nil {
-		then(errStoreClosed)
-	}
-}
-
-func (st *store) submit(ctx context.Context, o *op) error {
-	if err := st.w.Submit(ctx, o); err != nil {
-		if errors.Is(err, groupcommit.ErrClosed) {
-			return errStoreClosed
+func fromStored(open []store.OpenPush) ([]storedOpen, error) {
+	out := make([]storedOpen, len(open))
+	for i, o := range open {
+		sp := o.Push
+		p := &push{key: sp.Key, id: sp.ID, source: sp.Source, headers: http.Header{}, body: sp.Body,
+			requestURI: sp.RequestURI, reliability: sp.Reliability, deliverBefore: sp.DeliverBefore,
+			deliverAfter: sp.DeliverAfter, notifyURL: sp.NotifyURL, notifyPAP: sp.NotifyPAP,
+			papVersion: sp.PAPVersion, acceptedAt: sp.AcceptedAt}
+		if err := json.Unmarshal(sp.Header, &p.headers); err != nil {
+			return nil, fmt.Errorf("load push %s headers: %w", p.id, err)
 		}
-		return err
+		rs := make([]*recip, len(o.Recipients))
+		for j, r := range o.Recipients {
+			rs[j] = &recip{seq: r.Seq, p: p, pin: r.PIN, port: r.Port, state: r.State, transportAt: r.TransportAt}
+		}
+		out[i] = storedOpen{p: p, rs: rs}
 	}
-	// The writer answers every operation it took, those queued before a close included.
-	return <-o.err
+	return out, nil
 }
 
-func (st *store) commit(batch []*op) {
-	var errs []error
-	var err error
-	if st.d.pg {
-		// PostgreSQL: a round trip per statement would cost far more than the work, and a
-		// failed statement aborts the whole transaction. So the batch goes first as one
-		// pipeline (one round trip, one implicit transaction) and, when a statement fails,
-		// once more a statement at a time with a savepoint around each operation.
-		errs, err = st.runPG(batch)
-		if err != nil && st.wconn.PingContext(context.Background()) != nil {
-			// The connection failed, not the batch: connect again and run it once more. A
-			// commit whose answer was lost with the connection comes back as duplicates,
-			// which adoptLost recognises.
-			if rerr := st.reconnect(); rerr != nil {
-				err = errors.Join(err, rerr)
-			} else if errs, err = st.runPG(batch); err == nil {
-				st.adoptLost(batch, errs)
-			}
-		}
-	} else {
-		// SQLite: a failed statement undoes only itself, so one-statement operations need
-		// no savepoint.
-		errs, err = st.run(batch)
-	}
-	for i, o := range batch {
-		if err != nil {
-			o.reply(err)
-		} else {
-			o.reply(errs[i])
-		}
-	}
-}
+// storedDevice is a device directory entry: its e-mail and, with a shared store, the
+// gateway it attached at last.
+type storedDevice struct{ email, gateway string }
 
-// run runs a batch in one transaction and commits it, each operation (but a single
-// statement in SQLite, where a failed statement undoes only itself) in its own savepoint,
-// so one failing operation leaves the others.
-func (st *store) run(batch []*op) ([]error, error) {
-	tx, err := st.wconn.BeginTx(context.Background(), nil)
+// loadDevices reads the device directory.
+func (st *pushStore) loadDevices() (map[string]storedDevice, error) {
+	devs, err := st.Devices(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("begin push store transaction: %w", err)
+		return nil, err
 	}
-	w := &wtx{tx: tx, st: st, bound: make(map[string]*sql.Stmt, 8)}
-	errs := groupcommit.EachInSavepoint(len(batch),
-		func(i int) bool { return batch[i].single && !st.d.pg },
-		func(i int) error { return batch[i].fn(w) },
-		func(stmt string) error { _, err := w.exec(stmt); return err })
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit push store transaction: %w", err)
+	m := make(map[string]storedDevice, len(devs))
+	for pin, d := range devs {
+		m[pin] = storedDevice{email: d.Email, gateway: d.Gateway}
 	}
-	return errs, nil
+	return m, nil
 }
 
-func (st *store) close() error {
-	st.w.Close()
-	for _, ps := range st.stmts {
-		ps.Close()
+// pushStatus reads the latest push with this id in the scope and its recipients.
+func (st *pushStore) pushStatus(ctx context.Context, sc scope, pushID string) (PushStatus, error) {
+	s, err := st.PushStatus(ctx, sc, pushID)
+	if err != nil {
+		return PushStatus{}, storeErr(err)
 	}
-	if st.d.pg {
-		// Let go of the gateway's lock now, not when the server notices the closed
-		// connection: another gateway may take this one's pushes as soon as it is free.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st.wconn.ExecContext(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", pgLockClass, st.d.instance)
-		cancel()
+	ps := PushStatus{PushID: s.PushID, Source: s.Source, AcceptedAt: s.AcceptedAt}
+	for _, r := range s.Recipients {
+		rs := RecipientStatus{PIN: r.PIN, Port: r.Port, State: r.State, Code: r.Code, Reason: r.Reason, UpdatedAt: r.UpdatedAt}
+		if !r.TransportAt.IsZero() {
+			rs.TransportAt = &r.TransportAt
+		}
+		ps.Recipients = append(ps.Recipients, rs)
 	}
-	st.wconn.Close()
-	return st.db.Close()
+	return ps, nil
+}
+
+// latestPush returns the key of the latest push with this id in the scope, or ErrNotFound.
+func (st *pushStore) latestPush(ctx context.Context, sc scope, pushID string) (int64, error) {
+	key, err := st.LatestPush(ctx, sc, pushID)
+	return key, storeErr(err)
 }

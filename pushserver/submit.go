@@ -33,7 +33,7 @@ func (s *Server) enqueue(ctx context.Context, sub Submission) (*push, error) {
 	if err != nil {
 		err = fmt.Errorf("%w: headers: %v", ErrBadSubmission, err)
 	} else {
-		err = s.st.do(ctx, s.st.pushOp(p, hdr, rs))
+		err = s.st.insertPush(ctx, p, hdr, rs)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,7 +1,7 @@
-package pushserver
+package store
 
-// The push store's side of the hand-over between gateways (handover.go): claims, moves,
-// reads and notices, in PostgreSQL.
+// The shared store's side of the hand-over between gateways: claims, moves, reads and
+// notices, in PostgreSQL.
 
 import (
 	"context"
@@ -11,10 +11,30 @@ import (
 	"slices"
 )
 
-// attachedHere records that a device attached at this gateway, takes its open recipients
+// ShareDirectory adds devices (PIN and e-mail) to the shared device directory, keeping an
+// e-mail it has for an empty one, and sends notice.
+func (st *Postgres) ShareDirectory(ctx context.Context, devs []Device, notice string) error {
+	tx, err := st.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, d := range devs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email) VALUES($1,$2) ON CONFLICT(pin) DO UPDATE
+			SET email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, d.PIN, d.Email); err != nil {
+			return err
+		}
+	}
+	if err := pgNotify(ctx, tx, notice); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// AttachedHere records that a device attached at this gateway, takes its open recipients
 // from gateways that are not running (a running gateway holds its lock, so the try fails
 // for its rows; a stopped one cannot start until this transaction ends), and announces it.
-func (st *store) attachedHere(ctx context.Context, pin, email, notice string) error {
+func (st *Postgres) AttachedHere(ctx context.Context, pin, email, notice string) error {
 	tx, err := st.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -27,7 +47,7 @@ func (st *store) attachedHere(ctx context.Context, pin, email, notice string) er
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE recipients SET gateway=$1
 		WHERE pin=$2 AND state IN ('queued','pending') AND gateway <> $1
-		AND pg_try_advisory_xact_lock($3, hashtext(gateway))`, st.d.instance, pin, pgLockClass); err != nil {
+		AND pg_try_advisory_xact_lock($3, hashtext(gateway))`, st.d.instance, pin, LockClass); err != nil {
 		return fmt.Errorf("take pushes from stopped gateways: %w", err)
 	}
 	if err := pgNotify(ctx, tx, notice); err != nil {
@@ -36,9 +56,9 @@ func (st *store) attachedHere(ctx context.Context, pin, email, notice string) er
 	return tx.Commit()
 }
 
-// handOver gives the open recipients seqs that this gateway holds to gateway to, tells it,
+// HandOver gives the open recipients seqs that this gateway holds to gateway to, tells it,
 // and returns those it gave (one that became final meanwhile stays).
-func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) (map[int64]bool, error) {
+func (st *Postgres) HandOver(ctx context.Context, seqs []int64, to, notice string) (map[int64]bool, error) {
 	tx, err := st.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -47,11 +67,11 @@ func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) 
 	// A gateway that is not running cannot take them; the lock, free then, is held until
 	// this transaction ends, so it cannot start meanwhile either.
 	var down bool
-	if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", pgLockClass, to).Scan(&down); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", LockClass, to).Scan(&down); err != nil {
 		return nil, err
 	}
 	if down {
-		return nil, errGatewayDown
+		return nil, ErrGatewayDown
 	}
 	rows, err := tx.QueryContext(ctx, `UPDATE recipients SET gateway=$1
 		WHERE seq = ANY($2) AND gateway=$3 AND state IN ('queued','pending') RETURNING seq`, to, seqs, st.d.instance)
@@ -83,12 +103,9 @@ func (st *store) handOver(ctx context.Context, seqs []int64, to, notice string) 
 	return moved, nil
 }
 
-// errGatewayDown: the gateway to hand over to is not running.
-var errGatewayDown = errors.New("push store: that gateway is not running")
-
-// claimStranded makes this gateway the holder of the open recipients that gateways which
+// ClaimStranded makes this gateway the holder of the open recipients that gateways which
 // are not running hold; it returns their PINs.
-func (st *store) claimStranded(ctx context.Context) ([]string, error) {
+func (st *Postgres) ClaimStranded(ctx context.Context) ([]string, error) {
 	// The lock is tried once per gateway, not once per recipient (a volatile function keeps
 	// the CTE from being folded into the UPDATE).
 	pins, err := st.texts(ctx, `WITH down AS (
@@ -96,48 +113,62 @@ func (st *store) claimStranded(ctx context.Context) ([]string, error) {
 				WHERE state IN ('queued','pending') AND gateway <> $1) held
 			WHERE pg_try_advisory_xact_lock($2, hashtext(g)))
 		UPDATE recipients r SET gateway=$1 FROM down
-		WHERE r.gateway = down.g AND r.state IN ('queued','pending') RETURNING r.pin`, st.d.instance, pgLockClass)
+		WHERE r.gateway = down.g AND r.state IN ('queued','pending') RETURNING r.pin`, st.d.instance, LockClass)
 	slices.Sort(pins)
 	return slices.Compact(pins), err
 }
 
-// claimPush makes this gateway the holder of the push's queued recipients that gateways
+// ClaimPush makes this gateway the holder of the push's queued recipients that gateways
 // which are not running hold; it returns their PINs.
-func (st *store) claimPush(ctx context.Context, key int64) ([]string, error) {
+func (st *Postgres) ClaimPush(ctx context.Context, key int64) ([]string, error) {
 	return st.texts(ctx, `UPDATE recipients SET gateway=$1
 		WHERE pid=$2 AND state='queued' AND gateway <> $1
-		AND pg_try_advisory_xact_lock($3, hashtext(gateway)) RETURNING pin`, st.d.instance, key, pgLockClass)
+		AND pg_try_advisory_xact_lock($3, hashtext(gateway)) RETURNING pin`, st.d.instance, key, LockClass)
 }
 
-// queuedElsewhere returns the push's queued recipients that other gateways hold, and who.
-func (st *store) queuedElsewhere(ctx context.Context, key int64) (map[int64]string, error) {
+// QueuedElsewhere returns the push's queued recipients that other gateways hold, and who.
+func (st *Postgres) QueuedElsewhere(ctx context.Context, key int64) (map[int64]string, error) {
 	return st.bySeq(ctx, "SELECT seq, gateway FROM recipients WHERE pid=$1 AND state='queued' AND gateway <> $2", key, st.d.instance)
 }
 
-// states returns the stored states of these recipients.
-func (st *store) states(ctx context.Context, seqs []int64) (map[int64]string, error) {
+// States returns the stored states of these recipients.
+func (st *Postgres) States(ctx context.Context, seqs []int64) (map[int64]string, error) {
 	return st.bySeq(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
 }
 
-// notify tells the gateways sharing the store.
-func (st *store) notify(ctx context.Context, payload string) error {
-	return pgNotify(ctx, st.db, payload)
+// LoadHeld reads the open recipients this gateway holds for these PINs, with their pushes.
+func (st *Postgres) LoadHeld(ctx context.Context, pins []string) ([]OpenPush, error) {
+	return st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = ANY($2)", st.d.instance, pins)
+}
+
+// PendingHolder returns the gateway holding the latest pending recipient of the push with
+// this id for the PIN (sql.ErrNoRows: none).
+func (st *Postgres) PendingHolder(ctx context.Context, pushID, pin string) (string, error) {
+	var holder string
+	err := st.db.QueryRowContext(ctx, `SELECT r.gateway FROM recipients r JOIN pushes p ON p.id = r.pid
+		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = 'pending' ORDER BY p.id DESC LIMIT 1`, pushID, pin).Scan(&holder)
+	return holder, err
+}
+
+// Notify tells the gateways sharing the store.
+func (st *Postgres) Notify(ctx context.Context, notice string) error {
+	return pgNotify(ctx, st.db, notice)
 }
 
 // pgNotifySQL sends a notice to the gateways sharing the store, at the commit of the
 // transaction it runs in.
 const pgNotifySQL = "SELECT pg_notify($1, $2)"
 
-// pgNotify sends a notice on pgChannel through db or within a transaction.
+// pgNotify sends a notice on Channel through db or within a transaction.
 func pgNotify(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, payload string) error {
-	_, err := ex.ExecContext(ctx, pgNotifySQL, pgChannel, payload)
+	_, err := ex.ExecContext(ctx, pgNotifySQL, Channel, payload)
 	return err
 }
 
 // texts runs a statement whose rows are one text column.
-func (st *store) texts(ctx context.Context, query string, args ...any) ([]string, error) {
+func (st *Postgres) texts(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := st.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -155,7 +186,7 @@ func (st *store) texts(ctx context.Context, query string, args ...any) ([]string
 }
 
 // bySeq runs a statement whose rows are a recipient's seq and a text.
-func (st *store) bySeq(ctx context.Context, query string, args ...any) (map[int64]string, error) {
+func (st *Postgres) bySeq(ctx context.Context, query string, args ...any) (map[int64]string, error) {
 	rows, err := st.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
