@@ -244,5 +244,5 @@ func (s *Server) post(ctx context.Context, url string, base http.Header, i, n in
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) // read whole, the connection is reused
 	resp.Body.Close()
-	return classify(resp, answer)
+	return classify(resp.StatusCode, resp.Status, resp.Header.Get(rim.HeaderStatus), answer)
 }

@@ -134,3 +134,62 @@ func TestDeviceLinkCurl(t *testing.T) {
 		t.Fatalf("check after detach = %d %v, want not attached", code, m)
 	}
 }
+
+// TestLinkAnswer reads receivers' answers as the link does: each is classified by its
+// status and X-RIM-Push-Status, and the connection is kept only when the answer ended
+// where the next one starts. The "next" answer after each must be read whole.
+func TestLinkAnswer(t *testing.T) {
+	t.Parallel()
+	const next = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	long := strings.Repeat("x", maxAnswer+1)
+	tests := []struct {
+		name, answer string
+		ok, retry    bool
+		code         int
+		reason       string
+		keep         bool
+	}{
+		{"200", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, false, 0, "", true},
+		{"chunked with trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n", true, false, 0, "", true},
+		{"after 100 Continue", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true, false, 0, "", true},
+		{"204", "HTTP/1.1 204 No Content\r\n\r\n", true, false, 0, "", true},
+		{"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", true, false, 0, "", false},
+		{"HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", true, false, 0, "", false},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", true, false, 0, "", true},
+		{"refused", "HTTP/1.1 403 Forbidden\r\nX-RIM-Push-Status: 4000\r\nContent-Length: 20\r\n\r\nno room\r\nsecond line", false, false, 4000, "no room", true},
+		{"busy", "HTTP/1.1 503 Service Unavailable\r\nX-Rim-Push-Status: 237\r\nContent-Length: 0\r\n\r\n", false, true, 237, "", true},
+		{"no status", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", false, true, 0, "", true},
+		{"body over the limit", "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(long)) + "\r\n\r\n" + long, true, false, 0, "", false},
+		{"chunked over the limit", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(len(long)), 16) + "\r\n" + long + "\r\n0\r\n\r\n", true, false, 0, "", false},
+		{"body cut short", "HTTP/1.1 403 Forbidden\r\nX-RIM-Push-Status: 4000\r\nContent-Length: 99\r\n\r\nno", false, false, 4000, "noHTTP/1.1 200 OK", false}, // the reason is what came
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := &link{br: bufio.NewReaderSize(strings.NewReader(tc.answer+next), 4096)}
+			res, keep, err := l.answer()
+			if err != nil {
+				t.Fatalf("answer() error %v", err)
+			}
+			if res.ok != tc.ok || res.retry != tc.retry || res.code != tc.code || res.reason != tc.reason || keep != tc.keep {
+				t.Fatalf("answer() = ok %v retry %v code %d reason %q keep %v, want %v %v %d %q %v (err %v)",
+					res.ok, res.retry, res.code, res.reason, keep, tc.ok, tc.retry, tc.code, tc.reason, tc.keep, res.err)
+			}
+			if !tc.ok && !strings.Contains(res.err.Error(), tc.answer[9:12]) {
+				t.Errorf("error %q does not name the status", res.err)
+			}
+			if keep {
+				if res, _, err := l.answer(); err != nil || !res.ok {
+					t.Fatalf("next answer: %+v, %v", res, err)
+				}
+			}
+		})
+	}
+	// Nothing to read, or no HTTP answer: no answer at all, and the packet is sent again.
+	for _, in := range []string{"", "SSH-2.0-OpenSSH\r\n\r\n"} {
+		l := &link{br: bufio.NewReader(strings.NewReader(in))}
+		if _, _, err := l.answer(); err == nil {
+			t.Errorf("answer() from %q: no error", in)
+		}
+	}
+}
