@@ -40,5 +40,7 @@
 // (each device's delivery loop), results.go (final states, expiry, reports) and status.go
 // (status and cancel). Gateways sharing a PostgreSQL store hand pushes over to where their
 // device attached through one interface (gateways.go), implemented in handover.go; a lone
-// gateway's is a no-op.
+// gateway's is a no-op. The store (internal/store: SQLite, or PostgreSQL shared by gateways,
+// each with numbered schema migrations) is reached through store.go, which turns pushes and
+// recipients into its records and back.
 package pushserver
