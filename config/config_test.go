@@ -252,3 +252,20 @@ func TestRepeatableFlagsParsedOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestRadioFlags(t *testing.T) {
+	c, err := load(t, GroupHandset, []string{"--radio", "flaky,latency=20ms", "--coverage-schedule", "in 60s, out 20s, repeat", "--radio-seed", "7"},
+		map[string]string{"BBSIM_RADIO": "gprs"})
+	if err != nil || c.Handset.Radio != "flaky,latency=20ms" || c.Handset.CoverageSchedule != "in 60s, out 20s, repeat" || c.Handset.RadioSeed != 7 {
+		t.Errorf("radio flags = %q, %q, %d, %v", c.Handset.Radio, c.Handset.CoverageSchedule, c.Handset.RadioSeed, err)
+	}
+	if c, err := load(t, GroupHandset, nil, map[string]string{"BBSIM_RADIO": "edge"}); err != nil || c.Handset.Radio != "edge" {
+		t.Errorf("BBSIM_RADIO=edge: radio %q, %v", c.Handset.Radio, err)
+	}
+	_, err = load(t, GroupHandset, []string{"--radio", "lte", "--coverage-schedule", "sometimes"}, nil)
+	for _, want := range []string{`--radio: unknown radio profile "lte"`, `--coverage-schedule: coverage schedule "sometimes"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %s", err, want)
+		}
+	}
+}

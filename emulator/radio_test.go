@@ -221,3 +221,43 @@ func gatewayDone(t *testing.T, gateway, pin string, n int) bool {
 	}
 	return false
 }
+
+// TestRadioOffWrapsNothing checks that a handset started without --radio has no radio
+// link at all (nothing wraps its connections), so that the control API refuses a profile
+// change with 409, and that one started with a profile shows it and takes a change.
+func TestRadioOffWrapsNothing(t *testing.T) {
+	for _, tc := range []struct {
+		radio   string
+		put     int
+		profile string
+	}{
+		{radio: "off", put: http.StatusConflict, profile: "off"},
+		{radio: "3g", put: http.StatusOK, profile: "gprs"},
+	} {
+		t.Run(tc.radio, func(t *testing.T) {
+			c := testConfig(t)
+			c.Handset.Radio = tc.radio
+			e, err := New(Options{Config: c, Mode: ModeHandset})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- e.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+e.Addr("api")+"/api/v1/radio", strings.NewReader(`{"profile":"gprs"}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.put {
+				t.Errorf("PUT /api/v1/radio with --radio %s = %d, want %d", tc.radio, resp.StatusCode, tc.put)
+			}
+			if got := e.Handset.Radio().Profile; got != tc.profile {
+				t.Errorf("radio profile = %q, want %q", got, tc.profile)
+			}
+		})
+	}
+}

@@ -108,7 +108,7 @@ func Parse(spec string) (Profile, error) {
 	if p.Off() && len(parts) > 1 {
 		return Profile{}, fmt.Errorf("radio profile %q: off takes no figures", spec)
 	}
-	rtoSet := false
+	rtoSet, jitterSet, named := false, false, p
 	for _, kv := range parts[1:] {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok {
@@ -120,6 +120,7 @@ func Parse(spec string) (Profile, error) {
 			p.Latency, err = parseDuration(v)
 		case "jitter":
 			p.Jitter, err = parseDuration(v)
+			jitterSet = true
 		case "rto":
 			p.RTO, err = parseDuration(v)
 			rtoSet = true
@@ -138,9 +139,15 @@ func Parse(spec string) (Profile, error) {
 			return Profile{}, fmt.Errorf("radio profile %q: %s: %w", spec, k, err)
 		}
 	}
-	if !rtoSet && len(parts) > 1 {
-		// A changed latency moves the timeout with it, unless it was given too.
-		p.RTO = rto(p.Latency)
+	if p.Latency != named.Latency {
+		// A changed latency moves the timeout and the jitter with it, unless they were
+		// given too: the jitter keeps its share of the latency.
+		if !rtoSet {
+			p.RTO = rto(p.Latency)
+		}
+		if !jitterSet && named.Latency > 0 {
+			p.Jitter = time.Duration(float64(named.Jitter) * float64(p.Latency) / float64(named.Latency))
+		}
 	}
 	if p.Jitter > p.Latency {
 		return Profile{}, fmt.Errorf("radio profile %q: jitter %v exceeds latency %v", spec, p.Jitter, p.Latency)

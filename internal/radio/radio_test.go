@@ -32,7 +32,9 @@ func TestParse(t *testing.T) {
 		{spec: "3g,loss=2", wantErr: `loss: "2" is not a probability`},
 		{spec: "3g,latency", wantErr: `"latency" is not KEY=VALUE`},
 		{spec: "3g,speed=1", wantErr: `unknown figure "speed"`},
-		{spec: "3g,latency=5ms", wantErr: "jitter 25ms exceeds latency 5ms"},
+		{spec: "3g,latency=5ms,jitter=6ms", wantErr: "jitter 6ms exceeds latency 5ms"},
+		{spec: "flaky,latency=20ms", want: Profile{Name: "flaky,latency=20ms", Latency: 20 * time.Millisecond,
+			Jitter: 10 * time.Millisecond, Down: 1_920_000, Up: 128_000, Loss: 0.05, RTO: minRTO, Drop: 0.03, Bars: 1, Network: "3G"}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.spec)
