@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 func TestRIMRequest(t *testing.T) {
@@ -312,7 +314,7 @@ func TestNotifyHandler(t *testing.T) {
 	if !strings.Contains(string(b), `resultnotification-response push-id="p2" code="1000"`) {
 		t.Errorf("response %s", b)
 	}
-	if len(got) != 2 || got[0].Status != 200 || got[0].Destination != "2100000A" || got[1].Code != 4500 || got[1].State != "expired" {
+	if len(got) != 2 || got[0].Status != 200 || got[0].Destination != "2100000A" || got[1].Code != 4500 || got[1].State != rim.MessageStateExpired {
 		t.Fatalf("got %+v", got)
 	}
 	if s := got[1].String(); !strings.Contains(s, "expired, code 4500 (Expired)") {

@@ -265,7 +265,7 @@ func papStatusCancelReplace(t *testing.T, opts Options) {
 		t.Fatalf("p1 = %d %s", code, ans)
 	}
 	a := query("statusquery-message", "p1")
-	if a.StatusQuery == nil || len(a.StatusQuery.Results) != 2 || a.StatusQuery.Results[0].State != "pending" {
+	if a.StatusQuery == nil || len(a.StatusQuery.Results) != 2 || a.StatusQuery.Results[0].State != rim.MessageStatePending {
 		t.Fatalf("status query = %+v", a.StatusQuery)
 	}
 	if a := query("statusquery-message", "none"); a.StatusQuery.Results[0].Code != 2004 {
@@ -287,7 +287,7 @@ func papStatusCancelReplace(t *testing.T, opts Options) {
 		t.Fatalf("cancel unknown = %+v, want 2004", a.Cancel)
 	}
 	a = query("statusquery-message", "p1")
-	if a.StatusQuery.Results[1].State != "cancelled" {
+	if a.StatusQuery.Results[1].State != rim.MessageStateCancelled {
 		t.Fatalf("status after cancel = %+v", a.StatusQuery)
 	}
 	// Replace: p2 queued, p3 replaces it; only p3 arrives.
@@ -302,7 +302,7 @@ func papStatusCancelReplace(t *testing.T, opts Options) {
 		t.Fatalf("delivered %s, want p3", d.PushID)
 	}
 	rc.none(t, 100*time.Millisecond)
-	if a := query("statusquery-message", "p2"); a.StatusQuery.Results[0].State != "cancelled" {
+	if a := query("statusquery-message", "p2"); a.StatusQuery.Results[0].State != rim.MessageStateCancelled {
 		t.Fatalf("p2 = %+v, want cancelled", a.StatusQuery)
 	}
 }

@@ -46,10 +46,10 @@ func TestPostgresStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		var state string
+		var state rim.State
 		var stored []byte
 		err = conn.QueryRow(`SELECT r.state, p.body FROM recipients r JOIN pushes p ON p.id = r.pid WHERE p.push_id = 'pg-1' AND r.pin = $1`, pinA).Scan(&state, &stored)
-		if err != nil || state != "delivered" || !bytes.Equal(stored, body) {
+		if err != nil || state != rim.StateDelivered || !bytes.Equal(stored, body) {
 			t.Fatalf("row in PostgreSQL: state %q body %q err %v, want delivered %q", state, stored, err, body)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "push.db")); !os.IsNotExist(err) {

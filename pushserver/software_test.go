@@ -56,7 +56,7 @@ func TestReliabilityBySoftware(t *testing.T) {
 		}
 		waitState(t, s, id, tc.pin, tc.state)
 	}
-	if r := result("pref-" + pinA); r.State != "delivered" || r.Code != 1000 {
+	if r := result("pref-" + pinA); r.State != rim.StateDelivered || r.Code != 1000 {
 		t.Fatalf("3.8 application-preferred result = %+v, want delivered 1000", r)
 	}
 
@@ -86,7 +86,7 @@ func TestReliabilityBySoftware(t *testing.T) {
 	if _, err := attachSoftware(base, rc, pinA, "3.8.0"); err != nil {
 		t.Fatal(err)
 	}
-	if r := result("app-later"); r.State != "failed" || r.Code != 3007 {
+	if r := result("app-later"); r.State != rim.StateFailed || r.Code != 3007 {
 		t.Fatalf("queued application push delivered to 3.8 = %+v, want failed 3007", r)
 	}
 

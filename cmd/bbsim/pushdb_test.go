@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // TestServerPushDB: `bbsim server --push-db postgres://…` keeps what curl pushes in that
@@ -48,9 +49,10 @@ func TestServerPushDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	var state, body string
+	var state rim.State
+	var body string
 	err = conn.QueryRow(`SELECT r.state, convert_from(p.body, 'UTF8') FROM pushes p JOIN recipients r ON r.pid = p.id WHERE p.push_id = 'from-curl'`).Scan(&state, &body)
-	if err != nil || state != "queued" || body != "hello postgres" {
+	if err != nil || state != rim.StateQueued || body != "hello postgres" {
 		t.Fatalf("row in PostgreSQL: %q %q %v, want queued (the handset is away) and the body", state, body, err)
 	}
 	ln2 := listen(t)
