@@ -193,12 +193,18 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 // the browser could not display, the error it showed.
 type OpenedMessage struct {
 	handset.Message
-	Error *BrowserError `json:"error,omitempty"`
+	// Browser is the browser that displayed a browser message: WebKit from device
+	// software 6.0, else the BlackBerry Browser.
+	Browser string        `json:"browser,omitempty"`
+	Error   *BrowserError `json:"error,omitempty"`
 }
 
 func (s *Server) openMessage(w http.ResponseWriter, r *http.Request) {
 	m, err := s.h.OpenMessage(r.PathValue("id"))
 	out := OpenedMessage{Message: m}
+	if m.Kind == handset.KindBrowser {
+		out.Browser = s.h.Software().Browser()
+	}
 	if err != nil && m.ID != "" {
 		out.Error = browserError(err)
 		err = nil
@@ -300,12 +306,15 @@ func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
 type OpenedChannel struct {
 	Channel ChannelView         `json:"channel"`
 	Page    *handset.CacheEntry `json:"page"`
-	Error   *BrowserError       `json:"error,omitempty"`
+	// Browser is the browser that displayed the page: WebKit from device software 6.0,
+	// else the BlackBerry Browser.
+	Browser string        `json:"browser"`
+	Error   *BrowserError `json:"error,omitempty"`
 }
 
 func (s *Server) openChannel(w http.ResponseWriter, r *http.Request) {
 	c, page, err := s.h.OpenChannel(r.PathValue("id"))
-	out := OpenedChannel{Channel: channelView(c)}
+	out := OpenedChannel{Channel: channelView(c), Browser: s.h.Software().Browser()}
 	if page.URL != "" {
 		out.Page = &page
 	}
@@ -326,14 +335,7 @@ type BrowserError struct {
 }
 
 func browserError(err error) *BrowserError {
-	code := "fetch"
-	switch {
-	case errors.Is(err, handset.ErrTranscoded):
-		code = "transcoded"
-	case errors.Is(err, handset.ErrOffline):
-		code = "offline"
-	}
-	return &BrowserError{Code: code, Text: err.Error()}
+	return &BrowserError{Code: handset.BrowserErrorCode(err), Text: err.Error()}
 }
 
 func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) {

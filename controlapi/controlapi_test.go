@@ -328,3 +328,22 @@ func TestDeviceSoftware(t *testing.T) {
 		t.Errorf("bad version error = %q", e["error"])
 	}
 }
+
+// TestOpenShowsBrowser: the browser that displays a page is WebKit from device software 6.0,
+// the BlackBerry Browser before.
+func TestOpenShowsBrowser(t *testing.T) {
+	h, srv := newAPI(t)
+	c, _ := h.UpsertChannel(handset.Channel{ChannelID: "http://x/", Title: "X", URL: "http://x/"})
+	h.PutCache(handset.CacheEntry{URL: "http://x/", ContentType: "text/html", Text: "x"})
+	m, _, _ := h.AddMessage(handset.Message{Kind: handset.KindBrowser, Subject: "M", URL: "http://x/", Key: "m"})
+	for _, tt := range []struct{ version, browser string }{{"5.0.0", "BlackBerry Browser"}, {"6.0.0.203", "WebKit"}} {
+		do(t, "POST", srv.URL+"/api/v1/device/software", `{"version":"`+tt.version+`"}`, 200, nil)
+		var oc OpenedChannel
+		do(t, "POST", srv.URL+"/api/v1/channels/"+c.ID+"/open", "", 200, &oc)
+		var om OpenedMessage
+		do(t, "POST", srv.URL+"/api/v1/messages/"+m.ID+"/open", "", 200, &om)
+		if oc.Browser != tt.browser || om.Browser != tt.browser || oc.Error != nil {
+			t.Errorf("%s: channel opened in %q (error %v), message in %q; want %q", tt.version, oc.Browser, oc.Error, om.Browser, tt.browser)
+		}
+	}
+}

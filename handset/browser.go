@@ -151,6 +151,19 @@ var (
 	ErrOffline = errors.New("not available offline: the page was not pushed and the device is out of coverage")
 )
 
+// BrowserErrorCode names an error of opening a browser message or channel: "transcoded"
+// (ErrTranscoded), "offline" (ErrOffline) or "fetch" (the page's server could not be
+// reached).
+func BrowserErrorCode(err error) string {
+	switch {
+	case errors.Is(err, ErrTranscoded):
+		return "transcoded"
+	case errors.Is(err, ErrOffline):
+		return "offline"
+	}
+	return "fetch"
+}
+
 // PageFetcher fetches a page the browser opens that is not in its cache. It is set by
 // the browser's network side (browserpush); the handset opens no sockets itself.
 type PageFetcher func(ctx context.Context, url string) (CacheEntry, error)

@@ -70,6 +70,9 @@ type Push struct {
 	ContentLocation string
 	// Body is the content pushed.
 	Body []byte
+	// Header holds more headers of the content (X-RIM-Transcode-Content, say), set after
+	// the ones above; with PAP they go in the content part.
+	Header http.Header
 	// ID is the push ID. Default: a random one.
 	ID string
 	// NotifyURL asks for result notifications.
@@ -227,6 +230,9 @@ func (p *Push) browserHeaders(h http.Header) {
 	set(rim.HeaderUnreadIconURL, p.UnreadIcon)
 	set(rim.HeaderPriority, p.Priority)
 	set(rim.HeaderDeleteURL, p.DeleteURL)
+	for k, vs := range p.Header {
+		h[http.CanonicalHeaderKey(k)] = vs
+	}
 }
 
 // Request builds the HTTP request for p.

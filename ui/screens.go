@@ -325,7 +325,7 @@ func (m *Model) openChannel(id string) {
 	c, page, err := m.h.OpenChannel(id)
 	if err != nil && c.ID != "" {
 		// The browser opened and shows why it cannot display the page.
-		m.showText(c.Title, "Error\n\n"+err.Error(), nil)
+		m.showText(m.pageTitle(c.Title), "Error\n\n"+err.Error(), nil)
 		m.go_(ScreenPage)
 		return
 	}
@@ -339,8 +339,14 @@ func (m *Model) openChannel(id string) {
 	} else if text == "" {
 		text = fmt.Sprintf("(%s, %d bytes)", page.ContentType, len(page.Body))
 	}
-	m.showText(c.Title, text+m.pageImages(page), page.Links)
+	m.showText(m.pageTitle(c.Title), text+m.pageImages(page), page.Links)
 	m.go_(ScreenPage)
+}
+
+// pageTitle is a browser page's title line: the page's title and the browser showing it
+// (WebKit from device software 6.0, else the BlackBerry Browser).
+func (m *Model) pageTitle(title string) string {
+	return title + " · " + m.h.Software().Browser()
 }
 
 // pageImages draws the images pushed with a page like channel icons (half blocks) where
@@ -368,7 +374,7 @@ func (m *Model) openMessage(id string) {
 	msg, err := m.h.OpenMessage(id)
 	if err != nil && msg.ID != "" {
 		// The browser opened and shows why it cannot display the page.
-		m.showText(msg.Subject, "Error\n\n"+err.Error(), nil)
+		m.showText(m.pageTitle(msg.Subject), "Error\n\n"+err.Error(), nil)
 		m.go_(ScreenPage)
 		return
 	}
@@ -376,7 +382,11 @@ func (m *Model) openMessage(id string) {
 		m.setBanner(err.Error())
 		return
 	}
-	m.showText(msg.Subject, messageText(msg), nil)
+	title := msg.Subject
+	if msg.Kind == handset.KindBrowser {
+		title = m.pageTitle(title)
+	}
+	m.showText(title, messageText(msg), nil)
 	m.go_(ScreenMessage)
 }
 

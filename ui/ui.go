@@ -130,7 +130,7 @@ func Render(h *handset.Handset, opts Options, screen string, width, height int) 
 	case ScreenPage:
 		if chs := h.Channels(); len(chs) > 0 {
 			page, _ := h.CachedPage(chs[0].URL)
-			m.showText(chs[0].Title, page.Text, page.Links)
+			m.showText(m.pageTitle(chs[0].Title), page.Text, page.Links)
 		}
 	case ScreenApp:
 		if apps := h.Apps(); len(apps) > 0 {

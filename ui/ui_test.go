@@ -305,3 +305,25 @@ func TestAppScreenAndDoubleEsc(t *testing.T) {
 	tm.Send(key("q"))
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
+
+// TestGoldenBrowserError: on BlackBerry 6.0.0.141, opening a channel whose HTML the gateway
+// transcoded shows the browser's error page instead of the page (RIM's knowledge base).
+func TestGoldenBrowserError(t *testing.T) {
+	h, err := handset.New(handset.Options{PIN: "2100000A", Email: "alice@bbsim.test", Software: "6.0.0.141",
+		Now: func() time.Time { return fixed }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	h.UpsertChannel(handset.Channel{ChannelID: "http://news.test/", Title: "News", URL: "http://news.test/"})
+	h.PutCache(handset.CacheEntry{URL: "http://news.test/", ContentType: "text/html", Text: "Today", Transcoded: true})
+	tm := teatest.NewTestModel(t, New(h, opts()), teatest.WithInitialTermSize(80, 24))
+	waitScreen(t, tm, "Messages (")
+	tm.Send(key("b"))
+	waitScreen(t, tm, "Browser: 1 channels")
+	tm.Send(key("enter"))
+	waitScreen(t, tm, "fixed in 6.0.0.203")
+	tm.Send(key("q"))
+	fm := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(Model)
+	golden.RequireEqual(t, []byte(fm.View()))
+}

@@ -27,6 +27,7 @@ func commands() []command {
 		{"handset", "one handset against given servers", cmdHandset},
 		{"push", "a push initiator: RIM push, PAP or the BIS push API", cmdPush},
 		{"lockout", "reproduce the BIS IDLE lockout and its resolutions", cmdLockout},
+		{"compat", "send one push to handsets of several device software versions and report what each showed", cmdCompat},
 		{"fleet", "many headless handsets in one process", cmdFleet},
 		{"send", "deliver a test mail over SMTP", cmdSend},
 		{"version", "print the version, commit and Go version of this build", cmdVersion},
