@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -174,8 +175,18 @@ func (e *Emulator) buildAgents() error {
 	if ln, ok := e.lns["listen"]; ok {
 		receiverURL = "http://" + ln.Addr().String() + "/"
 	}
+	var client *http.Client
+	if link != nil {
+		// The device's own requests to the gateway (attach, check, acks, delete URLs, page
+		// fetches) cross the same radio link.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 8
+		tr.DialContext = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "device requests")
+		client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+		e.closers = append(e.closers, func() error { client.CloseIdleConnections(); return nil })
+	}
 	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: e.gateway(), ReceiverURL: receiverURL,
-		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Password: c.Password, Logger: e.log})
+		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Password: c.Password, Logger: e.log, Client: client})
 	if err != nil {
 		return fmt.Errorf("push receiver: %w", err)
 	}
