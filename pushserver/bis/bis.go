@@ -30,6 +30,7 @@ import (
 
 	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/pushserver"
+	"github.com/bbsim/bbsim/pushserver/internal/store"
 )
 
 // App is a push application known to the service.
@@ -126,6 +127,18 @@ const (
 	StateDeregistered = "cancelled"
 )
 
+// migrations are the subscriber store's schema versions (see pushserver/internal/store's
+// migrate.go). Version 1 is the schema of the releases before versions, written to adopt
+// their stores; append a migration, never edit a released one.
+var migrations = []store.Migration{
+	{Name: "subscribers and content-provider subscribers", Up: store.Script(`CREATE TABLE IF NOT EXISTS subscribers (
+		app TEXT NOT NULL, pin TEXT NOT NULL, state TEXT NOT NULL, updated INTEGER NOT NULL,
+		PRIMARY KEY (app, pin));
+	CREATE TABLE IF NOT EXISTS cp_subscribers (
+		app TEXT NOT NULL, pin TEXT NOT NULL, state TEXT NOT NULL, username TEXT NOT NULL,
+		PRIMARY KEY (app, pin));`)},
+}
+
 // New opens the subscriber store and builds the service.
 func New(opts Options) (*Service, error) {
 	if opts.DataDir == "" || opts.Gateway == nil {
@@ -158,12 +171,7 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS subscribers (
-		app TEXT NOT NULL, pin TEXT NOT NULL, state TEXT NOT NULL, updated INTEGER NOT NULL,
-		PRIMARY KEY (app, pin));
-	CREATE TABLE IF NOT EXISTS cp_subscribers (
-		app TEXT NOT NULL, pin TEXT NOT NULL, state TEXT NOT NULL, username TEXT NOT NULL,
-		PRIMARY KEY (app, pin));`); err != nil {
+	if _, err := store.MigrateSQLite(context.Background(), db, "BIS subscriber store", path, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bis: %w", err)
 	}

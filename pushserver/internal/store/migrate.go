@@ -17,38 +17,66 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/bbsim/bbsim/internal/statedir"
 )
 
-// A migration takes a store's schema from the version before it to its own (its place in
+// A Migration takes a store's schema from the version before it to its own (its place in
 // the list, from 1).
-type migration struct {
-	name string
-	up   func(ctx context.Context, tx *sql.Tx) error
+type Migration struct {
+	Name string
+	Up   func(ctx context.Context, tx *sql.Tx) error
 }
 
-// script is a migration step that runs SQL statements.
-func script(stmts string) func(context.Context, *sql.Tx) error {
+// Script is a migration step that runs SQL statements.
+func Script(stmts string) func(context.Context, *sql.Tx) error {
 	return func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, stmts)
 		return err
 	}
 }
 
-// migrate applies to the store at where, whose schema is at version have, the migrations
-// of ms after it, in tx, and returns how many it applied. afresh tells the user what to do
-// about a store newer than ms knows.
-func migrate(ctx context.Context, tx *sql.Tx, where string, have int, ms []migration, afresh string) (int, error) {
+// migrate applies to the store (what, at where), whose schema is at version have, the
+// migrations of ms after it, in tx, and returns how many it applied. afresh tells the user
+// what to do about a store newer than ms knows.
+func migrate(ctx context.Context, tx *sql.Tx, what, where string, have int, ms []Migration, afresh string) (int, error) {
 	if have > len(ms) {
-		return 0, fmt.Errorf("%w: push store %s has schema version %d, and this bbsim knows versions up to %d: a newer bbsim wrote it; run that one%s",
-			ErrNewer, where, have, len(ms), afresh)
+		return 0, fmt.Errorf("%w: %s %s has schema version %d, and this bbsim knows versions up to %d: a newer bbsim wrote it; run that one%s",
+			ErrNewer, what, where, have, len(ms), afresh)
 	}
 	if have < 0 {
-		return 0, fmt.Errorf("push store %s has schema version %d, which no bbsim writes", where, have)
+		return 0, fmt.Errorf("%s %s has schema version %d, which no bbsim writes", what, where, have)
 	}
 	for v := have + 1; v <= len(ms); v++ {
-		if err := ms[v-1].up(ctx, tx); err != nil {
-			return 0, fmt.Errorf("migrate push store %s to schema version %d (%s): %w", where, v, ms[v-1].name, err)
+		if err := ms[v-1].Up(ctx, tx); err != nil {
+			return 0, fmt.Errorf("migrate %s %s to schema version %d (%s): %w", what, where, v, ms[v-1].Name, err)
 		}
 	}
 	return len(ms) - have, nil
+}
+
+// MigrateSQLite brings the schema of the SQLite store (what, at path) to the last version
+// of ms, in one transaction, recording it in PRAGMA user_version, and returns how many
+// migrations it applied. A store at a newer version is refused (ErrNewer).
+func MigrateSQLite(ctx context.Context, db *sql.DB, what, path string, ms []Migration) (int, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("open %s %s: %w", what, path, err)
+	}
+	defer tx.Rollback()
+	var have int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
+		return 0, fmt.Errorf("read %s %s schema version: %w", what, path, err)
+	}
+	n, err := migrate(ctx, tx, what, path, have, ms, "; "+statedir.Afresh)
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(ms))); err != nil {
+		return 0, fmt.Errorf("record %s %s schema version: %w", what, path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("migrate %s %s: %w", what, path, err)
+	}
+	return n, nil
 }

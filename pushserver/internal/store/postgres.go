@@ -67,8 +67,8 @@ ALTER TABLE devices ADD COLUMN IF NOT EXISTS gateway TEXT NOT NULL DEFAULT '';
 `
 
 // pgMigrations are the PostgreSQL store's schema versions (migrate.go).
-var pgMigrations = []migration{
-	{"pushes, recipients and devices with their gateways", script(pgV1)},
+var pgMigrations = []Migration{
+	{"pushes, recipients and devices with their gateways", Script(pgV1)},
 }
 
 // Postgres is the push store in a PostgreSQL database that gateways share.
@@ -138,7 +138,7 @@ func migratePostgres(ctx context.Context, conn *sql.Conn, where string) (n int, 
 			return 0, fmt.Errorf("read push store %s schema version: %w", where, err)
 		}
 	}
-	if n, err = migrate(ctx, tx, where, have, pgMigrations, ""); err != nil || n == 0 {
+	if n, err = migrate(ctx, tx, "push store", where, have, pgMigrations, ""); err != nil || n == 0 {
 		return 0, err
 	}
 	if !versioned {

@@ -52,9 +52,9 @@ CREATE TABLE IF NOT EXISTS devices(
 `
 
 // sqliteMigrations are the SQLite store's schema versions (migrate.go).
-var sqliteMigrations = []migration{
+var sqliteMigrations = []Migration{
 	{"pushes, recipients with their reason, devices", func(ctx context.Context, tx *sql.Tx) error {
-		if err := script(sqliteV1)(ctx, tx); err != nil {
+		if err := Script(sqliteV1)(ctx, tx); err != nil {
 			return err
 		}
 		// A store from before recipients had a reason lacks the column; SQLite has no ADD
@@ -83,7 +83,7 @@ func openSQLite(ctx context.Context, dir string, log *slog.Logger) (*SQLite, err
 		return nil, err
 	}
 	db.SetMaxOpenConns(4)
-	applied, err := migrateSQLite(ctx, db, path)
+	applied, err := MigrateSQLite(ctx, db, "push store", path, sqliteMigrations)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -104,31 +104,6 @@ func openSQLite(ctx context.Context, dir string, log *slog.Logger) (*SQLite, err
 	st.applied = applied
 	st.start(dialect{where: path}, db, wconn, st.commit)
 	return st, nil
-}
-
-// migrateSQLite brings the schema at path to the last version, in one transaction, and
-// returns how many migrations it applied.
-func migrateSQLite(ctx context.Context, db *sql.DB, path string) (int, error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("open push store %s: %w", path, err)
-	}
-	defer tx.Rollback()
-	var have int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
-		return 0, fmt.Errorf("read push store %s schema version: %w", path, err)
-	}
-	n, err := migrate(ctx, tx, path, have, sqliteMigrations, "; "+statedir.Afresh)
-	if err != nil || n == 0 {
-		return 0, err
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(sqliteMigrations))); err != nil {
-		return 0, fmt.Errorf("record push store %s schema version: %w", path, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("migrate push store %s: %w", path, err)
-	}
-	return n, nil
 }
 
 // commit runs a batch in one transaction: a failed statement undoes only itself, so
