@@ -158,7 +158,7 @@ type Server struct {
 	tokens  map[string]string // link token -> PIN
 	active  int               // pushes with open recipients (plus reservations)
 	byID    map[string]*push  // latest active push per push id
-	pending map[string]*recip // transport-delivered, awaiting app ack; key push id + "/" + PIN
+	pending map[string]*recip // transport-delivered, awaiting app ack; by pendingKey
 	closed  bool
 
 	notifySem     chan struct{}

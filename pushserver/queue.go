@@ -137,6 +137,7 @@ func (s *Server) queue(r *recip) {
 	s.ho.queued(d)
 }
 
+// dequeue takes a recipient out of its device's queue. Called with s.mu held.
 func (s *Server) dequeue(r *recip) {
 	d := s.devices[r.pin]
 	if d == nil {
@@ -146,6 +147,9 @@ func (s *Server) dequeue(r *recip) {
 		d.queue = slices.Delete(d.queue, i, i+1)
 	}
 }
+
+// pendingKey keys Server.pending: a push id and the PIN whose acknowledgement it awaits.
+func pendingKey(pushID, pin string) string { return pushID + "/" + pin }
 
 // hold queues the loaded open recipients that this gateway does not hold yet; it returns
 // how many it added.
@@ -177,7 +181,7 @@ func (s *Server) hold(open []storedOpen) int {
 			if held[r.seq] {
 				continue
 			}
-			if q := s.pending[p.id+"/"+r.pin]; q != nil && q.seq == r.seq {
+			if q := s.pending[pendingKey(p.id, r.pin)]; q != nil && q.seq == r.seq {
 				continue
 			}
 			if s.ho.skip(p, r) {
@@ -187,7 +191,7 @@ func (s *Server) hold(open []storedOpen) int {
 			r.p = p
 			added++
 			if r.state == rim.StatePending {
-				s.pending[p.id+"/"+r.pin] = r
+				s.pending[pendingKey(p.id, r.pin)] = r
 				continue
 			}
 			s.queue(r)

@@ -20,7 +20,7 @@ func (s *Server) markPending(r *recip, now time.Time) {
 	s.dequeue(r)
 	r.state = rim.StatePending
 	r.transportAt = now
-	s.pending[r.p.id+"/"+r.pin] = r
+	s.pending[pendingKey(r.p.id, r.pin)] = r
 	s.mu.Unlock()
 	if err := s.st.setState(s.ctx, r, rim.StatePending, 0, now, now); err != nil {
 		s.log.Warn("store pending state", "push_id", r.p.id, "pin", r.pin, "err", err)
@@ -30,7 +30,7 @@ func (s *Server) markPending(r *recip, now time.Time) {
 // ack handles an application-level acknowledgement from a device.
 func (s *Server) ack(pin, pushID string, code int) bool {
 	s.mu.Lock()
-	r := s.pending[pushID+"/"+pin]
+	r := s.pending[pendingKey(pushID, pin)]
 	s.mu.Unlock()
 	if r == nil {
 		return false
@@ -83,7 +83,7 @@ func (s *Server) finishWhy(r *recip, state rim.State, code int, reason string, a
 // Called with s.mu held.
 func (s *Server) drop(r *recip, state rim.State) {
 	if r.state == rim.StatePending {
-		delete(s.pending, r.p.id+"/"+r.pin)
+		delete(s.pending, pendingKey(r.p.id, r.pin))
 	} else {
 		s.dequeue(r)
 	}
