@@ -36,7 +36,7 @@ func newPushRig(ctx context.Context, o Options, handsets int) (*pushRig, error) 
 			nDelivered.Add(1)
 		}
 	}
-	ps, err := pushserver.New(pushserver.Options{DataDir: o.Dir, MaxActive: 100000, Logger: o.Logger, OnResult: count})
+	ps, err := pushserver.Open(ctx, pushserver.Options{DataDir: o.Dir, MaxActive: 100000, Logger: o.Logger, OnResult: count})
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,7 @@ func startE2E(t *testing.T) *e2e {
 	e.site = httptest.NewServer(mux)
 	t.Cleanup(e.site.Close)
 
-	ps, err := pushserver.New(pushserver.Options{
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{
 		DataDir:    t.TempDir(),
 		Devices:    []pushserver.Device{{PIN: e2ePIN, Email: "alice@bbsim.test"}},
 		PacketSize: 2048,

@@ -61,6 +61,8 @@ type Emulator struct {
 	out   io.Writer
 	// closers release what the components hold (stores), after they have stopped.
 	closers []func() error
+	// openers open what servers need before they serve (the push store), in Run.
+	openers []func(ctx context.Context) error
 
 	// Handset is the emulated device (nil in server mode).
 	Handset *handset.Handset
@@ -89,12 +91,7 @@ func New(opts Options) (_ *Emulator, err error) {
 	defer func() {
 		if err != nil {
 			e.closeAll()
-			for i := len(e.closers) - 1; i >= 0; i-- {
-				e.closers[i]()
-			}
-			if e.Handset != nil {
-				e.Handset.Close()
-			}
+			e.release()
 		}
 	}()
 	if err := e.bind(); err != nil {
@@ -302,6 +299,21 @@ func FormatEvent(e handset.Event) string {
 // Run runs every component until ctx ends or one fails, then stops them all within
 // ShutdownTimeout.
 func (e *Emulator) Run(ctx context.Context) error {
+	// The servers' stores open first, bounded by ctx. What they start lives until the
+	// servers have been shut down, after the agents, which still talk to them: so its
+	// context ends when Run returns, not with ctx.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
+	opening := context.AfterFunc(ctx, endLife)
+	for _, open := range e.openers {
+		if err := open(life); err != nil {
+			opening()
+			e.closeAll()
+			e.release()
+			return err
+		}
+	}
+	opening()
 	g, gctx := errgroup.WithContext(ctx)
 	agents := make(chan string, len(e.comps))
 	nagents := 0
@@ -341,13 +353,18 @@ func (e *Emulator) Run(ctx context.Context) error {
 		return errors.Join(errs...)
 	})
 	err := g.Wait()
+	e.release()
+	return err
+}
+
+// release releases what the components hold, once they have stopped.
+func (e *Emulator) release() {
 	for i := len(e.closers) - 1; i >= 0; i-- {
 		e.closers[i]()
 	}
 	if e.Handset != nil {
 		e.Handset.Close()
 	}
-	return err
 }
 
 func (e *Emulator) closeAll() {

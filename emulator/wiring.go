@@ -84,6 +84,12 @@ func (e *Emulator) buildPush() error {
 		return fmt.Errorf("push server: %w", err)
 	}
 	e.closers = append(e.closers, ps.Close)
+	e.openers = append(e.openers, func(ctx context.Context) error {
+		if err := ps.Open(ctx); err != nil {
+			return fmt.Errorf("push server: %w", err)
+		}
+		return nil
+	})
 	// The BIS push service lives on the push server's port and needs the server itself:
 	// it is mounted once both are built.
 	svc, err := bis.New(bis.Options{DataDir: filepath.Join(c.Data, "push"), Apps: apps, Gateway: ps, Logger: e.log,

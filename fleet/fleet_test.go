@@ -17,7 +17,7 @@ import (
 // startFleet runs a push server and a fleet of n handsets attached to it.
 func startFleet(t *testing.T, n int, maxActive int) (*Fleet, string) {
 	t.Helper()
-	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package pushserver
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -39,7 +40,7 @@ func runChild(dir string) int {
 	if n, err := strconv.Atoi(os.Getenv(childMaxActiveEnv)); err == nil {
 		opts.MaxActive = n
 	}
-	s, err := New(opts)
+	s, err := Open(context.Background(), opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

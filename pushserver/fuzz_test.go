@@ -100,7 +100,7 @@ func FuzzPAPHandler(f *testing.F) {
 	f.Add("application/xml", `<pap><cancel-message push-id="f1"/></pap>`)
 	f.Add("multipart/related; boundary=b", "--b\r\n\r\n<pap>\r\n--b--")
 	f.Add("text/plain", "x")
-	s, err := New(Options{DataDir: f.TempDir(), Devices: seedDevices(), MaxActive: 1 << 30, Client: noNetwork()})
+	s, err := Open(f.Context(), Options{DataDir: f.TempDir(), Devices: seedDevices(), MaxActive: 1 << 30, Client: noNetwork()})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func FuzzFront(f *testing.F) {
 	f.Add("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
 	f.Add("GET /device/attach HTTP/1.1\r\nX: " + strings.Repeat("y", 7000) + "\r\n\r\n") // over the front's 6 KiB
 	f.Add("HELLO\r\n\r\n")
-	s, err := New(Options{DataDir: f.TempDir(), Devices: seedDevices(), MaxActive: 1 << 30, MaxBodyBytes: 4096, MaxHeaderBytes: 512, Client: noNetwork()})
+	s, err := Open(f.Context(), Options{DataDir: f.TempDir(), Devices: seedDevices(), MaxActive: 1 << 30, MaxBodyBytes: 4096, MaxHeaderBytes: 512, Client: noNetwork()})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -185,9 +185,9 @@ func startServing(t testing.TB, opts Options) (s *Server, base string, served <-
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
-	s, err := New(opts)
+	s, err := Open(t.Context(), opts)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -73,7 +73,7 @@ func TestPostgresStore(t *testing.T) {
 		db := strings.Replace(pg.NewDatabase(t), "bbsim@", "bbsim:s3cret@", 1) // trust: any password
 		startServer(t, Options{PushDB: db})
 		start := time.Now()
-		_, err := New(Options{DataDir: t.TempDir(), PushDB: db})
+		_, err := Open(t.Context(), Options{DataDir: t.TempDir(), PushDB: db})
 		if err == nil || !strings.Contains(err.Error(), "in use by another bbsim gateway") {
 			t.Fatalf("second gateway on the same database: %v, want refused", err)
 		}
@@ -238,9 +238,9 @@ func TestPostgresStore(t *testing.T) {
 	})
 	t.Run("not a postgres URL", func(t *testing.T) {
 		t.Parallel()
-		_, err := New(Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
+		_, err := Open(t.Context(), Options{DataDir: t.TempDir(), PushDB: "mysql://x"})
 		if err == nil || !strings.Contains(err.Error(), "postgres://") {
-			t.Fatalf("New with a mysql URL = %v, want an error naming postgres://", err)
+			t.Fatalf("Open with a mysql URL = %v, want an error naming postgres://", err)
 		}
 	})
 }
@@ -272,7 +272,7 @@ func TestPostgresRestart(t *testing.T) {
 	if code := getJSON(t, base+"/api/v1/pushes/before-restart", &ps); code != 200 || len(ps.Recipients) != 1 {
 		t.Fatalf("status of a push from before the restart = %d %+v", code, ps)
 	}
-	if _, err := New(Options{DataDir: t.TempDir(), PushDB: db}); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := Open(t.Context(), Options{DataDir: t.TempDir(), PushDB: db}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second gateway after the restart: %v, want refused (the first holds the lock again)", err)
 	}
 	// The gateways listen again after the restart: a push through a second gateway, whose
@@ -400,7 +400,7 @@ func gatewaysSharing(t *testing.T, db string) {
 	if h := holder("shared-4"); h != "b delivered" {
 		t.Fatalf("shared-4 held by %q, want b delivered", h)
 	}
-	if _, err := New(Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
+	if _, err := Open(t.Context(), Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
 		t.Fatalf("a second gateway named a: %v, want refused", err)
 	}
 }

@@ -33,6 +33,8 @@ var (
 	// ErrDeliveryMethod is an application-reliable push to a device whose software does
 	// not acknowledge at the application level (before 4.0).
 	ErrDeliveryMethod = errors.New("pushserver: " + errDeliveryMethodText)
+	// ErrNotOpen is returned by Serve, Enqueue, PushState and Cancel before Open.
+	ErrNotOpen = errors.New("pushserver: not open (call Open first)")
 )
 
 // errDeliveryMethodText is what MDS answered an application-reliable push to a device it
@@ -136,14 +138,23 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	client  *http.Client
-	st      *pushStore
-	ho      handover // the other gateways sharing the store, if any (gateways.go)
 	front   *front.Server
 	mux     *http.ServeMux
+	handler http.Handler // mux, answering 503 until Open
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// life guards the opening and the stop: st, ho, ctx and cancel are set by Open, before
+	// opened; stopped, once stop has begun, keeps Open from starting anything more.
+	life      sync.Mutex
+	st        *pushStore
+	ho        handover        // the other gateways sharing the store, if any (gateways.go)
+	ctx       context.Context // Open's, until stop
+	cancel    context.CancelFunc
+	stopAfter func() bool // unregisters the stop when Open's context ends
+	stopped   bool
+	opened    atomic.Bool // the store is open and restored: requests are served
+	ownClient bool        // client is the gateway's own: its idle connections close at stop
+
+	wg       sync.WaitGroup                 // the goroutines Open and deliveries start
 	onResult atomic.Pointer[[]func(Result)] // Options.OnResult and those added by OnResult
 	notifyWG sync.WaitGroup                 // result notifications in flight; they start from the store's writer
 
@@ -180,15 +191,24 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 )
 
-// New is Open without a bound on the opening.
-func New(opts Options) (*Server, error) { return Open(context.Background(), opts) }
-
-// Open opens the store, restores queued pushes and starts the delivery machinery. ctx
-// bounds the opening: the PostgreSQL dial (each step also within 20 s), the restore, and
-// the wait for the hand-over listener of a shared store (also within 10 s); when it ends
-// first, Open releases what it took and returns its error. The delivery machinery runs
-// until Shutdown or Close, whatever becomes of ctx.
+// Open is New and then the server's Open: a gateway ready to Serve, whose delivery runs
+// until ctx ends or Shutdown or Close. When the opening fails, the server is closed.
 func Open(ctx context.Context, opts Options) (*Server, error) {
+	s, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New checks opts and builds the gateway. It does no I/O and starts no goroutine: Open
+// opens the store and starts delivery. Mount and OnResult may be called before or after
+// Open, before Serve.
+func New(opts Options) (*Server, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("pushserver: DataDir is required")
 	}
@@ -219,7 +239,8 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 	}
 	log = log.With("component", "pushserver")
 	client := opts.Client
-	if client == nil {
+	ownClient := client == nil
+	if ownClient {
 		// No Client.Timeout (it costs a timer per request): the dial and the response
 		// header are bounded, and receivers answer packets with empty bodies.
 		client = &http.Client{
@@ -233,12 +254,8 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 			},
 		}
 	}
-	st, err := openStore(ctx, opts.DataDir, opts.PushDB, opts.PushInstance, log)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
-		opts: opts, log: log, now: opts.Now, client: client, st: st,
+		opts: opts, log: log, now: opts.Now, client: client, ownClient: ownClient,
 		devices:   map[string]*device{},
 		emails:    map[string]string{},
 		tokens:    map[string]string{},
@@ -246,20 +263,15 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 		pending:   map[string]*recip{},
 		notifySem: make(chan struct{}, 64),
 	}
-	s.ho = solo{s}
-	if st.shared != nil {
-		s.ho = newShared(s, st.Instance())
-	}
+	s.ho = solo{s} // until Open finds the store shared
 	s.m.init(s)
 	if opts.OnResult != nil {
 		s.OnResult(opts.OnResult)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.secrets = map[string]string{}
 	for _, d := range opts.Devices {
 		pin, ok := rim.NormalizePIN(d.PIN)
 		if !ok {
-			st.Close()
 			return nil, fmt.Errorf("pushserver: device %q: bad PIN", d.PIN)
 		}
 		s.device(pin).email = d.Email
@@ -273,34 +285,105 @@ func Open(ctx context.Context, opts Options) (*Server, error) {
 	for name, pins := range opts.Groups {
 		for _, p := range pins {
 			if _, ok := rim.NormalizePIN(p); !ok {
-				st.Close()
 				return nil, fmt.Errorf("pushserver: group %s: bad PIN %q", name, p)
 			}
 		}
 	}
-	if err := s.restore(ctx); err != nil {
-		st.Close()
-		return nil, err
-	}
 	s.mux = s.routes()
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.opened.Load() {
+			http.Error(w, "push gateway not open yet", http.StatusServiceUnavailable)
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
 	s.front = front.New(front.Options{
-		Handler:        s.mux,
+		Handler:        s.handler,
 		MaxHeaderBytes: opts.MaxHeaderBytes, MaxBodyBytes: opts.MaxBodyBytes,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		Rejected:          func() { s.m.rejected.Add(1) },
 		Logger:            log,
 	})
-	s.wg.Add(1)
-	go s.reaper()
-	if err := s.ho.start(ctx, opts.Devices); err != nil {
-		s.Close()
-		return nil, err
-	}
 	return s, nil
 }
 
-// Handler returns the HTTP handler of the gateway (push, PAP, device link, API, mounts).
-func (s *Server) Handler() http.Handler { return s.mux }
+// Open opens the store (dialling PostgreSQL when Options.PushDB names it), restores the
+// queued pushes and starts delivery: the reaper and, with a shared store, the hand-over
+// listener and the sweeper. ctx bounds the opening (each PostgreSQL step also within 20 s,
+// the wait for the hand-over listener within 10 s) and the life of everything Open starts:
+// when ctx ends, as at Shutdown or Close, every goroutine the gateway started stops and the
+// store closes; Serve goes on answering (503) until Shutdown or Close. When the opening
+// fails or ctx ends first, Open stops what it started and returns the error. Open once.
+func (s *Server) Open(ctx context.Context) error {
+	s.life.Lock()
+	switch {
+	case s.stopped:
+		s.life.Unlock()
+		return ErrServerClosed
+	case s.ctx != nil:
+		s.life.Unlock()
+		return errors.New("pushserver: Open called twice")
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.stopAfter = context.AfterFunc(ctx, func() { s.stop() })
+	s.wg.Add(1) // the opening: a stop meanwhile cancels it and waits for it
+	s.life.Unlock()
+	if err := s.open(); err != nil {
+		s.stop()
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("pushserver: open: %w (%v)", ctx.Err(), err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Server) open() error {
+	defer s.wg.Done()
+	st, err := openStore(s.ctx, s.opts.DataDir, s.opts.PushDB, s.opts.PushInstance, s.log)
+	if err != nil {
+		return err
+	}
+	s.life.Lock()
+	if s.stopped {
+		s.life.Unlock()
+		st.Close()
+		return ErrServerClosed
+	}
+	s.st = st
+	if st.shared != nil {
+		s.ho = newShared(s, st.Instance())
+	}
+	s.life.Unlock()
+	if err := s.restore(s.ctx); err != nil {
+		return err
+	}
+	s.life.Lock()
+	if s.stopped {
+		s.life.Unlock()
+		return ErrServerClosed
+	}
+	s.wg.Add(1)
+	go s.reaper()
+	s.life.Unlock()
+	if err := s.ho.start(s.ctx, s.opts.Devices); err != nil {
+		return err
+	}
+	s.opened.Store(true)
+	return nil
+}
+
+// usable returns ErrNotOpen before Open has opened the store.
+func (s *Server) usable() error {
+	if !s.opened.Load() {
+		return ErrNotOpen
+	}
+	return nil
+}
+
+// Handler returns the HTTP handler of the gateway (push, PAP, device link, API, mounts);
+// it answers 503 until Open has opened the store.
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Mount adds a handler by path prefix, as Options.Mount does, to a built server: for a
 // service that needs the server itself (the BIS push service), and so is built after it.
@@ -324,7 +407,17 @@ func (s *Server) OnResult(f func(Result)) {
 }
 
 // Serve accepts connections on ln until Shutdown or Close; it then returns ErrServerClosed.
+// Before Open it closes ln and returns ErrNotOpen.
 func (s *Server) Serve(ln net.Listener) error {
+	if !s.opened.Load() {
+		s.life.Lock()
+		stopped := s.stopped
+		s.life.Unlock()
+		if !stopped {
+			ln.Close()
+			return ErrNotOpen
+		}
+	}
 	return s.front.Serve(ln)
 }
 
@@ -341,15 +434,31 @@ func (s *Server) Close() error {
 	return errors.Join(err, s.stop())
 }
 
+// stop stops everything Open started and closes the store: at Shutdown, at Close, and
+// when Open's context ends.
 func (s *Server) stop() error {
 	s.closeOnce.Do(func() {
+		s.life.Lock()
+		s.stopped = true
+		cancel, st, after := s.cancel, s.st, s.stopAfter
+		s.life.Unlock()
+		if after != nil {
+			after()
+		}
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		s.cancel()
+		if cancel != nil {
+			cancel()
+		}
 		s.wg.Wait()
-		s.closeErr = s.st.Close() // reports its last results, which may start notifications
+		if st != nil {
+			s.closeErr = st.Close() // reports its last results, which may start notifications
+		}
 		s.notifyWG.Wait()
+		if s.ownClient {
+			s.client.CloseIdleConnections()
+		}
 	})
 	return s.closeErr
 }

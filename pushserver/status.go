@@ -9,13 +9,20 @@ import (
 // PushState returns the per-recipient states of the latest push with this id, whatever its
 // source.
 func (s *Server) PushState(pushID string) (PushStatus, error) {
-	return s.st.pushStatus(s.ctx, anySource, pushID)
+	return s.pushState(anySource, pushID)
 }
 
 // PushStateOf is PushState for the push source sent with this id (a BIS application, an
 // initiator): another source's push with the same id is not found.
 func (s *Server) PushStateOf(source, pushID string) (PushStatus, error) {
-	return s.st.pushStatus(s.ctx, sourceScope(source), pushID)
+	return s.pushState(sourceScope(source), pushID)
+}
+
+func (s *Server) pushState(sc scope, pushID string) (PushStatus, error) {
+	if err := s.usable(); err != nil {
+		return PushStatus{}, err
+	}
+	return s.st.pushStatus(s.ctx, sc, pushID)
 }
 
 // Cancel cancels every still-queued recipient of the latest push with this id, whatever its
@@ -30,6 +37,9 @@ func (s *Server) CancelOf(source, pushID string) error {
 }
 
 func (s *Server) cancelIn(sc scope, pushID string) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
 	n, err := s.cancel1(sc, pushID)
 	if err != nil {
 		return err

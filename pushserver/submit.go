@@ -17,6 +17,9 @@ import (
 // committed. It returns ErrDuplicate when the source already used the push id and ErrBusy
 // when MaxActive pushes are pending.
 func (s *Server) Enqueue(ctx context.Context, sub Submission) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
 	_, err := s.enqueue(ctx, sub)
 	return err
 }

@@ -58,7 +58,7 @@ func startRig(t *testing.T, maxSubs int) *rig {
 	r := &rig{now: &clock{t: time.Now()}}
 	var svc *bis.Service
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { svc.Handler().ServeHTTP(w, req) })
-	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir(), Mount: map[string]http.Handler{"/mss/": h, "/cp/": h},
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir(), Mount: map[string]http.Handler{"/mss/": h, "/cp/": h},
 		OnResult: func(res pushserver.Result) { svc.HandleResult(res) }})
 	if err != nil {
 		t.Fatal(err)

@@ -75,7 +75,7 @@ func listen(t *testing.T) net.Listener {
 // handsets attached to it.
 func pushFleet(t *testing.T, n, maxActive int) (*fleet.Fleet, net.Addr) {
 	t.Helper()
-	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestPushBulkFleet(t *testing.T) {
 }
 
 func TestPushErrors(t *testing.T) {
-	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir()})
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

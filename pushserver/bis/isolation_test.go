@@ -22,7 +22,7 @@ func TestAppsIsolated(t *testing.T) {
 	}
 	var svc *Service
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { svc.Handler().ServeHTTP(w, r) })
-	ps, err := pushserver.New(pushserver.Options{DataDir: t.TempDir(), Mount: map[string]http.Handler{"/mss/": h}})
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir(), Mount: map[string]http.Handler{"/mss/": h}})
 	if err != nil {
 		t.Fatal(err)
 	}
