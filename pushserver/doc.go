@@ -43,4 +43,7 @@
 // gateway's is a no-op. The store (internal/store: SQLite, or PostgreSQL shared by gateways,
 // each with numbered schema migrations) is reached through store.go, which turns pushes and
 // recipients into its records and back.
+//
+// Life cycle (pushserver.go): New checks the options and does no I/O; Open(ctx) opens the
+// store and runs delivery on ctx; Serve answers until Shutdown or Close.
 package pushserver
