@@ -98,7 +98,7 @@ func Run(ctx context.Context, opts Options) ([]Row, error) {
 		return nil, err
 	}
 
-	gw, err := pushserver.New(pushserver.Options{DataDir: opts.Dir, FlowControlTimeout: opts.Timeout, Logger: opts.Logger})
+	gw, err := pushserver.Open(ctx, pushserver.Options{DataDir: opts.Dir, FlowControlTimeout: opts.Timeout, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func BenchmarkDeviceLink(b *testing.B) {
 func benchLink(b *testing.B, link *radio.Link) {
 	var delivered atomic.Int64
 	wake := make(chan struct{}, 1)
-	ps, err := pushserver.New(pushserver.Options{DataDir: b.TempDir(), MaxActive: 1 << 20, OnResult: func(r pushserver.Result) {
+	ps, err := pushserver.Open(b.Context(), pushserver.Options{DataDir: b.TempDir(), MaxActive: 1 << 20, OnResult: func(r pushserver.Result) {
 		if r.State == "delivered" {
 			delivered.Add(1)
 			select {
