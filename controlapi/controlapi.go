@@ -157,8 +157,12 @@ func (s *Server) software(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	if _, err := s.h.SetSoftware(req.Version); err != nil {
+	if _, err := handset.ParseSoftware(req.Version); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if _, err := s.h.SetSoftware(req.Version); err != nil {
+		s.reply(w, nil, err) // the journal's failure, not the request's
 		return
 	}
 	writeJSON(w, http.StatusOK, s.h.Device())

@@ -68,9 +68,12 @@ type Handset struct {
 	cache     map[string]*CacheEntry
 	apps      []*App
 
-	software Software      // set by Options and SetSoftware
-	swChange chan struct{} // closed and replaced when the software changes
-	fetch    PageFetcher
+	software Software // set by Options and SetSoftware
+	// softwareOption is Options.Software: a change through SetSoftware is journalled with
+	// it, and replayed only under the same option.
+	softwareOption string
+	swChange       chan struct{} // closed and replaced when the software changes
+	fetch          PageFetcher
 
 	linkToken string     // from the gateway's attach answer; not persisted
 	link      LinkStatus // not persisted
@@ -108,18 +111,19 @@ func New(opts Options) (*Handset, error) {
 		return nil, fmt.Errorf("handset: %w", err)
 	}
 	h := &Handset{
-		pin:       pin,
-		email:     opts.Email,
-		now:       opts.Now,
-		coverage:  true,
-		covChange: make(chan struct{}),
-		msgKeys:   map[string]string{},
-		cache:     map[string]*CacheEntry{},
-		mail:      MailStatus{State: MailOff},
-		link:      LinkStatus{State: LinkOff},
-		software:  sw,
-		swChange:  make(chan struct{}),
-		maxMsgs:   opts.MaxMessages,
+		pin:            pin,
+		email:          opts.Email,
+		now:            opts.Now,
+		coverage:       true,
+		covChange:      make(chan struct{}),
+		msgKeys:        map[string]string{},
+		cache:          map[string]*CacheEntry{},
+		mail:           MailStatus{State: MailOff},
+		link:           LinkStatus{State: LinkOff},
+		software:       sw,
+		softwareOption: sw.String(),
+		swChange:       make(chan struct{}),
+		maxMsgs:        opts.MaxMessages,
 	}
 	if h.maxMsgs <= 0 {
 		h.maxMsgs = DefaultMaxMessages

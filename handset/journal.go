@@ -31,6 +31,7 @@ const (
 	recApp           recKind = "app"
 	recAppPush       recKind = "app-push"
 	recEvent         recKind = "event"
+	recSoftware      recKind = "software"
 )
 
 type record struct {
@@ -202,8 +203,28 @@ func (h *Handset) replay(rec record) error {
 			return err
 		}
 		h.events.restore(e)
+	case recSoftware:
+		var r softwareRec
+		if err := json.Unmarshal(rec.V, &r); err != nil {
+			return err
+		}
+		// A change through the API outlives a restart with the same --device-software;
+		// a different one is a new choice and wins.
+		if r.Option == h.softwareOption {
+			sw, err := ParseSoftware(r.Version)
+			if err != nil {
+				return err
+			}
+			h.software = sw
+		}
 	}
 	return nil
+}
+
+// softwareRec is a device software change, with the Options.Software it was made under.
+type softwareRec struct {
+	Version string `json:"version"`
+	Option  string `json:"option"`
 }
 
 // compactLocked rewrites the journal as one record per live object, then swaps it in.
@@ -245,6 +266,9 @@ func (h *Handset) compactLocked() error {
 	}
 	for _, e := range h.Events(0) {
 		put(recEvent, e)
+	}
+	if v := h.software.String(); v != h.softwareOption {
+		put(recSoftware, softwareRec{Version: v, Option: h.softwareOption})
 	}
 	if werr == nil {
 		werr = f.Sync()

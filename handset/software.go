@@ -65,7 +65,9 @@ func (h *Handset) SoftwareWatch() (Software, <-chan struct{}) {
 }
 
 // SetSoftware changes the device software (as an upgrade or a downgrade would), emitting an
-// event. Content already received stays as it is; the new version decides how it opens.
+// event. Content already received stays as it is; the new version decides how it opens. The
+// change is journalled: a restart with the same Options.Software keeps it, a restart with
+// another one starts from that.
 func (h *Handset) SetSoftware(version string) (Software, error) {
 	sw, err := ParseSoftware(version)
 	if err != nil {
@@ -73,6 +75,12 @@ func (h *Handset) SetSoftware(version string) (Software, error) {
 	}
 	h.mu.Lock()
 	old := h.software
+	if old != sw {
+		if err := h.writeLocked(recSoftware, softwareRec{Version: sw.String(), Option: h.softwareOption}); err != nil {
+			h.mu.Unlock()
+			return Software{}, err
+		}
+	}
 	h.software = sw
 	if old != sw {
 		close(h.swChange)

@@ -63,3 +63,35 @@ func TestSetSoftware(t *testing.T) {
 		t.Error("New with software 2.1: no error")
 	}
 }
+
+// TestSoftwarePersisted: a version set at run time outlives a restart with the same
+// --device-software, also through a compaction of the journal; another --device-software
+// wins.
+func TestSoftwarePersisted(t *testing.T) {
+	dir := t.TempDir()
+	open := func(opt string) *Handset {
+		t.Helper()
+		h, err := New(Options{Dir: dir, Software: opt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	h := open("")
+	if _, err := h.SetSoftware("6.0.0.141"); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	for i, tt := range []struct{ opt, want string }{
+		{"", "6.0.0.141"}, // replayed
+		{"", "6.0.0.141"}, // compacted when reopened, replayed again
+		{DefaultSoftware, "6.0.0.141"},
+		{"5.0.0", "5.0.0"}, // another option: a new choice
+	} {
+		h := open(tt.opt)
+		if got := h.Software().String(); got != tt.want {
+			t.Errorf("reopen %d with %q: software %s, want %s", i, tt.opt, got, tt.want)
+		}
+		h.Close()
+	}
+}

@@ -40,8 +40,7 @@ func (m Model) tiles() []tile {
 	for _, c := range m.h.Channels() {
 		c := c
 		ts = append(ts, tile{label: c.Title, icon: channelIcon(c), action: func(m *Model) tea.Cmd {
-			m.openChannel(c.ID)
-			return nil
+			return m.openChannel(c.ID)
 		}})
 	}
 	return ts
@@ -321,8 +320,38 @@ func (m Model) viewHelp(w, h int) string {
 A click selects and opens where the terminal reports the mouse.`
 }
 
-func (m *Model) openChannel(id string) {
-	c, page, err := m.h.OpenChannel(id)
+// channelOpened and messageOpened are what opening a channel or a message gave. Opening
+// runs as a command, off the UI's Update: a page that was pushed as a URL only is fetched
+// over the network, which may take long.
+type channelOpened struct {
+	c    handset.Channel
+	page handset.CacheEntry
+	err  error
+}
+
+type messageOpened struct {
+	msg handset.Message
+	err error
+}
+
+func (m *Model) openChannel(id string) tea.Cmd {
+	h := m.h
+	return func() tea.Msg {
+		c, page, err := h.OpenChannel(id)
+		return channelOpened{c, page, err}
+	}
+}
+
+func (m *Model) openMessage(id string) tea.Cmd {
+	h := m.h
+	return func() tea.Msg {
+		msg, err := h.OpenMessage(id)
+		return messageOpened{msg, err}
+	}
+}
+
+// showChannel shows an opened channel's page, or the browser's error.
+func (m *Model) showChannel(c handset.Channel, page handset.CacheEntry, err error) {
 	if err != nil && c.ID != "" {
 		// The browser opened and shows why it cannot display the page.
 		m.showText(m.pageTitle(c.Title), "Error\n\n"+err.Error(), nil)
@@ -370,8 +399,8 @@ func (m *Model) pageImages(page handset.CacheEntry) string {
 	return b.String()
 }
 
-func (m *Model) openMessage(id string) {
-	msg, err := m.h.OpenMessage(id)
+// showMessage shows an opened message, or the browser's error for a browser message.
+func (m *Model) showMessage(msg handset.Message, err error) {
 	if err != nil && msg.ID != "" {
 		// The browser opened and shows why it cannot display the page.
 		m.showText(m.pageTitle(msg.Subject), "Error\n\n"+err.Error(), nil)
@@ -455,7 +484,7 @@ func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.listSel = min(m.listSel+1, max(len(msgs)-1, 0))
 		case "enter":
 			if m.listSel < len(msgs) {
-				m.openMessage(msgs[m.listSel].ID)
+				return m, m.openMessage(msgs[m.listSel].ID)
 			}
 		}
 	case ScreenBrowser:
@@ -467,7 +496,7 @@ func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.chanSel = min(m.chanSel+1, max(len(chs)-1, 0))
 		case "enter":
 			if m.chanSel < len(chs) {
-				m.openChannel(chs[m.chanSel].ID)
+				return m, m.openChannel(chs[m.chanSel].ID)
 			}
 		}
 	case ScreenEvents:
@@ -520,13 +549,13 @@ func (m Model) mouse(ev tea.MouseMsg) (tea.Model, tea.Cmd) {
 		msgs := m.h.Messages()
 		if i := y - 1; i >= 0 && i < len(msgs) {
 			m.listSel = i
-			m.openMessage(msgs[i].ID)
+			return m, m.openMessage(msgs[i].ID)
 		}
 	case ScreenBrowser:
 		chs := m.h.Channels()
 		if i := y - 1; i >= 0 && i < len(chs) {
 			m.chanSel = i
-			m.openChannel(chs[i].ID)
+			return m, m.openChannel(chs[i].ID)
 		}
 	}
 	return m, nil

@@ -186,6 +186,12 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.waitEvents()
 	case tickMsg:
 		return m, tick()
+	case channelOpened:
+		m.showChannel(msg.c, msg.page, msg.err)
+		return m, nil
+	case messageOpened:
+		m.showMessage(msg.msg, msg.err)
+		return m, nil
 	case tea.MouseMsg:
 		return m.mouse(msg)
 	case tea.KeyMsg:

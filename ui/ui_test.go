@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image"
 	"image/color"
@@ -326,4 +327,37 @@ func TestGoldenBrowserError(t *testing.T) {
 	tm.Send(key("q"))
 	fm := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(Model)
 	golden.RequireEqual(t, []byte(fm.View()))
+}
+
+// TestOpenFetchesOffTheUI: a channel pushed as a URL only is fetched when opened; the fetch
+// runs off the UI, which keeps answering keys until the page comes.
+func TestOpenFetchesOffTheUI(t *testing.T) {
+	h := seeded(t)
+	release := make(chan struct{})
+	h.SetPageFetcher(func(ctx context.Context, url string) (handset.CacheEntry, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return handset.CacheEntry{}, ctx.Err()
+		}
+		return handset.CacheEntry{URL: url, ContentType: "text/html", Text: "Fetched over the air"}, nil
+	})
+	tm := teatest.NewTestModel(t, New(h, opts()), teatest.WithInitialTermSize(100, 30))
+	waitScreen(t, tm, "Messages (")
+	tm.Send(key("b"))
+	waitScreen(t, tm, "Browser: 2 channels")
+	for i, c := range h.Channels() {
+		if c.Title == "Weather" { // pushed without a page: fetched when opened
+			for range i {
+				tm.Send(key("down"))
+			}
+		}
+	}
+	tm.Send(key("enter"))
+	tm.Send(key("?"))
+	waitScreen(t, tm, "this help") // the UI answered while the fetch waits
+	close(release)
+	waitScreen(t, tm, "Fetched over the air")
+	tm.Send(key("q"))
+	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
