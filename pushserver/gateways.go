@@ -3,9 +3,9 @@ package pushserver
 import "context"
 
 // handover is what the push life cycle asks of the other gateways that share this one's push
-// store. A gateway on its own (SQLite, or PostgreSQL kept by one gateway) has none: solo
-// answers each step with nothing to do. Gateways sharing a PostgreSQL store hand open
-// recipients to where their device attached (shared, handover.go).
+// store. A gateway on SQLite has none: solo answers each step with nothing to do. A
+// PostgreSQL store may be shared by several gateways, which hand open recipients to where
+// their device attached (shared, handover.go); Open picks one of the two, once.
 //
 // The methods marked "with Server.mu held" run inside the critical sections of the queues
 // they follow, so they must not block.
