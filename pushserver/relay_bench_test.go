@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +19,39 @@ import (
 // relay is the yardstick of BenchmarkRelayComparison: a push relay that keeps nothing.
 // net/http in and out, pooled keep-alive connections to the receivers, and 200 to the
 // initiator once the receiver has answered 200 (502 otherwise). It sends each push as one
-// packet, as the gateway sends a small one.
+// packet, as the gateway sends a small one. With perDevice, each device gets a client of
+// its own, and so connections of its own, as the gateway's device links are: the fleet's
+// receivers share one address, which a relay to real handsets could not share.
 type relay struct {
-	client   *http.Client
-	fleetURL string
+	client    *http.Client
+	fleetURL  string
+	perDevice bool
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // perDevice: by PIN
+}
+
+func (rl *relay) clientFor(pin string) *http.Client {
+	if !rl.perDevice {
+		return rl.client
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	c := rl.clients[pin]
+	if c == nil {
+		c = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute}}
+		rl.clients[pin] = c
+	}
+	return c
+}
+
+func (rl *relay) close() {
+	rl.client.CloseIdleConnections()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	for _, c := range rl.clients {
+		c.CloseIdleConnections()
+	}
 }
 
 func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -39,7 +69,7 @@ func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	req.Header.Set("X-RIM-Push-ID", r.Header.Get("X-RIM-Push-ID"))
 	req.Header.Set("X-Bbsim-Packet", "0/1")
-	resp, err := rl.client.Do(req)
+	resp, err := rl.clientFor(pin).Do(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -59,7 +89,8 @@ func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // gateway and relay, in BBSIM_BENCH_PAIRS pairs (default 3) of BBSIM_BENCH_SECONDS
 // (default 3) each, the first of each pair alternating too; it reports the medians and
 // the median of the pairs' ratios (gateway/relay), the figure to bring to 0.8 or more.
-// Needs wrk.
+// BBSIM_BENCH_RELAY=per-device gives the relay a connection per device, as the gateway has.
+// Each run logs its CPU per push, the receivers' included. Needs wrk.
 func BenchmarkRelayComparison(b *testing.B) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
@@ -73,23 +104,30 @@ func BenchmarkRelayComparison(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("BBSIM_BENCH_PAIRS")); err == nil && n > 0 {
 		pairs = n
 	}
+	perDevice := os.Getenv("BBSIM_BENCH_RELAY") == "per-device"
 	for range b.N {
 		fp := startFleetProcess(b, receiversFast)
 		devs := benchDevices(1000)
 		script := wrkScriptFile(b, devs)
+		// Unmeasured, a first run of each warms the receivers' process and this one (their
+		// heaps, the receivers' state, SQLite's cache): otherwise the first pair's gateway
+		// run pays for it alone, at twice its CPU per push.
+		gatewayRate(b, wrk, script, fp, devs, 1)
+		relayRate(b, wrk, script, fp, 1, perDevice)
 		var gws, rls, ratios, gcpus, rcpus []float64
 		for i := range pairs {
-			var g, r, gcpu, rcpu float64
+			var g, r run
 			if i%2 == 0 {
-				g, gcpu = gatewayRate(b, wrk, script, fp, devs, secs)
-				r, rcpu = relayRate(b, wrk, script, fp, secs)
+				g = gatewayRate(b, wrk, script, fp, devs, secs)
+				r = relayRate(b, wrk, script, fp, secs, perDevice)
 			} else {
-				r, rcpu = relayRate(b, wrk, script, fp, secs)
-				g, gcpu = gatewayRate(b, wrk, script, fp, devs, secs)
+				r = relayRate(b, wrk, script, fp, secs, perDevice)
+				g = gatewayRate(b, wrk, script, fp, devs, secs)
 			}
-			gws, rls, ratios = append(gws, g), append(rls, r), append(ratios, g/r)
-			gcpus, rcpus = append(gcpus, gcpu), append(rcpus, rcpu)
-			b.Logf("pair %d: gateway %.0f/s %.0f µs/push, relay %.0f/s %.0f µs/push, ratio %.2f", i+1, g, gcpu, r, rcpu, g/r)
+			gws, rls, ratios = append(gws, g.rate), append(rls, r.rate), append(ratios, g.rate/r.rate)
+			gcpus, rcpus = append(gcpus, g.cpu), append(rcpus, r.cpu)
+			b.Logf("pair %d: gateway %.0f/s %.0f µs/push (receivers %.0f), relay %.0f/s %.0f µs/push (receivers %.0f), ratio %.2f",
+				i+1, g.rate, g.cpu, g.receiversCPU, r.rate, r.cpu, r.receiversCPU, g.rate/r.rate)
 		}
 		b.ReportMetric(median(gws), "gateway-pushes/s")
 		b.ReportMetric(median(rls), "relay-pushes/s")
@@ -97,13 +135,6 @@ func BenchmarkRelayComparison(b *testing.B) {
 		b.ReportMetric(median(gcpus), "gateway-cpu-us/push")
 		b.ReportMetric(median(rcpus), "relay-cpu-us/push")
 	}
-}
-
-// arrivals counts the pushes completed at the receivers so far, whether or not a device
-// already had the push id: every run's wrk starts its push ids afresh.
-func arrivals(b *testing.B, fp *fleetProcess) int64 {
-	n, dups, _ := fp.counts(b)
-	return n + dups
 }
 
 func median(v []float64) float64 {
@@ -115,17 +146,21 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// gatewayRate runs a fresh gateway under wrk and returns the pushes delivered per second,
-// from the first request to the last accepted push's arrival, and the CPU this process
-// (the gateway; the receivers and wrk are apart) spent per push meanwhile, in µs.
-func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Device, secs int) (rate, cpuPerPush float64) {
+// run is one side's figures: pushes delivered per second, and the CPU per push (µs) of
+// this process (the gateway or the relay: wrk and the receivers are apart) and of the
+// receivers' process.
+type run struct{ rate, cpu, receiversCPU float64 }
+
+// gatewayRate runs a fresh gateway under wrk and measures it, from the first request to the
+// last accepted push's arrival.
+func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Device, secs int) run {
 	s, base, served := startServing(b, Options{Devices: devs, MaxActive: 100000})
 	defer func() {
 		s.Close()
 		<-served
 	}()
 	attachFleet(b, base, fp.receiverURL(), devs)
-	n0 := arrivals(b, fp)
+	n0, rcpu0 := arrivals(b, fp)
 	cpu0 := cpuTime()
 	start := time.Now()
 	v := runWrk(b, wrk, script, base, secs)
@@ -134,15 +169,23 @@ func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Devi
 	}
 	accepted := int64(testutil.ToFloat64(s.m.accepted))
 	deadline := time.Now().Add(60 * time.Second)
-	n := arrivals(b, fp)
+	n, rcpu := arrivals(b, fp)
 	for n-n0 < accepted {
 		if time.Now().After(deadline) {
 			b.Fatalf("gateway: delivered %d of %d accepted", n-n0, accepted)
 		}
 		time.Sleep(2 * time.Millisecond)
-		n = arrivals(b, fp)
+		n, rcpu = arrivals(b, fp)
 	}
-	return float64(n-n0) / time.Since(start).Seconds(), perPush(cpuTime()-cpu0, n-n0)
+	return run{float64(n-n0) / time.Since(start).Seconds(), perPush(cpuTime()-cpu0, n-n0), perPush(rcpu-rcpu0, n-n0)}
+}
+
+// arrivals counts the pushes completed at the receivers so far, whether or not a device
+// already had the push id (every run's wrk starts its push ids afresh), and returns the CPU
+// the receivers' process has used.
+func arrivals(b *testing.B, fp *fleetProcess) (int64, time.Duration) {
+	n, dups, cpu := fp.counts(b)
+	return n + dups, cpu
 }
 
 // perPush is cpu per push in µs.
@@ -150,24 +193,26 @@ func perPush(cpu time.Duration, pushes int64) float64 {
 	return float64(cpu.Microseconds()) / float64(max(pushes, 1))
 }
 
-// relayRate runs the relay under wrk and returns the pushes it relayed per second (each
-// answered 200 once delivered) and the CPU it spent per push, in µs.
-func relayRate(b *testing.B, wrk, script string, fp *fleetProcess, secs int) (rate, cpuPerPush float64) {
+// relayRate runs the relay under wrk and measures it: each push is answered 200 once
+// delivered.
+func relayRate(b *testing.B, wrk, script string, fp *fleetProcess, secs int, perDevice bool) run {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	srv := &http.Server{Handler: &relay{client: &http.Client{Transport: tr}, fleetURL: fp.receiverURL()}}
+	rl := &relay{client: &http.Client{Transport: tr}, fleetURL: fp.receiverURL(), perDevice: perDevice, clients: map[string]*http.Client{}}
+	defer rl.close()
+	srv := &http.Server{Handler: rl}
 	go srv.Serve(ln)
 	defer srv.Close()
-	n0 := arrivals(b, fp)
+	n0, rcpu0 := arrivals(b, fp)
 	cpu0 := cpuTime()
 	v := runWrk(b, wrk, script, "http://"+ln.Addr().String(), secs)
 	if bad := v[2] + v[3] + v[4] + v[5] + v[6]; bad > 0 {
 		b.Errorf("relay: wrk saw %d errors", bad)
 	}
-	n := arrivals(b, fp) - n0
-	return float64(n) / (float64(v[7]) / 1e6), perPush(cpuTime()-cpu0, n)
+	n, rcpu := arrivals(b, fp)
+	n -= n0
+	return run{float64(n) / (float64(v[7]) / 1e6), perPush(cpuTime()-cpu0, n), perPush(rcpu-rcpu0, n)}
 }
