@@ -723,14 +723,14 @@ func (h *shared) cancelShared(key int64) (int, error) {
 			}
 		}
 	}
-	var states map[int64]string
+	var states map[int64]rim.State
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if states, err = s.st.shared.States(ctx, seqs); err != nil {
 			return n, err
 		}
 		open := false
 		for _, st := range states {
-			open = open || rim.State(st) == rim.StateQueued
+			open = open || st == rim.StateQueued
 		}
 		if !open || time.Now().After(deadline) {
 			break
@@ -738,7 +738,7 @@ func (h *shared) cancelShared(key int64) (int, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, st := range states {
-		if rim.State(st) == rim.StateCancelled {
+		if st == rim.StateCancelled {
 			n++
 		}
 	}

@@ -116,17 +116,10 @@ func (w *wtx) queryRow(query string, args ...any) *sql.Row {
 	return ps.QueryRow(args...)
 }
 
-// insert runs an INSERT (… ON CONFLICT DO NOTHING) and returns the new row's key column;
-// ok is false when a conflict left the table as it was.
-func (w *wtx) insert(query, key string, args ...any) (id int64, ok bool, err error) {
-	if w.st.d.pg {
-		err = w.queryRow(query+" RETURNING "+key, args...).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, false, nil
-		}
-		return id, err == nil, err
-	}
-	// SQLite: Exec and LastInsertId cost a third less than a query with RETURNING.
+// insert runs an SQLite INSERT (… ON CONFLICT DO NOTHING) and returns the new row's key;
+// ok is false when a conflict left the table as it was. Exec and LastInsertId cost a third
+// less than a query with RETURNING.
+func (w *wtx) insert(query string, args ...any) (id int64, ok bool, err error) {
 	res, err := w.exec(query, args...)
 	if err != nil {
 		return 0, false, err
@@ -135,6 +128,16 @@ func (w *wtx) insert(query, key string, args ...any) (id int64, ok bool, err err
 		return 0, false, err
 	}
 	id, err = res.LastInsertId()
+	return id, err == nil, err
+}
+
+// returning runs a PostgreSQL INSERT (… ON CONFLICT DO NOTHING) and returns the new row's
+// key column; ok is false when a conflict left the table as it was.
+func (w *wtx) returning(query, key string, args ...any) (id int64, ok bool, err error) {
+	err = w.queryRow(query+" RETURNING "+key, args...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
 	return id, err == nil, err
 }
 
@@ -183,17 +186,17 @@ func reply(batch []*op, errs []error, err error) {
 	}
 }
 
-// run runs a batch in one transaction and commits it, each operation (but a single
-// statement in SQLite, where a failed statement undoes only itself) in its own savepoint,
-// so one failing operation leaves the others.
-func (st *base) run(batch []*op) ([]error, error) {
+// run runs a batch in one transaction and commits it, each operation in its own savepoint
+// (but, with bareSingles, one of a single statement: in SQLite a failed statement undoes
+// only itself), so one failing operation leaves the others.
+func (st *base) run(batch []*op, bareSingles bool) ([]error, error) {
 	tx, err := st.wconn.BeginTx(context.Background(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin push store transaction: %w", err)
 	}
 	w := &wtx{tx: tx, st: st, bound: make(map[string]*sql.Stmt, 8)}
 	errs := groupcommit.EachInSavepoint(len(batch),
-		func(i int) bool { return batch[i].single && !st.d.pg },
+		func(i int) bool { return bareSingles && batch[i].single },
 		func(i int) error { return batch[i].fn(w) },
 		func(stmt string) error { _, err := w.exec(stmt); return err })
 	if err := tx.Commit(); err != nil {
@@ -215,6 +218,7 @@ type engine interface {
 	Store
 	core() *base
 	commit(batch []*op)
+	pushOp(p *Push, rs []*Recipient, notices []string) *op
 }
 
 func (st *base) core() *base { return st }

@@ -250,7 +250,7 @@ func adoptLost(batch []*op, errs []error) {
 func (st *Postgres) runPG(batch []*op) ([]error, error) {
 	errs, err := st.runPipelined(batch)
 	if errors.Is(err, errReplay) {
-		errs, err = st.run(batch)
+		errs, err = st.run(batch, false)
 	}
 	return errs, err
 }

@@ -4,7 +4,6 @@ package store
 // pushes, open recipients and devices read back.
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func unixMs(t time.Time) int64 {
@@ -29,23 +27,6 @@ func fromMs(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// InsertPush stores a push and its recipients; it sets p.Key and the recipients' Seq.
-func (st *base) InsertPush(ctx context.Context, p *Push, rs []*Recipient, notices []string) error {
-	return st.do(ctx, st.pushOp(p, rs, notices))
-}
-
-// pushOp stores a push and its recipients; it sets p.Key and the recipients' Seq.
-func (st *base) pushOp(p *Push, rs []*Recipient, notices []string) *op {
-	return &op{
-		fn:    func(tx *wtx) error { return insertPush(tx, p, rs, notices) },
-		pipe:  func(b *pgx.Batch, res *error) { pipeInsertPush(b, res, st.d.instance, p, rs, notices) },
-		adopt: func() bool { return st.adoptPush(p, rs) },
-		// Nothing to undo when the only statement that can fail on input (the push row, on a
-		// duplicate id) does nothing.
-		single: len(rs) == 1,
-	}
-}
-
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -53,176 +34,14 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// insertPush stores a push and its recipients; it sets p.Key and the recipients' Seq.
-func insertPush(tx *wtx, p *Push, rs []*Recipient, notices []string) error {
-	q := `INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(push_id,source) DO NOTHING`
-	args := []any{p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
+// pushArgs are the values of a push's row, in the order of insertPushSQL's columns.
+func pushArgs(p *Push) []any {
+	return []any{p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
 		unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, boolInt(p.NotifyPAP), p.PAPVersion, unixMs(p.AcceptedAt)}
-	if tx.st.d.pg {
-		q = `INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at,gateway)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(push_id,source) DO NOTHING`
-		args = append(args, tx.st.d.instance)
-	}
-	var ok bool
-	var err error
-	p.Key, ok, err = tx.insert(q, "id", args...)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrDuplicate // the source used this push id before
-	}
-	for _, r := range rs {
-		if tx.st.d.pg {
-			r.Seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at,gateway) VALUES(?,?,?,'queued',?,?)", "seq", p.Key, r.PIN, r.Port, unixMs(p.AcceptedAt), cmp.Or(r.Holder, tx.st.d.instance))
-		} else {
-			r.Seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", "seq", p.Key, r.PIN, r.Port, unixMs(p.AcceptedAt))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	for _, n := range notices {
-		if _, err := tx.exec(pgNotifySQL, Channel, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// pgInsertPush stores a push and its recipients in one PostgreSQL statement; no row
-// comes back when the source used the push id before.
-const pgInsertPush = `WITH p AS (
-	INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at,gateway)
-	VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$15) ON CONFLICT(push_id,source) DO NOTHING RETURNING id
-)
-INSERT INTO recipients(pid,pin,port,state,updated_at,gateway)
-SELECT p.id, x.pin, x.port, 'queued', $12, x.holder FROM p, unnest($13::text[], $14::int[], $16::text[]) WITH ORDINALITY AS x(pin, port, holder, ord) ORDER BY x.ord
-RETURNING pid, seq, pin`
-
-func pipeInsertPush(b *pgx.Batch, res *error, instance string, p *Push, rs []*Recipient, notices []string) {
-	pins := make([]string, len(rs))
-	ports := make([]int32, len(rs))
-	holders := make([]string, len(rs))
-	byPIN := make(map[string]*Recipient, len(rs))
-	for i, r := range rs {
-		pins[i], ports[i], holders[i], byPIN[r.PIN] = r.PIN, int32(r.Port), cmp.Or(r.Holder, instance), r
-	}
-	b.Queue(pgInsertPush, p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
-		unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, boolInt(p.NotifyPAP), p.PAPVersion, unixMs(p.AcceptedAt),
-		pins, ports, instance, holders).Query(func(rows pgx.Rows) error {
-		n := 0
-		for rows.Next() {
-			var pid, seq int64
-			var pin string
-			if err := rows.Scan(&pid, &seq, &pin); err != nil {
-				*res = err
-				return nil
-			}
-			p.Key = pid
-			if r := byPIN[pin]; r != nil {
-				r.Seq = seq
-			}
-			n++
-		}
-		if rows.Err() == nil && n == 0 {
-			*res = ErrDuplicate // the source used this push id before
-		}
-		return rows.Err()
-	})
-	for _, n := range notices {
-		b.Queue(pgNotifySQL, Channel, n)
-	}
-}
-
-// adoptPush reports whether the stored push with p's id and source is p itself (same
-// gateway, acceptance time and body), and then takes its keys.
-func (st *base) adoptPush(p *Push, rs []*Recipient) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var key int64
-	err := st.db.QueryRowContext(ctx, st.d.bind("SELECT id FROM pushes WHERE push_id=? AND source=? AND accepted_at=? AND body=? AND gateway=?"),
-		p.ID, p.Source, unixMs(p.AcceptedAt), p.Body, st.d.instance).Scan(&key)
-	if err != nil {
-		return false
-	}
-	rows, err := st.db.QueryContext(ctx, st.d.bind("SELECT seq, pin FROM recipients WHERE pid=?"), key)
-	if err != nil {
-		return false
-	}
-	defer rows.Close()
-	seqs := map[string]int64{}
-	for rows.Next() {
-		var seq int64
-		var pin string
-		if rows.Scan(&seq, &pin) != nil {
-			return false
-		}
-		seqs[pin] = seq
-	}
-	if rows.Err() != nil || len(seqs) != len(rs) {
-		return false
-	}
-	for _, r := range rs {
-		if r.Seq = seqs[r.PIN]; r.Seq == 0 {
-			return false
-		}
-	}
-	p.Key = key
-	return true
-}
-
-// SetState records a recipient's state.
-func (st *base) SetState(ctx context.Context, seq int64, u Update) error {
-	return st.do(ctx, st.stateOp(seq, u))
-}
-
-// SetStateLater records a recipient's state in a coming commit; then gets the outcome.
-func (st *base) SetStateLater(seq int64, u Update, then func(error)) {
-	st.later(st.stateOp(seq, u), then)
-}
-
-const setStateSQL = "UPDATE recipients SET state=?, code=?, reason=?, transport_at=?, updated_at=? WHERE seq=?"
-
-// pgSetState also names the gateway: a recipient handed over to another gateway meanwhile
-// is that gateway's to record.
-const pgSetState = "UPDATE recipients SET state=$1, code=$2, reason=$3, transport_at=$4, updated_at=$5 WHERE seq=$6 AND gateway=$7"
-
-// stateOp records a recipient's state, with the device's reason when it refused the push.
-func (st *base) stateOp(seq int64, u Update) *op {
-	args := []any{u.State, u.Code, u.Reason, unixMs(u.TransportAt), unixMs(u.At), seq}
-	if !st.d.pg {
-		return &op{
-			fn: func(tx *wtx) error {
-				_, err := tx.exec(setStateSQL, args...)
-				return err
-			},
-			single: true,
-		}
-	}
-	args = append(args, st.d.instance)
-	return &op{
-		fn: func(tx *wtx) error {
-			res, err := tx.tx.Exec(pgSetState, args...)
-			if err == nil {
-				if n, _ := res.RowsAffected(); n == 0 {
-					err = ErrMoved
-				}
-			}
-			return err
-		},
-		pipe: func(b *pgx.Batch, res *error) {
-			b.Queue(pgSetState, args...).Exec(func(ct pgconn.CommandTag) error {
-				if ct.RowsAffected() == 0 {
-					*res = ErrMoved
-				}
-				return nil
-			})
-		},
-		single: true,
-	}
-}
+const insertPushSQL = `INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(push_id,source) DO NOTHING`
 
 // where is the lookup's condition on pushes and its arguments.
 func (sc Scope) where(pushID string) (string, []any) {
@@ -263,15 +82,6 @@ func (st *base) PushStatus(ctx context.Context, sc Scope, pushID string) (Status
 	return ps, rows.Err()
 }
 
-// LoadOpen reads every push that still has queued or pending recipients held by this
-// gateway (in SQLite, all of them).
-func (st *base) LoadOpen(ctx context.Context) ([]OpenPush, error) {
-	if st.d.pg {
-		return st.loadHeld(ctx, " AND r.gateway = $1", st.d.instance)
-	}
-	return st.loadHeld(ctx, "")
-}
-
 // loadHeld reads the open recipients that the condition (cond, on recipients r) selects,
 // with their pushes, in seq order.
 func (st *base) loadHeld(ctx context.Context, cond string, args ...any) ([]OpenPush, error) {
@@ -310,12 +120,8 @@ func (st *base) loadHeld(ctx context.Context, cond string, args ...any) ([]OpenP
 	return out, rows.Err()
 }
 
-// Devices reads the device directory.
-func (st *base) Devices(ctx context.Context) (map[string]Device, error) {
-	q := "SELECT pin, email, '' FROM devices"
-	if st.d.pg {
-		q = "SELECT pin, email, gateway FROM devices"
-	}
+// devices reads the device directory with q, whose rows are a PIN, its e-mail and gateway.
+func (st *base) devices(ctx context.Context, q string) (map[string]Device, error) {
 	rows, err := st.db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/bbsim/bbsim/rim"
 )
 
 // ShareDirectory adds devices (PIN and e-mail) to the shared device directory, keeping an
@@ -132,8 +134,13 @@ func (st *Postgres) QueuedElsewhere(ctx context.Context, key int64) (map[int64]s
 }
 
 // States returns the stored states of these recipients.
-func (st *Postgres) States(ctx context.Context, seqs []int64) (map[int64]string, error) {
-	return st.bySeq(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
+func (st *Postgres) States(ctx context.Context, seqs []int64) (map[int64]rim.State, error) {
+	m, err := st.bySeq(ctx, "SELECT seq, state FROM recipients WHERE seq = ANY($1)", seqs)
+	states := make(map[int64]rim.State, len(m))
+	for seq, s := range m {
+		states[seq] = rim.State(s)
+	}
+	return states, err
 }
 
 // LoadHeld reads the open recipients this gateway holds for these PINs, with their pushes.

@@ -3,6 +3,7 @@ package store
 // The SQLite push store, push.db in the data directory: its schema migrations and commits.
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -109,8 +110,65 @@ func openSQLite(ctx context.Context, dir string, log *slog.Logger) (*SQLite, err
 // commit runs a batch in one transaction: a failed statement undoes only itself, so
 // one-statement operations need no savepoint.
 func (st *SQLite) commit(batch []*op) {
-	errs, err := st.run(batch)
+	errs, err := st.run(batch, true)
 	reply(batch, errs, err)
+}
+
+// InsertPush stores a push and its recipients; it sets p.Key and the recipients' Seq. No
+// other gateway shares the store, so there is nobody to send notices to.
+func (st *SQLite) InsertPush(ctx context.Context, p *Push, rs []*Recipient, _ []string) error {
+	return st.do(ctx, st.pushOp(p, rs, nil))
+}
+
+func (st *SQLite) pushOp(p *Push, rs []*Recipient, _ []string) *op {
+	return &op{
+		fn: func(tx *wtx) error {
+			var ok bool
+			var err error
+			if p.Key, ok, err = tx.insert(insertPushSQL, pushArgs(p)...); err != nil || !ok {
+				return cmp.Or(err, ErrDuplicate) // the source used this push id before
+			}
+			for _, r := range rs {
+				if r.Seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", p.Key, r.PIN, r.Port, unixMs(p.AcceptedAt)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		// Nothing to undo when the only statement that can fail on input (the push row, on a
+		// duplicate id) does nothing.
+		single: len(rs) == 1,
+	}
+}
+
+const setStateSQL = "UPDATE recipients SET state=?, code=?, reason=?, transport_at=?, updated_at=? WHERE seq=?"
+
+// SetState records a recipient's state.
+func (st *SQLite) SetState(ctx context.Context, seq int64, u Update) error {
+	return st.do(ctx, st.stateOp(seq, u))
+}
+
+// SetStateLater records a recipient's state in a coming commit; then gets the outcome.
+func (st *SQLite) SetStateLater(seq int64, u Update, then func(error)) {
+	st.later(st.stateOp(seq, u), then)
+}
+
+func (st *SQLite) stateOp(seq int64, u Update) *op {
+	return &op{
+		fn: func(tx *wtx) error {
+			_, err := tx.exec(setStateSQL, u.State, u.Code, u.Reason, unixMs(u.TransportAt), unixMs(u.At), seq)
+			return err
+		},
+		single: true,
+	}
+}
+
+// LoadOpen reads every push that still has queued or pending recipients.
+func (st *SQLite) LoadOpen(ctx context.Context) ([]OpenPush, error) { return st.loadHeld(ctx, "") }
+
+// Devices reads the device directory.
+func (st *SQLite) Devices(ctx context.Context) (map[string]Device, error) {
+	return st.devices(ctx, "SELECT pin, email, '' FROM devices")
 }
 
 // Close commits what was submitted and closes the store.

@@ -165,7 +165,7 @@ type Shared interface {
 	// QueuedElsewhere returns the push's queued recipients other gateways hold, and who.
 	QueuedElsewhere(ctx context.Context, key int64) (map[int64]string, error)
 	// States returns the stored states of these recipients.
-	States(ctx context.Context, seqs []int64) (map[int64]string, error)
+	States(ctx context.Context, seqs []int64) (map[int64]rim.State, error)
 	// LoadHeld reads the open recipients this gateway holds for these PINs, with their
 	// pushes.
 	LoadHeld(ctx context.Context, pins []string) ([]OpenPush, error)

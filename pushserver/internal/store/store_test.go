@@ -36,7 +36,7 @@ func TestStoreBatchWithFailingOp(t *testing.T) {
 			b := st.core()
 			insert := func(id string) *op {
 				p := &Push{ID: id, Header: []byte(`{}`), Body: []byte(id), Reliability: "transport", AcceptedAt: time.Now()}
-				o := b.pushOp(p, []*Recipient{{PIN: pinA, Port: 7874, State: "queued"}, {PIN: pinB, Port: 7874, State: "queued"}}, nil)
+				o := st.pushOp(p, []*Recipient{{PIN: pinA, Port: 7874, State: "queued"}, {PIN: pinB, Port: 7874, State: "queued"}}, nil)
 				o.err = make(chan error, 1)
 				return o
 			}
@@ -83,7 +83,7 @@ func TestStoreAdoptsLostCommit(t *testing.T) {
 	mk := func(body string) (*Push, *Recipient, *op) {
 		p := &Push{ID: "lost", Header: []byte(`{}`), Body: []byte(body), Reliability: "transport", AcceptedAt: at}
 		r := &Recipient{PIN: pinA, Port: 7874, State: "queued"}
-		return p, r, st.core().pushOp(p, []*Recipient{r}, nil)
+		return p, r, st.pushOp(p, []*Recipient{r}, nil)
 	}
 	p1, r1, o1 := mk("once")
 	if err := st.core().do(t.Context(), o1); err != nil {
