@@ -47,7 +47,7 @@ func Show(h *handset.Handset, l *Link) {
 		st.Seed = l.Seed()
 		*r = st
 	})
-	h.Emit(handset.EventRadio, "radio: "+l.Profile().String(),
+	h.Emit(handset.EventRadio, fmt.Sprintf("radio: %s (--radio-seed %d)", l.Profile(), l.Seed()),
 		map[string]string{"profile": st.Profile, "seed": fmt.Sprint(l.Seed())})
 }
 
@@ -59,6 +59,8 @@ func RunSchedule(ctx context.Context, s Schedule, seed uint64, hs ...*handset.Ha
 	}
 	for _, h := range hs {
 		h.UpdateRadio(func(r *handset.RadioStatus) { r.Schedule, r.Seed = s.String(), seed })
+		h.Emit(handset.EventRadio, fmt.Sprintf("coverage schedule %q (--radio-seed %d)", s, seed),
+			map[string]string{"schedule": s.String(), "seed": fmt.Sprint(seed)})
 	}
 	s.Run(ctx, seed, func(in bool, d time.Duration) {
 		state, text := "out", fmt.Sprintf("coverage schedule: out of coverage for %v", d)

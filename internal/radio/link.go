@@ -20,7 +20,8 @@ var ErrDropped = errors.New("connection dropped by the radio link")
 type Link struct {
 	profile atomic.Pointer[Profile]
 	seed    uint64
-	conns   atomic.Uint64
+	connsMu sync.Mutex
+	conns   map[string]uint64 // connections so far, by stream
 	// onDrop, when set, is told of each dropped connection.
 	onDrop atomic.Pointer[func(stream string)]
 	sleep  func(time.Duration) // time.Sleep; tests replace it
@@ -29,7 +30,7 @@ type Link struct {
 // NewLink returns a link under p whose draws follow seed: a run with the same seed, the
 // same profile and the same traffic drops and stalls the same exchanges.
 func NewLink(p Profile, seed uint64) *Link {
-	l := &Link{seed: seed, sleep: time.Sleep}
+	l := &Link{seed: seed, sleep: time.Sleep, conns: map[string]uint64{}}
 	l.profile.Store(&p)
 	return l
 }
@@ -48,12 +49,15 @@ func (l *Link) OnDrop(f func(stream string)) { l.onDrop.Store(&f) }
 
 // Wrap puts c under the link's conditions. stream names the traffic ("device link",
 // "mail"): each connection draws from its own sequence, derived from the seed, the stream
-// and the connection's number within the link, so one connection's exchanges do not shift
-// another's draws.
+// and the connection's number within its stream, so neither one connection's exchanges nor
+// another stream's connections shift a connection's draws.
 func (l *Link) Wrap(c net.Conn, stream string) net.Conn {
 	h := fnv.New64a()
 	h.Write([]byte(stream))
-	n := l.conns.Add(1)
+	l.connsMu.Lock()
+	l.conns[stream]++
+	n := l.conns[stream]
+	l.connsMu.Unlock()
 	return &conn{Conn: c, l: l, stream: stream, rng: rand.New(rand.NewPCG(l.seed, h.Sum64()^n))}
 }
 
