@@ -89,8 +89,14 @@ func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // gateway and relay, in BBSIM_BENCH_PAIRS pairs (default 3) of BBSIM_BENCH_SECONDS
 // (default 3) each, the first of each pair alternating too; it reports the medians and
 // the median of the pairs' ratios (gateway/relay), the figure to bring to 0.8 or more.
-// BBSIM_BENCH_RELAY=per-device gives the relay a connection per device, as the gateway has.
-// Each run logs its CPU per push, the receivers' included. Needs wrk.
+//
+// One gateway and one relay serve every run, as in service: warm, with their connections
+// to the receivers open and the gateway's store at its working size. An unmeasured first
+// run of each warms them and the receivers. BBSIM_BENCH_GATEWAY=fresh starts a gateway
+// with an empty store for each run instead (its first seconds: the store's files growing
+// make each commit's sync slower). BBSIM_BENCH_RELAY=per-device gives the relay a
+// connection per device, as the gateway has. Each run logs its CPU per push, the
+// receivers' included. Needs wrk.
 func BenchmarkRelayComparison(b *testing.B) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
@@ -104,31 +110,46 @@ func BenchmarkRelayComparison(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("BBSIM_BENCH_PAIRS")); err == nil && n > 0 {
 		pairs = n
 	}
+	fresh := os.Getenv("BBSIM_BENCH_GATEWAY") == "fresh"
 	perDevice := os.Getenv("BBSIM_BENCH_RELAY") == "per-device"
 	for range b.N {
 		fp := startFleetProcess(b, receiversFast)
 		devs := benchDevices(1000)
 		script := wrkScriptFile(b, devs)
-		// Unmeasured, a first run of each warms the receivers' process and this one (their
-		// heaps, the receivers' state, SQLite's cache): otherwise the first pair's gateway
-		// run pays for it alone, at twice its CPU per push.
-		gatewayRate(b, wrk, script, fp, devs, 1)
-		relayRate(b, wrk, script, fp, 1, perDevice)
+		runs := 0
+		var gw *benchGateway
+		gateway := func(secs int) run {
+			runs++
+			if gw == nil || fresh {
+				if gw != nil {
+					gw.close()
+				}
+				gw = startBenchGateway(b, fp, devs)
+			}
+			return gw.measure(b, wrk, script, fp, secs, runs)
+		}
+		rl := startBenchRelay(b, fp, perDevice)
+		relay := func(secs int) run {
+			runs++
+			return rl.measure(b, wrk, script, fp, secs, runs)
+		}
+		gateway(1)
+		relay(1)
 		var gws, rls, ratios, gcpus, rcpus []float64
 		for i := range pairs {
 			var g, r run
 			if i%2 == 0 {
-				g = gatewayRate(b, wrk, script, fp, devs, secs)
-				r = relayRate(b, wrk, script, fp, secs, perDevice)
+				g, r = gateway(secs), relay(secs)
 			} else {
-				r = relayRate(b, wrk, script, fp, secs, perDevice)
-				g = gatewayRate(b, wrk, script, fp, devs, secs)
+				r, g = relay(secs), gateway(secs)
 			}
 			gws, rls, ratios = append(gws, g.rate), append(rls, r.rate), append(ratios, g.rate/r.rate)
 			gcpus, rcpus = append(gcpus, g.cpu), append(rcpus, r.cpu)
 			b.Logf("pair %d: gateway %.0f/s %.0f µs/push (receivers %.0f), relay %.0f/s %.0f µs/push (receivers %.0f), ratio %.2f",
 				i+1, g.rate, g.cpu, g.receiversCPU, r.rate, r.cpu, r.receiversCPU, g.rate/r.rate)
 		}
+		gw.close()
+		rl.close()
 		b.ReportMetric(median(gws), "gateway-pushes/s")
 		b.ReportMetric(median(rls), "relay-pushes/s")
 		b.ReportMetric(median(ratios), "ratio")
@@ -151,38 +172,51 @@ func median(v []float64) float64 {
 // receivers' process.
 type run struct{ rate, cpu, receiversCPU float64 }
 
-// gatewayRate runs a fresh gateway under wrk and measures it, from the first request to the
-// last accepted push's arrival.
-func gatewayRate(b *testing.B, wrk, script string, fp *fleetProcess, devs []Device, secs int) run {
+// benchGateway is a gateway serving the fleet's 1,000 devices.
+type benchGateway struct {
+	s      *Server
+	base   string
+	served <-chan error
+}
+
+func startBenchGateway(b *testing.B, fp *fleetProcess, devs []Device) *benchGateway {
 	s, base, served := startServing(b, Options{Devices: devs, MaxActive: 100000})
-	defer func() {
-		s.Close()
-		<-served
-	}()
 	attachFleet(b, base, fp.receiverURL(), devs)
+	return &benchGateway{s, base, served}
+}
+
+func (g *benchGateway) close() {
+	g.s.Close()
+	<-g.served
+}
+
+// measure runs wrk against the gateway, as run number n, and measures it from the first
+// request to the last accepted push's arrival.
+func (g *benchGateway) measure(b *testing.B, wrk, script string, fp *fleetProcess, secs, n int) run {
 	n0, rcpu0 := arrivals(b, fp)
+	accepted0 := int64(testutil.ToFloat64(g.s.m.accepted))
 	cpu0 := cpuTime()
 	start := time.Now()
-	v := runWrk(b, wrk, script, base, secs)
+	v := runWrk(b, wrk, script, g.base, secs, strconv.Itoa(n))
 	if bad := v[2] + v[3] + v[4] + v[5] + v[6]; bad > 0 {
 		b.Errorf("gateway: wrk saw %d errors", bad)
 	}
-	accepted := int64(testutil.ToFloat64(s.m.accepted))
+	accepted := int64(testutil.ToFloat64(g.s.m.accepted)) - accepted0
 	deadline := time.Now().Add(60 * time.Second)
-	n, rcpu := arrivals(b, fp)
-	for n-n0 < accepted {
+	got, rcpu := arrivals(b, fp)
+	for got-n0 < accepted {
 		if time.Now().After(deadline) {
-			b.Fatalf("gateway: delivered %d of %d accepted", n-n0, accepted)
+			b.Fatalf("gateway: delivered %d of %d accepted", got-n0, accepted)
 		}
 		time.Sleep(2 * time.Millisecond)
-		n, rcpu = arrivals(b, fp)
+		got, rcpu = arrivals(b, fp)
 	}
-	return run{float64(n-n0) / time.Since(start).Seconds(), perPush(cpuTime()-cpu0, n-n0), perPush(rcpu-rcpu0, n-n0)}
+	got -= n0
+	return run{float64(got) / time.Since(start).Seconds(), perPush(cpuTime()-cpu0, got), perPush(rcpu-rcpu0, got)}
 }
 
 // arrivals counts the pushes completed at the receivers so far, whether or not a device
-// already had the push id (every run's wrk starts its push ids afresh), and returns the CPU
-// the receivers' process has used.
+// already had the push id, and returns the CPU the receivers' process has used.
 func arrivals(b *testing.B, fp *fleetProcess) (int64, time.Duration) {
 	n, dups, cpu := fp.counts(b)
 	return n + dups, cpu
@@ -193,26 +227,40 @@ func perPush(cpu time.Duration, pushes int64) float64 {
 	return float64(cpu.Microseconds()) / float64(max(pushes, 1))
 }
 
-// relayRate runs the relay under wrk and measures it: each push is answered 200 once
-// delivered.
-func relayRate(b *testing.B, wrk, script string, fp *fleetProcess, secs int, perDevice bool) run {
+// benchRelay is the relay, serving on its own listener.
+type benchRelay struct {
+	rl  *relay
+	srv *http.Server
+	url string
+}
+
+func startBenchRelay(b *testing.B, fp *fleetProcess, perDevice bool) *benchRelay {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
 	rl := &relay{client: &http.Client{Transport: tr}, fleetURL: fp.receiverURL(), perDevice: perDevice, clients: map[string]*http.Client{}}
-	defer rl.close()
 	srv := &http.Server{Handler: rl}
 	go srv.Serve(ln)
-	defer srv.Close()
+	return &benchRelay{rl, srv, "http://" + ln.Addr().String()}
+}
+
+func (r *benchRelay) close() {
+	r.srv.Close()
+	r.rl.close()
+}
+
+// measure runs wrk against the relay, as run number n: each push is answered 200 once
+// delivered.
+func (r *benchRelay) measure(b *testing.B, wrk, script string, fp *fleetProcess, secs, n int) run {
 	n0, rcpu0 := arrivals(b, fp)
 	cpu0 := cpuTime()
-	v := runWrk(b, wrk, script, "http://"+ln.Addr().String(), secs)
+	v := runWrk(b, wrk, script, r.url, secs, strconv.Itoa(n))
 	if bad := v[2] + v[3] + v[4] + v[5] + v[6]; bad > 0 {
 		b.Errorf("relay: wrk saw %d errors", bad)
 	}
-	n, rcpu := arrivals(b, fp)
-	n -= n0
-	return run{float64(n) / (float64(v[7]) / 1e6), perPush(cpuTime()-cpu0, n), perPush(rcpu-rcpu0, n)}
+	got, rcpu := arrivals(b, fp)
+	got -= n0
+	return run{float64(got) / (float64(v[7]) / 1e6), perPush(cpuTime()-cpu0, got), perPush(rcpu-rcpu0, got)}
 }

@@ -18,20 +18,26 @@ import (
 )
 
 // wrkScript makes wrk send RIM pushes as a push application does: one POST /push per
-// request, DESTINATION cycling over the attached PINs, a fresh X-RIM-Push-ID each time.
+// request, DESTINATION cycling over the attached PINs, a fresh X-RIM-Push-ID each time. A
+// script argument (after wrk's --) names the run in the push ids, so that runs against the
+// same gateway do not repeat them.
 const wrkScript = `
 local pins = {%s}
 local counter = 0
 local threads = {}
+local run = "0"
 function setup(thread)
   table.insert(threads, thread)
   thread:set("tid", #threads)
+end
+function init(args)
+  if args[1] then run = args[1] end
 end
 function request()
   counter = counter + 1
   local pin = pins[(counter %% #pins) + 1]
   return wrk.format("POST", "/push?DESTINATION=" .. pin .. "&PORT=7874&REQUESTURI=/", {
-    ["X-RIM-Push-ID"] = "wrk-" .. tid .. "-" .. counter,
+    ["X-RIM-Push-ID"] = "wrk-" .. run .. "-" .. tid .. "-" .. counter,
     ["X-RIM-Push-Type"] = "Browser-Content",
     ["Content-Type"] = "text/html",
     ["Content-Location"] = "http://example.com/bench",
@@ -59,11 +65,11 @@ func wrkScriptFile(b *testing.B, devs []Device) string {
 	return script
 }
 
-// runWrk runs wrk with script against base for secs seconds, with benchInitiators
-// connections, and returns wrkResult's numbers from index 1: requests, non-2xx, connect,
-// read, write and timeout errors, duration (µs) and p99 latency (µs).
-func runWrk(b *testing.B, wrk, script, base string, secs int) []int64 {
-	cmd := exec.Command(wrk, "-t", "1", "-c", strconv.Itoa(benchInitiators()), "-d", fmt.Sprintf("%ds", secs), "--timeout", "10s", "-s", script, base)
+// runWrk runs wrk with script (and its args) against base for secs seconds, with
+// benchInitiators connections, and returns wrkResult's numbers from index 1: requests,
+// non-2xx, connect, read, write and timeout errors, duration (µs) and p99 latency (µs).
+func runWrk(b *testing.B, wrk, script, base string, secs int, args ...string) []int64 {
+	cmd := exec.Command(wrk, append([]string{"-t", "1", "-c", strconv.Itoa(benchInitiators()), "-d", fmt.Sprintf("%ds", secs), "--timeout", "10s", "-s", script, base, "--"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
