@@ -236,3 +236,43 @@ func TestOpenPostgresOfLastRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationsInOneTransaction: the migrations after a store's version run in order in
+// one transaction, so when one fails the store stays at its version with none of them
+// applied, and the error names the store, the version and the migration.
+func TestMigrationsInOneTransaction(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "test.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ms := []Migration{
+		{"a table", Script("CREATE TABLE a(x INTEGER)")},
+		{"a row", Script("INSERT INTO a VALUES(1)")},
+		{"a mistake", Script("INSERT INTO nowhere VALUES(1)")},
+	}
+	if n, err := MigrateSQLite(t.Context(), db, "test store", path, ms[:1]); err != nil || n != 1 {
+		t.Fatalf("MigrateSQLite(version 1) = %d, %v; want 1 applied", n, err)
+	}
+	_, err = MigrateSQLite(t.Context(), db, "test store", path, ms)
+	for _, want := range []string{"test store " + path, "schema version 3", "a mistake", "nowhere"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("MigrateSQLite(versions 2 and 3) = %v, want an error with %q", err, want)
+		}
+	}
+	var v, rows int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 1 {
+		t.Errorf("schema version after the failed migration = %d, %v; want 1", v, err)
+	}
+	if err := db.QueryRow("SELECT COUNT(*) FROM a").Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("rows of migration 2 after migration 3 failed = %d, %v; want 0", rows, err)
+	}
+	if n, err := MigrateSQLite(t.Context(), db, "test store", path, ms[:2]); err != nil || n != 1 {
+		t.Fatalf("MigrateSQLite(version 2) = %d, %v; want 1 applied", n, err)
+	}
+	if n, err := MigrateSQLite(t.Context(), db, "test store", path, ms[:2]); err != nil || n != 0 {
+		t.Fatalf("MigrateSQLite(version 2) again = %d, %v; want none applied", n, err)
+	}
+}
