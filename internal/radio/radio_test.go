@@ -237,10 +237,13 @@ func TestConnDrop(t *testing.T) {
 // TestConnSeed checks that the same seed drops the same exchanges, and another seed not.
 func TestConnSeed(t *testing.T) {
 	t.Parallel()
-	pattern := func(seed uint64) string {
+	pattern := func(seed uint64, others int) string {
 		var b strings.Builder
 		l := NewLink(Profile{Name: "half", Drop: 0.5}, seed)
-		for range 40 {
+		for i := range 40 {
+			if i < others {
+				l.Wrap(nopConn{}, "other") // another stream's connection, in between
+			}
 			c := l.Wrap(nopConn{}, "s").(*conn)
 			for i := range 3 {
 				if _, drop := c.exchange(dirIn+i%2, 1); drop {
@@ -253,10 +256,10 @@ func TestConnSeed(t *testing.T) {
 		}
 		return b.String()
 	}
-	if a, b := pattern(42), pattern(42); a != b {
-		t.Errorf("seed 42: drops %q then %q", a, b)
+	if a, b := pattern(42, 0), pattern(42, 7); a != b {
+		t.Errorf("seed 42: drops %q, and %q with another stream's connections in between", a, b)
 	}
-	if a, b := pattern(42), pattern(43); a == b {
+	if a, b := pattern(42, 0), pattern(43, 0); a == b {
 		t.Errorf("seeds 42 and 43 drop the same exchanges: %q", a)
 	}
 }
