@@ -138,3 +138,57 @@ func TestBundledCertificateTrusted(t *testing.T) {
 		idling(t, start(t, c, ModeHandset))
 	})
 }
+
+// TestPushStoreOpensWithinRun: New builds the push gateway without dialling its store; Run
+// opens it, and the dial of a PostgreSQL that never answers ends when Run's context does,
+// with nothing left bound.
+func TestPushStoreOpensWithinRun(t *testing.T) {
+	t.Parallel()
+	db, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dialled := make(chan net.Conn, 1)
+	go func() {
+		if c, err := db.Accept(); err == nil {
+			dialled <- c
+		}
+	}()
+	c := testConfig(t)
+	c.Push.DB = "postgres://bbsim:pw@" + db.Addr().String() + "/push?sslmode=disable"
+	e, err := New(Options{Config: c, Mode: ModeServer})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	select {
+	case conn := <-dialled:
+		conn.Close()
+		t.Fatal("New dialled the push store; Run opens it")
+	default:
+	}
+	push := e.Addr("push")
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	select {
+	case conn := <-dialled:
+		defer conn.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not dial the push store within 30s")
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "push server") {
+			t.Fatalf("Run = %v, want the push server's opening ended by %v", err, context.Canceled)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still opening the push store 15s after its context ended")
+	}
+	ln, err := net.Listen("tcp", push)
+	if err != nil {
+		t.Fatalf("the push listener is still bound after Run returned: %v", err)
+	}
+	ln.Close()
+}
