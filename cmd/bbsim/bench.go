@@ -28,7 +28,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var err error
 	if o.Radio, err = radio.ParseConditions(rc.Radio, "", rc.RadioSeed); err != nil {
-		return err
+		fmt.Fprintf(stderr, "bbsim bench: %v\n", err)
+		return errUsage
 	}
 	if only != "" {
 		o.Only = strings.Split(only, ",")

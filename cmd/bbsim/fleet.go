@@ -39,7 +39,8 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var err error
 	if o.Radio, err = radio.ParseConditions(rc.Radio, rc.CoverageSchedule, rc.RadioSeed); err != nil {
-		return err
+		fmt.Fprintf(stderr, "bbsim fleet: %v\n", err)
+		return errUsage
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

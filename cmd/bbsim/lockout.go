@@ -49,7 +49,8 @@ func cmdLockout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var err error
 	if opts.Radio, err = radio.ParseConditions(rc.Radio, "", rc.RadioSeed); err != nil {
-		return err
+		fmt.Fprintf(stderr, "bbsim lockout: %v\n", err)
+		return errUsage
 	}
 	if debug {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -353,6 +353,9 @@ func TestSmallCommands(t *testing.T) {
 		{[]string{"--version"}, 0, "go1."},
 		{[]string{"bench", "--only", "bogus"}, 2, `--only "bogus" selects no measurement; there are push, receiver, mail`},
 		{[]string{"bench", "--only", "handover"}, 2, "selects no measurement"},
+		{[]string{"bench", "--radio", "flaky,speed=1"}, 2, `--radio: radio profile "flaky,speed=1": unknown figure "speed"`},
+		{[]string{"lockout", "--radio", "lte"}, 2, `--radio: unknown radio profile "lte": want one of gprs, edge, 3g, wifi, flaky, off`},
+		{[]string{"fleet", "--coverage-schedule", "sometimes"}, 2, `--coverage-schedule: coverage schedule "sometimes"`},
 	} {
 		out, errOut, code := runBBSim(t, t.Context(), tt.args...)
 		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
