@@ -193,7 +193,7 @@ type Options struct {
 	URL string
 	// Instance is this gateway's name among those sharing a PostgreSQL store ("": "default").
 	Instance string
-	// Logger receives migrations (nil: slog.Default()).
+	// Logger receives migrations (nil: none).
 	Logger *slog.Logger
 }
 
@@ -208,7 +208,7 @@ func IsPostgresURL(s string) bool {
 func Open(ctx context.Context, opts Options) (Store, error) {
 	log := opts.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	if IsPostgresURL(opts.URL) {
 		instance := opts.Instance
