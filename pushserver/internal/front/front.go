@@ -466,7 +466,7 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 		declared, _ := strconv.ParseInt(refusal, 10, 64)
 		r.Body, r.ContentLength = tooLarge{s.opts.MaxBodyBytes}, declared
 		ctx.SetConnectionClose() // the body stays unread
-	case stream == nil:
+	case stream == nil || n == 0:
 		r.Body = http.NoBody
 		rc.bodyRead = true
 	case n > s.opts.MaxBodyBytes:

@@ -268,7 +268,9 @@ func newWaiter() *waiter {
 }
 
 func (h *waiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
+	if r.URL.Path != "/unread" {
+		io.Copy(io.Discard, r.Body)
+	}
 	h.entered <- struct{}{}
 	select {
 	case <-r.Context().Done():
@@ -299,6 +301,8 @@ func TestRequestContextEnds(t *testing.T) {
 		{"client goes away", "GET /w HTTP/1.1\r\nHost: gw\r\n\r\n",
 			func(t *testing.T, s *Server, cv *conversation) { cv.c.Close() }},
 		{"client goes away after a body", "POST /w HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello",
+			func(t *testing.T, s *Server, cv *conversation) { cv.c.Close() }},
+		{"client goes away, an empty body unread", "POST /unread HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
 			func(t *testing.T, s *Server, cv *conversation) { cv.c.Close() }},
 		{"client goes away after a chunked body", "POST /w HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked("hello"),
 			func(t *testing.T, s *Server, cv *conversation) { cv.c.Close() }},
