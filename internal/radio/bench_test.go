@@ -45,7 +45,7 @@ func benchLink(b *testing.B, link *radio.Link) {
 	var delivered atomic.Int64
 	wake := make(chan struct{}, 1)
 	ps, err := pushserver.Open(b.Context(), pushserver.Options{DataDir: b.TempDir(), MaxActive: 1 << 20, OnResult: func(r pushserver.Result) {
-		if r.State == "delivered" {
+		if r.State == rim.StateDelivered {
 			delivered.Add(1)
 			select {
 			case wake <- struct{}{}:

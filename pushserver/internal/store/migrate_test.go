@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/bbsim/bbsim/internal/pgtest"
+	"github.com/bbsim/bbsim/rim"
 )
 
 // copyFixture copies testdata/name into a fresh directory as push.db and returns the
@@ -223,7 +224,7 @@ func TestOpenPostgresOfLastRelease(t *testing.T) {
 			t.Errorf("open %d applied %d migrations, want %d", i+1, got, wantApplied)
 		}
 		ps, err := st.PushStatus(t.Context(), AnySource, "old")
-		if err != nil || len(ps.Recipients) != 2 || ps.Recipients[0].State != "queued" || ps.Recipients[1].Reason != "refused" {
+		if err != nil || len(ps.Recipients) != 2 || ps.Recipients[0].State != rim.StateQueued || ps.Recipients[1].Reason != "refused" {
 			t.Fatalf("PushStatus(old) = %+v, %v", ps, err)
 		}
 		if open, err := st.LoadOpen(t.Context()); err != nil || len(open) != 1 || len(open[0].Recipients) != 1 {
