@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/textproto"
 	"os"
 	"strings"
 	"time"
@@ -141,13 +139,9 @@ func flagRequest(ctx context.Context, p pushinit.Push, proto, file string, heade
 	default:
 		p.Body = []byte(defaultPage)
 	}
-	p.Header = http.Header{}
-	for _, h := range headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok || strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("--header %q: want \"Name: value\"", h)
-		}
-		p.Header.Add(textproto.TrimString(k), textproto.TrimString(v))
+	var err error
+	if p.Header, err = parseHeaders(headers); err != nil {
+		return nil, err
 	}
 	req, err := p.Request(ctx)
 	if err != nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -53,5 +56,37 @@ func TestCompatCommand(t *testing.T) {
 	out, errOut, code = runBBSim(t, t.Context(), "compat", "--versions", "6.0.0.141,2.1")
 	if code == 0 || !strings.Contains(errOut, `device software "2.1": BlackBerry Device Software ran from 3.x to 7.x`) {
 		t.Errorf("compat with version 2.1: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestPushHeader: bbsim push --header adds a header to the push (the KB's second way out,
+// X-RIM-Transcode-Content), for RIM push on the request and for PAP in the content part.
+func TestPushHeader(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 2)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/pap" {
+			got <- string(b)
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `<pap><push-response push-id="x"><response-result code="1001" desc="ok"/></push-response></pap>`)
+			return
+		}
+		got <- r.Header.Get("X-Rim-Transcode-Content")
+	}))
+	t.Cleanup(gw.Close)
+	args := []string{"push", "--file", "-", "--gateway", gw.URL, "--to", "2100000A", "--type", "channel",
+		"--content-location", "http://x.test/", "--header", "X-RIM-Transcode-Content: none"}
+	if out, errOut, code := runBBSim(t, t.Context(), args...); code != 0 || <-got != "none" {
+		t.Fatalf("RIM push with --header: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := runBBSim(t, t.Context(), append(args, "--protocol", "pap")...); code != 0 {
+		t.Fatalf("PAP push with --header: exit %d\n%s%s", code, out, errOut)
+	} else if body := <-got; !strings.Contains(body, "X-Rim-Transcode-Content: none") {
+		t.Fatalf("PAP body without the header in its content part:\n%s", body)
+	}
+	if _, errOut, code := runBBSim(t, t.Context(), "push", "--gateway", gw.URL, "--to", "2100000A", "--header", "nocolon"); code != 2 ||
+		!strings.Contains(errOut, `--header "nocolon": want "Name: value"`) {
+		t.Fatalf("bad --header: exit %d, %s", code, errOut)
 	}
 }

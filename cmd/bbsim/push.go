@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -28,6 +29,19 @@ func (l *strList) String() string { return strings.Join(*l, " ") }
 func (l *strList) Set(v string) error {
 	*l = append(*l, v)
 	return nil
+}
+
+// parseHeaders reads repeated --header "Name: value" flags.
+func parseHeaders(lines []string) (http.Header, error) {
+	h := http.Header{}
+	for _, l := range lines {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("--header %q: want \"Name: value\"", l)
+		}
+		h.Add(textproto.TrimString(k), textproto.TrimString(v))
+	}
+	return h, nil
 }
 
 // parseTool parses a tool's flags after applying BBSIM_<FLAG> from the environment to the
@@ -97,6 +111,8 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&p.Priority, "priority", "", "none, low, medium or high")
 	fs.StringVar(&p.Reliability, "reliability", "", "transport, application or application-preferred")
 	fs.StringVar(&p.DeleteURL, "delete-url", "", "X-Rim-Push-Delete-Url, fetched when the user deletes the channel")
+	var headers strList
+	fs.Var(&headers, "header", "another header of the content, `\"Name: value\"` (X-RIM-Transcode-Content: none, say); repeatable")
 	fs.StringVar(&p.ContentType, "content-type", "", "Content-Type (default text/html for browser pushes; the page's own with --url)")
 	fs.StringVar(&p.ID, "id", "", "push ID (default: a random one)")
 	fs.StringVar(&p.Username, "username", "", "push initiator name, or the BIS application ID")
@@ -116,6 +132,11 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	p.Protocol = pushinit.Protocol(strings.ToLower(proto))
 	p.To = to
+	var err error
+	if p.Header, err = parseHeaders(headers); err != nil {
+		fmt.Fprintf(stderr, "bbsim push: %v\n", err)
+		return errUsage
+	}
 	if bulk == "" && len(to) == 0 {
 		fmt.Fprintln(stderr, "bbsim push: no recipient: give --to (or --bulk FILE)")
 		return errUsage
