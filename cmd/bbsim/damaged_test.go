@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +16,9 @@ import (
 
 // TestDamagedStoresRefused damages the stores of a stopped bbsim server as a crash, a full
 // disk or a stray command would (mail.db or push.db emptied, removed, pages overwritten,
-// header overwritten) and starts it again: it refuses, naming the file and --reset, rather
-// than start empty; --reset then moves the state aside and starts afresh.
+// header overwritten), or as a newer bbsim would (push.db at a schema version this one does
+// not know), and starts it again: it refuses, naming the file and --reset, rather than start
+// empty or misread it; --reset then moves the state aside and starts afresh.
 func TestDamagedStoresRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -74,6 +76,12 @@ func TestDamagedStoresRefused(t *testing.T) {
 			return os.WriteFile(p, b, 0o600)
 		}, "mail.db"},
 		{"mail.db half", "mail", func(p string) error { return os.Truncate(p, int64(len(saved["mail"])/2)) }, "mail.db"},
+		// A newer bbsim's store: SQLite keeps the schema version (user_version) at byte 60.
+		{"push.db from a newer bbsim", "push", func(p string) error {
+			b := bytes.Clone(saved["push"])
+			binary.BigEndian.PutUint32(b[60:], 99)
+			return os.WriteFile(p, b, 0o600)
+		}, "has schema version 99"},
 	}
 	for _, tt := range tests {
 		restore()
