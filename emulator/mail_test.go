@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,9 +70,17 @@ func TestMailOnScreen(t *testing.T) {
 		}
 	}
 
+	// The clock is read by the screen while a message opens beside it, off the TUI's Update.
+	var clockMu sync.Mutex
 	now := time.Date(2026, 11, 22, 9, 41, 0, 0, time.UTC)
+	clock := func(step time.Duration) time.Time {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		now = now.Add(step)
+		return now
+	}
 	h, err := handset.New(handset.Options{PIN: "2100000A", Email: "alice@bbsim.test", Dir: t.TempDir(),
-		Now: func() time.Time { now = now.Add(time.Minute); return now }})
+		Now: func() time.Time { return clock(time.Minute) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +146,7 @@ func TestMailOnScreen(t *testing.T) {
 	for i, m := range h.Messages() {
 		name := map[string]string{"Café ouvert": "latin-1", "Weekly news": "html", "Report": "attachments"}[m.Subject]
 		t.Run(name, func(t *testing.T) {
-			tm := teatest.NewTestModel(t, ui.New(h, ui.Options{Now: func() time.Time { return now }}), teatest.WithInitialTermSize(80, 30))
+			tm := teatest.NewTestModel(t, ui.New(h, ui.Options{Now: func() time.Time { return clock(0) }}), teatest.WithInitialTermSize(80, 30))
 			waitFor(t, tm, "Messages (")
 			tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("m")})
 			waitFor(t, tm, "Report")
