@@ -6,7 +6,6 @@ package pushserver
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -93,7 +92,7 @@ func (s *Server) deliver(ctx context.Context, d *device, url string, r *recip) {
 		}
 		var ok bool
 		if r.mode, ok = reliabilityFor(r.p.reliability, sw); !ok {
-			s.finishWhy(r, rim.StateFailed, rim.CodeDeliveryMethod, fmt.Sprintf("%s: device software %s has no application-level acknowledgements (4.0 or later)", errDeliveryMethodText, sw), s.now().UTC())
+			s.finishWhy(r, rim.StateFailed, rim.CodeDeliveryMethod, errDeliveryMethodText+": "+noAppAcks(sw), s.now().UTC())
 			return
 		}
 		// The request itself outlives a detach: a device that answers keeps its answer, so

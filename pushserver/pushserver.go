@@ -41,6 +41,12 @@ var (
 // did not know to acknowledge at the application level.
 const errDeliveryMethodText = "the specified delivery method is not possible"
 
+// noAppAcks says why a device cannot take an application-reliable push, at submission
+// and at delivery alike.
+func noAppAcks(sw rim.Software) string {
+	return "device software " + sw.String() + " has no application-level acknowledgements (4.0 or later)"
+}
+
 // Device is one handset known from the configuration (--user).
 type Device struct {
 	PIN, Email string

@@ -63,7 +63,7 @@ func TestReliabilityBySoftware(t *testing.T) {
 	// application to 3.8: refused at submission, by RIM push and by PAP.
 	code, body, _ := rimPush(t, base, "DESTINATION="+pinA+"&PORT=100", map[string]string{"X-RIM-Push-ID": "app-38",
 		"X-RIM-Push-Reliability": "application"}, []byte("x"))
-	if code != 400 || !strings.Contains(body, "the specified delivery method is not possible: 2100000A runs device software 3.8.0") {
+	if code != 400 || !strings.Contains(body, "the specified delivery method is not possible: 2100000A: device software 3.8.0") {
 		t.Fatalf("application push to 3.8 = %d %q, want 400 with the delivery method refusal", code, body)
 	}
 	pb, ctype := papMultipart(mdsDoctype, `<push-message push-id="pap-38"><address address-value="WAPPUSH=2100000A%3A100/TYPE=USER@rim.net"/><quality-of-service delivery-method="confirmed"/></push-message>`,

@@ -153,7 +153,7 @@ func (s *Server) reserve(p *push, rs []*recip) error {
 	if p.reliability == rim.ReliabilityApplication {
 		for _, r := range rs {
 			if d := s.devices[r.pin]; d != nil && !d.software.IsZero() && !d.software.AppAcks() {
-				return fmt.Errorf("%w: %s runs device software %s, which has no application-level acknowledgements (4.0 or later)", ErrDeliveryMethod, r.pin, d.software)
+				return fmt.Errorf("%w: %s: %s", ErrDeliveryMethod, r.pin, noAppAcks(d.software))
 			}
 		}
 	}
