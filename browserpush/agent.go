@@ -3,6 +3,8 @@ package browserpush
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,36 +225,54 @@ type checkRequest struct {
 	LinkToken string `json:"link_token"`
 }
 
+// attachRequest is an attach or a detach. The device proves its identity with the device
+// secret the gateway issued at its first attach, or its account's password; a detach
+// also with the link token.
 type attachRequest struct {
-	PIN         string `json:"pin"`
-	Email       string `json:"email,omitempty"`
-	ReceiverURL string `json:"receiver_url,omitempty"`
-	Password    string `json:"password,omitempty"`
-	LinkToken   string `json:"link_token,omitempty"` // detach: the device's proof, with Password
-	Software    string `json:"software,omitempty"`   // attach: the device software version
+	PIN          string `json:"pin"`
+	Email        string `json:"email,omitempty"`
+	ReceiverURL  string `json:"receiver_url,omitempty"`
+	DeviceSecret string `json:"device_secret,omitempty"`
+	Password     string `json:"password,omitempty"`
+	LinkToken    string `json:"link_token,omitempty"`
+	Software     string `json:"software,omitempty"` // attach: the device software version
 }
 
 type attachResponse struct {
 	PIN       string `json:"pin"`
 	Queued    int    `json:"queued"`
 	LinkToken string `json:"link_token"`
+	// DeviceSecret comes once, in the answer to the PIN's first attach.
+	DeviceSecret string `json:"device_secret"`
 }
 
 type ackRequest struct {
-	PIN       string `json:"pin"`
-	PushID    string `json:"push_id"`
-	Code      int    `json:"code"`
-	LinkToken string `json:"link_token,omitempty"` // the device's proof, with Password
-	Password  string `json:"password,omitempty"`
+	PIN          string  `json:"pin"`
+	PushID       string  `json:"push_id"`
+	Source       *string `json:"source,omitempty"` // the push's source, as its packets named it
+	Code         int     `json:"code"`
+	LinkToken    string  `json:"link_token,omitempty"` // the device's proof, as for a detach
+	DeviceSecret string  `json:"device_secret,omitempty"`
+	Password     string  `json:"password,omitempty"`
 }
 
 func (r *Receiver) attach(ctx context.Context) error {
 	var out attachResponse
+	secret := r.h.DeviceSecret()
+	if secret == "" {
+		// The first attach proposes a secret the device keeps first: the gateway adopts it,
+		// and an attach retried after its answer was lost still proves the device.
+		secret = newDeviceSecret()
+		r.keepSecret(secret)
+	}
 	err := r.postJSON(ctx, "/device/attach",
-		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL(), Password: r.password,
+		attachRequest{PIN: r.h.PIN(), Email: r.h.Email(), ReceiverURL: r.ReceiverURL(), DeviceSecret: secret, Password: r.password,
 			Software: r.h.Software().String()}, &out)
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
+	}
+	if out.DeviceSecret != "" && out.DeviceSecret != secret {
+		r.keepSecret(out.DeviceSecret) // the gateway issued its own
 	}
 	r.h.SetLinkToken(out.LinkToken)
 	at := time.Now()
@@ -263,12 +283,30 @@ func (r *Receiver) attach(ctx context.Context) error {
 	return nil
 }
 
+// keepSecret records the device secret; one not kept locks the PIN out after a restart,
+// which the device says.
+func (r *Receiver) keepSecret(secret string) {
+	if err := r.h.SetDeviceSecret(secret); err != nil {
+		r.log.Error("keep the device secret", "err", err)
+		r.h.Emit(handset.EventGateway, "could not keep the device secret ("+err.Error()+"); after a restart the push gateway will refuse this PIN until it is reset",
+			map[string]string{"state": "attaching", "gateway": r.gateway})
+	}
+}
+
+// newDeviceSecret makes the secret a device proposes at its first attach: 32 random bytes
+// in hex, as the gateway's own.
+func newDeviceSecret() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func (r *Receiver) detach(ctx context.Context) error {
 	token := r.h.LinkToken()
 	r.h.SetLinkToken("")
 	// The gateway takes a detach or an ack only from the device: the link token, or the
-	// password when the gateway restarted and forgot the token.
-	if err := r.postJSON(ctx, "/device/detach", attachRequest{PIN: r.h.PIN(), LinkToken: token, Password: r.password}, nil); err != nil {
+	// device secret or password when the gateway restarted and forgot the token.
+	if err := r.postJSON(ctx, "/device/detach", attachRequest{PIN: r.h.PIN(), LinkToken: token, DeviceSecret: r.h.DeviceSecret(), Password: r.password}, nil); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
 	r.h.UpdateLink(func(l *handset.LinkStatus) { l.State = handset.LinkDetached })
@@ -309,12 +347,12 @@ func (r *Receiver) postJSON(ctx context.Context, path string, v, out any) error 
 
 // ackLater reports application-level acceptance (or refusal) to the gateway in the
 // background, after the transport-level 200 has gone out.
-func (r *Receiver) ackLater(pushID string, code int) {
+func (r *Receiver) ackLater(pushID string, source *string, code int) {
 	r.goBackground(func(ctx context.Context) {
 		backoff := ackBackoffMin / 2
 		for attempt := 1; ; attempt++ {
-			err := r.postJSON(ctx, "/device/ack", ackRequest{PIN: r.h.PIN(), PushID: pushID, Code: code,
-				LinkToken: r.h.LinkToken(), Password: r.password}, nil)
+			err := r.postJSON(ctx, "/device/ack", ackRequest{PIN: r.h.PIN(), PushID: pushID, Source: source, Code: code,
+				LinkToken: r.h.LinkToken(), DeviceSecret: r.h.DeviceSecret(), Password: r.password}, nil)
 			if err == nil {
 				return
 			}

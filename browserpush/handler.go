@@ -134,7 +134,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 			}
 			w.WriteHeader(http.StatusOK)
 			if pkt.index == pkt.count-1 && r.gateway != "" && r.reliabilityApplication(req.Header) {
-				r.ackLater(pushID, 1000) // the first ack may be what got lost
+				r.ackLater(pushID, pushSource(req.Header), 1000) // the first ack may be what got lost
 			}
 			return nil
 		}
@@ -177,9 +177,25 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	w.WriteHeader(http.StatusOK)
 	r.log.Debug("push stored", "push_id", pushID, "port", port, "bytes", len(body))
 	if pushID != "" && r.gateway != "" && r.reliabilityApplication(req.Header) {
-		r.ackLater(pushID, 1000)
+		r.ackLater(pushID, pushSource(req.Header), 1000)
 	}
 	return nil
+}
+
+// headerSource is the gateway's name for a push's source (its application or initiator),
+// on every packet; "" for a push without one.
+const headerSource = "X-Bbsim-Push-Source"
+
+// pushSource is the source a packet names, which the device's acknowledgement names in
+// turn, since push ids are unique per source only; nil when the packet names none (a push
+// not from the gateway).
+func pushSource(h http.Header) *string {
+	v, ok := h[headerSource]
+	if !ok || len(v) == 0 {
+		return nil
+	}
+	src := strings.TrimSpace(v[0])
+	return &src
 }
 
 // readBody reads a request body of at most limit bytes, sized by Content-Length when given.
@@ -202,7 +218,7 @@ func doneKey(h http.Header, pushID string, p packetInfo, total int64) string {
 	var b strings.Builder
 	b.WriteString(pushID)
 	fmt.Fprintf(&b, "\x00%d\x00%d", p.count, total)
-	for _, k := range []string{rim.HeaderPushType, "Content-Location", rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
+	for _, k := range []string{headerSource, rim.HeaderPushType, "Content-Location", rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
 		b.WriteByte(0)
 		b.WriteString(h.Get(k))
 	}

@@ -50,7 +50,11 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 				return
 			}
 			n := g.tokens.Add(1)
-			fmt.Fprintf(w, `{"pin":%q,"queued":0,"link_token":"tok-%d"}`, body["pin"], n)
+			secret := ""
+			if n == 1 { // the PIN's first attach: the gateway issues its device secret
+				secret = `,"device_secret":"sec-1"`
+			}
+			fmt.Fprintf(w, `{"pin":%q,"queued":0,"link_token":"tok-%d"%s}`, body["pin"], n, secret)
 		case "/device/detach", "/device/ack":
 			fmt.Fprint(w, `{}`)
 		default:
@@ -86,10 +90,16 @@ func TestGatewayLink(t *testing.T) {
 	r, _, url := startReceiver(t, Options{Handset: h, Gateway: g.srv.URL + "/"})
 	stop := runAgent(t, r)
 
+	// The first attach proposes a device secret the handset made and kept, the same on
+	// every retry, so an attach whose answer was lost still proves the device.
+	var proposed any
 	for range 3 {
 		body := g.next(t, "/device/attach")
-		want := map[string]any{"pin": "2100000A", "email": "alice@bbsim.test", "receiver_url": url, "software": handset.DefaultSoftware}
-		if fmt.Sprint(body) != fmt.Sprint(want) {
+		if proposed == nil {
+			proposed = body["device_secret"]
+		}
+		want := map[string]any{"pin": "2100000A", "email": "alice@bbsim.test", "receiver_url": url, "software": handset.DefaultSoftware, "device_secret": proposed}
+		if s, _ := proposed.(string); len(s) != 64 || fmt.Sprint(body) != fmt.Sprint(want) {
 			t.Fatalf("attach = %v, want %v", body, want)
 		}
 	}
@@ -102,8 +112,18 @@ func TestGatewayLink(t *testing.T) {
 		t.Fatalf("push = %d", code)
 	}
 	ack := g.next(t, "/device/ack")
-	if fmt.Sprint(ack) != fmt.Sprint(map[string]any{"pin": "2100000A", "push_id": "p-1", "code": 1000.0, "link_token": "tok-1"}) {
+	if fmt.Sprint(ack) != fmt.Sprint(map[string]any{"pin": "2100000A", "push_id": "p-1", "code": 1000.0, "link_token": "tok-1", "device_secret": "sec-1"}) {
 		t.Fatalf("ack = %v", ack)
+	}
+	// A push whose packets name its source: the ack names it too.
+	code, _ = post(t, nil, url, map[string]string{"X-RIM-Push-Type": "Browser-Message", "X-RIM-Push-ID": "p-1",
+		"X-RIM-Push-Reliability-Mode": "application", "X-Bbsim-Packet": "0/1", "X-Bbsim-Push-Source": "chat"}, []byte("hi"))
+	if code != 200 {
+		t.Fatalf("push = %d", code)
+	}
+	ack = g.next(t, "/device/ack")
+	if fmt.Sprint(ack) != fmt.Sprint(map[string]any{"pin": "2100000A", "push_id": "p-1", "source": "chat", "code": 1000.0, "link_token": "tok-1", "device_secret": "sec-1"}) {
+		t.Fatalf("ack of chat's p-1 = %v", ack)
 	}
 	// Transport reliability: no ack.
 	code, _ = post(t, nil, url, map[string]string{"X-RIM-Push-Type": "Browser-Message", "X-RIM-Push-ID": "p-2",
@@ -128,12 +148,14 @@ func TestGatewayLink(t *testing.T) {
 	}
 
 	h.SetCoverage(false)
-	if body := g.next(t, "/device/detach"); fmt.Sprint(body) != fmt.Sprint(map[string]any{"pin": "2100000A", "link_token": "tok-2"}) {
+	if body := g.next(t, "/device/detach"); fmt.Sprint(body) != fmt.Sprint(map[string]any{"pin": "2100000A", "link_token": "tok-2", "device_secret": "sec-1"}) {
 		t.Fatalf("detach = %v (an ack from 3.8.0?)", body)
 	}
 	waitFor(t, func() bool { return h.LinkToken() == "" }, "link token dropped")
 	h.SetCoverage(true)
-	g.next(t, "/device/attach")
+	if body := g.next(t, "/device/attach"); body["device_secret"] != "sec-1" {
+		t.Fatalf("attach after the first = %v, want the device secret the first was given", body)
+	}
 	waitFor(t, func() bool { return h.LinkToken() == "tok-3" }, "link token tok-3")
 
 	stop()

@@ -74,6 +74,8 @@ type Push struct {
 	Instance           string      // this gateway's name among those sharing DB; empty: "default"
 	Auth               []Initiator // NAME:PASSWORD[:PIN,$group...]
 	Apps               []PushApp   // APPID:PASSWORD:PORT[:CPURL]
+	// ResetDevices are PINs, or "all", whose device secrets the gateway forgets as it starts.
+	ResetDevices []string
 }
 
 // DNS is the bundled DNS zone.
@@ -154,6 +156,18 @@ func DefaultDataDir() string {
 		return filepath.Join(home, ".local", "state", "bbsim")
 	}
 	return filepath.Join(os.TempDir(), "bbsim")
+}
+
+// ParseResetDevice parses a --reset-device value: a PIN (upper-cased) or "all".
+func ParseResetDevice(s string) (string, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "all") {
+		return "all", nil
+	}
+	pin, ok := rim.NormalizePIN(s)
+	if !ok {
+		return "", fmt.Errorf("reset device %q: want a PIN (8 hex digits) or all", s)
+	}
+	return pin, nil
 }
 
 // ParseUser parses EMAIL:PASSWORD[:PIN].

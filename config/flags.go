@@ -146,6 +146,7 @@ func (c *Config) Register(fs *flag.FlagSet, groups Group) {
 		fs.StringVar(&p.Instance, "push-instance", p.Instance, "this gateway's `name` among those sharing --push-db, which hand pushes to the gateway a handset attaches to (empty: default)")
 		fs.Var(newList(&p.Auth, ParseInitiator, func(in Initiator) string { return in.Name + ":***" }), "push-auth", "push initiator `NAME:PASSWORD[:PIN,$group...]` (repeatable; turns push authentication on)")
 		fs.Var(newList(&p.Apps, ParsePushApp, func(a PushApp) string { return a.ID + ":***:" + strconv.Itoa(a.Port) }), "push-app", "BIS push application `APPID:PASSWORD:PORT[:CPURL]` (repeatable)")
+		fs.Var(newList(&p.ResetDevices, ParseResetDevice, func(s string) string { return s }), "reset-device", "forget the device secret of `PIN` (or all) at start, so that a handset that lost its state may attach again (repeatable)")
 	}
 	if groups&GroupDNS != 0 {
 		fs.StringVar(&c.DNS.Addr, "dns", c.DNS.Addr, "DNS zone listen address, UDP and TCP (empty: off)")

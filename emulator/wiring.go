@@ -74,7 +74,7 @@ func (e *Emulator) buildPush() error {
 		apps = append(apps, bis.App{ID: pa.ID, Password: pa.Password, Port: pa.Port, CPURL: pa.CPURL})
 	}
 	ps, err := pushserver.New(pushserver.Options{
-		DataDir: filepath.Join(c.Data, "push"), PushDB: c.Push.DB, PushInstance: c.Push.Instance, Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
+		DataDir: filepath.Join(c.Data, "push"), PushDB: c.Push.DB, PushInstance: c.Push.Instance, ResetDevices: c.Push.ResetDevices, Devices: devices, Groups: groups, PacketSize: c.Push.PacketSize,
 		FlowControlTimeout: c.Push.FlowControlTimeout, MaxActive: c.Push.MaxActive,
 		MaxHeaderBytes: c.Push.MaxHeaderBytes, MaxBodyBytes: c.Push.MaxBodyBytes,
 		ReadHeaderTimeout: c.Push.ReadHeaderTimeout, PushAuth: inits,

@@ -52,6 +52,11 @@ type Options struct {
 	// listener (so on every device link), one coverage schedule moving them all together.
 	// Default: none, and the listener is not wrapped.
 	Radio radio.Conditions
+	// Dir is where the fleet keeps its handsets' device secrets, which the gateway issues
+	// at each PIN's first attach and asks for at every later one (file device-secrets).
+	// Default "": in memory, so a restarted fleet's handsets are refused by a gateway that
+	// gave them secrets.
+	Dir string
 	// EventHistory is how many events each handset keeps. Default 64.
 	EventHistory int
 	// Client is shared by all receivers. Default: a pooled client.
@@ -77,6 +82,7 @@ type Fleet struct {
 	byPIN   map[string]*Member
 	srv     *http.Server
 	link    *radio.Link // nil without a radio profile
+	secrets *secretFile // nil without Options.Dir
 }
 
 // New builds the handsets and their receivers. It opens no socket: call Serve and Run.
@@ -119,6 +125,12 @@ func New(opts Options) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Dir != "" {
+		if f.secrets, err = openSecrets(opts.Dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	base := strings.TrimRight(opts.BaseURL, "/")
 	for i := range opts.Count {
 		pin := fmt.Sprintf("%08X", first+uint64(i))
@@ -127,7 +139,12 @@ func New(opts Options) (*Fleet, error) {
 		if sw == "" && len(mix) > 0 {
 			sw = mix[i%len(mix)]
 		}
-		h, err := handset.New(handset.Options{PIN: pin, Email: email, EventHistory: opts.EventHistory, Software: sw})
+		ho := handset.Options{PIN: pin, Email: email, EventHistory: opts.EventHistory, Software: sw}
+		if f.secrets != nil {
+			ho.DeviceSecret = f.secrets.get(pin)
+			ho.KeepSecret = func(secret string) error { return f.secrets.keep(pin, secret) }
+		}
+		h, err := handset.New(ho)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -336,5 +353,5 @@ func (f *Fleet) Close() error {
 		}
 		m.Handset.Close()
 	}
-	return err
+	return errors.Join(err, f.secrets.close())
 }

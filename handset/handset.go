@@ -45,6 +45,12 @@ type Options struct {
 	// Software is the device software version (see ParseSoftware and KnownSoftware).
 	// Default DefaultSoftware.
 	Software string
+	// DeviceSecret is the device secret a handset without Dir starts with, which its owner
+	// kept (see SetDeviceSecret). Default: none, or the journal's with Dir.
+	DeviceSecret string
+	// KeepSecret is called with every new device secret of a handset without Dir, so that
+	// its owner keeps it (a fleet keeps its handsets' in one file). Default: none.
+	KeepSecret func(secret string) error
 }
 
 // DefaultMaxMessages is how many messages (and pushes per app) a handset keeps by default.
@@ -75,8 +81,10 @@ type Handset struct {
 	swChange       chan struct{} // closed and replaced when the software changes
 	fetch          PageFetcher
 
-	linkToken string     // from the gateway's attach answer; not persisted
-	link      LinkStatus // not persisted
+	linkToken  string     // from the gateway's attach answer; not persisted
+	link       LinkStatus // not persisted
+	secret     string     // the device secret the gateway issued; journaled
+	keepSecret func(string) error
 
 	radio        RadioStatus // not persisted
 	radioControl RadioControl
@@ -124,6 +132,8 @@ func New(opts Options) (*Handset, error) {
 		softwareOption: sw.String(),
 		swChange:       make(chan struct{}),
 		maxMsgs:        opts.MaxMessages,
+		secret:         opts.DeviceSecret,
+		keepSecret:     opts.KeepSecret,
 	}
 	if h.maxMsgs <= 0 {
 		h.maxMsgs = DefaultMaxMessages
@@ -231,4 +241,32 @@ func (h *Handset) LinkToken() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.linkToken
+}
+
+// SetDeviceSecret records the device's secret, its proof of identity on every attach,
+// detach and ack (the gateway adopts or issues it at the PIN's first attach). It is kept in
+// the journal (or given to Options.KeepSecret) before it is used, and Reset keeps it; when
+// keeping it fails, it is used all the same and the error returned.
+func (h *Handset) SetDeviceSecret(secret string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if secret == h.secret {
+		return nil
+	}
+	var err error
+	if h.j != nil {
+		err = h.writeLocked(recDeviceSecret, secret)
+	} else if h.keepSecret != nil {
+		err = h.keepSecret(secret)
+	}
+	h.secret = secret
+	return err
+}
+
+// DeviceSecret returns the device secret the push gateway issued ("" before the first
+// attach).
+func (h *Handset) DeviceSecret() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.secret
 }

@@ -32,6 +32,7 @@ const (
 	recAppPush       recKind = "app-push"
 	recEvent         recKind = "event"
 	recSoftware      recKind = "software"
+	recDeviceSecret  recKind = "device-secret"
 )
 
 type record struct {
@@ -217,6 +218,8 @@ func (h *Handset) replay(rec record) error {
 			}
 			h.software = sw
 		}
+	case recDeviceSecret:
+		return json.Unmarshal(rec.V, &h.secret)
 	}
 	return nil
 }
@@ -245,6 +248,9 @@ func (h *Handset) compactLocked() error {
 		put(recMessage, m)
 	}
 	put(recSync, h.sync)
+	if h.secret != "" {
+		put(recDeviceSecret, h.secret)
+	}
 	for _, c := range h.channels {
 		put(recChannel, c)
 		if c.Read {

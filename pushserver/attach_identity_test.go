@@ -40,10 +40,10 @@ func TestAttachNeedsDeviceIdentity(t *testing.T) {
 	if code, out := attach(alice.URL, "blackberry"); code != 200 || out["link_token"] == "" {
 		t.Fatalf("alice's attach: %d %v", code, out)
 	}
-	for _, pw := range []string{"", "guess"} {
+	for pw, want := range map[string]int{"": http.StatusUnauthorized, "guess": http.StatusForbidden} {
 		code, out := attach(intruder.URL, pw)
-		if code != http.StatusUnauthorized || out["link_token"] != nil {
-			t.Errorf("intruder's attach with password %q: %d %v, want 401 and no link token", pw, code, out)
+		if code != want || out["link_token"] != nil {
+			t.Errorf("intruder's attach with password %q: %d %v, want %d and no link token", pw, code, out, want)
 		}
 	}
 	resp, err := http.Post(base+"/push?DESTINATION=2100000A&PORT=7874&REQUESTURI=/", "text/plain", strings.NewReader("for alice"))
@@ -184,7 +184,8 @@ func TestInitiatorsIsolated(t *testing.T) {
 
 // TestDetachAndAckNeedDeviceIdentity is another program on the machine, with curl, trying
 // to acknowledge alice's push for her and to detach her handset: without the link token her
-// attach returned, or her password, both are refused (401) and change nothing.
+// attach returned, her device secret or her password, both are refused (401 without a
+// proof, 403 with a wrong one) and change nothing.
 func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t)
@@ -198,17 +199,21 @@ func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
 	rc.wait(t, 1)
 	waitState(t, s, "app1", pinA, rim.StatePending)
 
-	for _, proof := range []map[string]any{{}, {"link_token": "guess"}, {"password": "guess"}} {
+	for _, proof := range []map[string]any{{}, {"link_token": "guess"}, {"password": "guess"}, {"device_secret": "guess"}} {
 		ack := map[string]any{"pin": pinA, "push_id": "app1", "code": 2000}
 		det := map[string]any{"pin": pinA}
 		for k, v := range proof {
 			ack[k], det[k] = v, v
 		}
-		if code, out := curlJSON(t, base+"/device/ack", ack); code != http.StatusUnauthorized {
-			t.Errorf("ack with %v: %d %v, want 401", proof, code, out)
+		want := http.StatusForbidden
+		if len(proof) == 0 {
+			want = http.StatusUnauthorized
 		}
-		if code, out := curlJSON(t, base+"/device/detach", det); code != http.StatusUnauthorized {
-			t.Errorf("detach with %v: %d %v, want 401", proof, code, out)
+		if code, out := curlJSON(t, base+"/device/ack", ack); code != want {
+			t.Errorf("ack with %v: %d %v, want %d", proof, code, out, want)
+		}
+		if code, out := curlJSON(t, base+"/device/detach", det); code != want {
+			t.Errorf("detach with %v: %d %v, want %d", proof, code, out, want)
 		}
 	}
 	if ps, err := s.PushState("app1"); err != nil || ps.Recipients[0].State != rim.StatePending {
@@ -224,5 +229,240 @@ func TestDetachAndAckNeedDeviceIdentity(t *testing.T) {
 	waitState(t, s, "app1", pinA, rim.StateDelivered)
 	if code, out := curlJSON(t, base+"/device/detach", map[string]any{"pin": pinA, "link_token": token}); code != 200 {
 		t.Errorf("alice's detach: %d %v", code, out)
+	}
+}
+
+// TestDeviceSecretRefusesTakeover is the attack on a PIN without an account (a fleet's
+// handset) as another program on the machine would run it, with curl: once the handset has
+// attached, a second listener attaching for its PIN without the device secret the gateway
+// issued it is refused (401; 403 with a guessed secret) and the handset still gets its
+// push; detaching it or acknowledging for it fails alike. Two first attaches racing for a
+// new PIN get one secret between them.
+func TestDeviceSecretRefusesTakeover(t *testing.T) {
+	t.Parallel()
+	const pin = "2A000001"
+	rc := newReceiver(t)
+	s, base := startServer(t, Options{}) // no --user account for the PIN
+	attach(t, base, rc, pin)
+	secret := rc.secret(pin)
+	if len(secret) != 64 {
+		t.Fatalf("first attach gave device secret %q, want 64 hex digits", secret)
+	}
+	rimPush(t, base, "DESTINATION="+pin+"&PORT=100", map[string]string{"X-RIM-Push-ID": "app1", "X-RIM-Push-Reliability-Mode": "application"}, []byte("x"))
+	rc.wait(t, 1)
+	waitState(t, s, "app1", pin, "pending")
+
+	intruder := map[string]any{"pin": pin, "receiver_url": "http://127.0.0.1:41999/"}
+	for _, tc := range []struct {
+		path  string
+		proof map[string]any
+		want  int
+	}{
+		{"/device/attach", nil, http.StatusUnauthorized},
+		{"/device/attach", map[string]any{"device_secret": "0123abcd"}, http.StatusForbidden},
+		{"/device/attach", map[string]any{"link_token": "guess"}, http.StatusUnauthorized}, // no proof for an attach
+		{"/device/detach", nil, http.StatusUnauthorized},
+		{"/device/detach", map[string]any{"device_secret": secret[:63] + "0"}, http.StatusForbidden},
+		{"/device/ack", map[string]any{"push_id": "app1", "code": 2000}, http.StatusUnauthorized},
+		{"/device/ack", map[string]any{"push_id": "app1", "code": 2000, "link_token": "guess"}, http.StatusForbidden},
+	} {
+		req := map[string]any{}
+		for k, v := range intruder {
+			req[k] = v
+		}
+		for k, v := range tc.proof {
+			req[k] = v
+		}
+		code, out := curlJSON(t, base+tc.path, req)
+		msg, _ := out["error"].(string)
+		if code != tc.want || out["link_token"] != nil || out["device_secret"] != nil ||
+			!strings.Contains(msg, "device_secret") || !strings.Contains(msg, "--reset-device "+pin) {
+			t.Errorf("POST %s %v: %d %v, want %d naming device_secret and --reset-device", tc.path, req, code, out, tc.want)
+		}
+	}
+	if ps, err := s.PushState("app1"); err != nil || ps.Recipients[0].State != "pending" {
+		t.Errorf("the handset's push after the refused acks: %+v, %v; want still pending", ps, err)
+	}
+	rimPush(t, base, "DESTINATION="+pin+"&PORT=7874", map[string]string{"X-RIM-Push-ID": "after"}, []byte("still mine"))
+	if d := rc.wait(t, 1)[0]; d.PushID != "after" || d.PIN != pin {
+		t.Errorf("delivered %s to %s, want after to the handset", d.PushID, d.PIN)
+	}
+	// The handset itself attaches again with its secret, and is not given another.
+	code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": pin, "receiver_url": rc.url(pin), "device_secret": secret})
+	if code != 200 || out["device_secret"] != nil {
+		t.Errorf("the handset's attach with its secret: %d %v, want 200 and no new secret", code, out)
+	}
+	if code, out := curlJSON(t, base+"/device/ack", map[string]any{"pin": pin, "push_id": "app1", "code": 1000, "device_secret": secret}); code != 200 {
+		t.Errorf("the handset's ack with its secret: %d %v", code, out)
+	}
+
+	// Two listeners racing for a PIN nobody attached yet: one wins the secret.
+	const fresh = "2A000002"
+	results := make(chan int, 8)
+	for range 8 {
+		go func() {
+			_, err := attachErr(base, newRaceReceiver(rc), fresh)
+			if err != nil {
+				results <- 0
+				return
+			}
+			results <- 1
+		}()
+	}
+	won := 0
+	for range 8 {
+		won += <-results
+	}
+	if won != 1 {
+		t.Errorf("%d of 8 racing first attaches succeeded, want 1", won)
+	}
+}
+
+// newRaceReceiver is another device behind rc's listener, with secrets of its own.
+func newRaceReceiver(rc *receiver) *receiver { return &receiver{t: rc.t, srv: rc.srv, got: rc.got} }
+
+// TestDeviceSecretAcrossRestart: the gateway keeps a PIN's device secret in its store, so
+// after a restart the handset's secret still attaches it and nothing else does; a restart
+// with ResetDevices (bbsim server --reset-device) forgets it, and the next attach is a
+// first one again.
+func TestDeviceSecretAcrossRestart(t *testing.T) {
+	t.Parallel()
+	const pin = "2A000001"
+	dir := t.TempDir()
+	rc := newReceiver(t)
+	var s *Server
+	open := func(reset ...string) string {
+		t.Helper()
+		if s != nil {
+			s.Close()
+		}
+		var base string
+		s, base, _ = startServing(t, Options{DataDir: dir, ResetDevices: reset})
+		return base
+	}
+	t.Cleanup(func() { s.Close() })
+	base := open()
+	attach(t, base, rc, pin)
+	first := rc.secret(pin)
+
+	base = open()
+	if code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": pin, "receiver_url": "http://127.0.0.1:41999/"}); code != http.StatusUnauthorized {
+		t.Errorf("intruder's attach after the restart: %d %v, want 401", code, out)
+	}
+	attach(t, base, rc, pin)
+	if rc.secret(pin) != first {
+		t.Errorf("the restarted gateway issued another secret")
+	}
+
+	base = open(strings.ToLower(pin))
+	code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": pin, "receiver_url": rc.url(pin)})
+	second, _ := out["device_secret"].(string)
+	if code != 200 || second == "" || second == first {
+		t.Fatalf("attach after --reset-device: %d %v, want 200 with a new secret", code, out)
+	}
+	if code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": pin, "receiver_url": rc.url(pin), "device_secret": first}); code != http.StatusForbidden {
+		t.Errorf("attach with the forgotten secret: %d %v, want 403", code, out)
+	}
+	base = open("all")
+	if code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": pin, "receiver_url": rc.url(pin)}); code != 200 || out["device_secret"] == nil {
+		t.Errorf("attach after --reset-device all: %d %v, want 200 with a new secret", code, out)
+	}
+}
+
+// TestAckScopedBySource: two initiators under push authentication push with the same id
+// to one device, both asking for an application acknowledgement. The device's ack names
+// the push's source (X-Bbsim-Push-Source on its packets), so acknowledging one finishes
+// that one only; an ack that names no source while both wait is refused as ambiguous
+// (409), and once one is finished it is for the other.
+func TestAckScopedBySource(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	s, base := startServer(t, Options{Devices: seedDevices(),
+		PushAuth: []Initiator{{Name: "chat", Password: "chatpw"}, {Name: "other", Password: "otherpw"}}})
+	attach(t, base, rc, pinA)
+	for _, ini := range []string{"chat", "other"} {
+		req, _ := http.NewRequest("POST", base+"/push?DESTINATION="+pinA+"&PORT=100", strings.NewReader(ini))
+		req.SetBasicAuth(ini, ini+"pw")
+		req.Header.Set("X-RIM-Push-ID", "same")
+		req.Header.Set("X-RIM-Push-Reliability-Mode", "application")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s's push = %d", ini, resp.StatusCode)
+		}
+	}
+	sources := map[string]string{}
+	for _, d := range rc.wait(t, 2) {
+		sources[string(d.Body)] = d.Header.Get("X-Bbsim-Push-Source")
+	}
+	if sources["chat"] != "chat" || sources["other"] != "other" {
+		t.Fatalf("X-Bbsim-Push-Source on the packets: %v", sources)
+	}
+	state := func(ini string) string {
+		t.Helper()
+		ps, err := s.PushStateOf(ini, "same")
+		if err != nil || len(ps.Recipients) != 1 {
+			t.Fatalf("%s's push: %+v, %v", ini, ps, err)
+		}
+		return string(ps.Recipients[0].State)
+	}
+	for deadline := time.Now().Add(20 * time.Second); state("chat") != "pending" || state("other") != "pending"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pushes not both pending: chat %s, other %s", state("chat"), state("other"))
+		}
+	}
+	ack := func(src any) (int, map[string]any) {
+		req := rc.proved(pinA, map[string]any{"pin": pinA, "push_id": "same", "code": 1000})
+		if src != nil {
+			req["source"] = src
+		}
+		return curlJSON(t, base+"/device/ack", req)
+	}
+	if code, out := ack(nil); code != http.StatusConflict || !strings.Contains(out["error"].(string), `"source"`) {
+		t.Errorf("ack naming no source while both wait: %d %v, want 409 asking for source", code, out)
+	}
+	if code, out := ack("other"); code != 200 {
+		t.Fatalf("ack of other's push: %d %v", code, out)
+	}
+	waitState(t, s, "same", pinA, "delivered")
+	if got := state("chat"); got != "pending" {
+		t.Errorf("chat's push after the ack of other's: %s, want still pending", got)
+	}
+	if code, out := ack("other"); code != http.StatusNotFound {
+		t.Errorf("second ack of other's push: %d %v, want 404", code, out)
+	}
+	if code, out := ack(nil); code != 200 {
+		t.Fatalf("ack naming no source with chat's alone waiting: %d %v", code, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); state("chat") != "delivered"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chat's push after its ack: %s", state("chat"))
+		}
+	}
+}
+
+// TestDeviceSecretProposed: a first attach may carry the device's own secret, which the
+// gateway adopts, so the same attach retried after its answer was lost (a client timeout)
+// is the device's still; a proposal shorter than 32 characters gets one the gateway makes.
+func TestDeviceSecretProposed(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	_, base := startServer(t, Options{})
+	proposed := strings.Repeat("5a", 32)
+	for i := range 2 {
+		code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": "2A000001", "receiver_url": rc.url("2A000001"), "device_secret": proposed})
+		if want := map[bool]any{true: proposed, false: nil}[i == 0]; code != 200 || out["device_secret"] != want {
+			t.Errorf("attach %d with a proposed secret: %d %v, want 200 with device_secret %v", i+1, code, out, want)
+		}
+	}
+	if code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": "2A000001", "receiver_url": rc.url("2A000001")}); code != http.StatusUnauthorized {
+		t.Errorf("attach without the adopted secret: %d %v, want 401", code, out)
+	}
+	code, out := curlJSON(t, base+"/device/attach", map[string]any{"pin": "2A000002", "receiver_url": rc.url("2A000002"), "device_secret": "short"})
+	if got, _ := out["device_secret"].(string); code != 200 || len(got) != 64 {
+		t.Errorf("first attach proposing a short secret: %d %v, want 200 with a secret of the gateway's", code, out)
 	}
 }

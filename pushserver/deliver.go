@@ -219,6 +219,7 @@ func linkHeaders(r *recip, n int) http.Header {
 		h[rim.HeaderRequestURI] = []string{r.p.requestURI}
 	}
 	h[rim.HeaderReliabilityMode] = []string{r.mode}
+	h[headerSource] = []string{r.p.source}
 	h["X-Bbsim-Push-Length"] = []string{strconv.Itoa(len(r.p.body))}
 	if n == 1 {
 		h["X-Bbsim-Packet"] = []string{"0/1"}

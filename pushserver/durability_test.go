@@ -145,7 +145,7 @@ func durabilityAcrossSIGKILL(t *testing.T, env ...string) {
 	// Kill again after delivery: nothing is delivered twice after the next restart.
 	c.kill(t)
 	c = startChild(t, dir, env...)
-	code, m := postJSON(t, c.base+"/device/attach", map[string]string{"pin": pinA, "receiver_url": rc.url(pinA)})
+	code, m := postJSON(t, c.base+"/device/attach", rc.proved(pinA, map[string]any{"pin": pinA, "receiver_url": rc.url(pinA)}))
 	if code != 200 || m["queued"] != float64(0) {
 		t.Fatalf("attach after second restart = %d %v, want 0 queued", code, m)
 	}
@@ -240,7 +240,7 @@ func TestDurabilityPendingAck(t *testing.T) {
 	c.kill(t)
 	c = startChild(t, dir)
 	attach(t, c.base, rc, pinB)
-	if code, m := postJSON(t, c.base+"/device/ack", map[string]any{"pin": pinB, "push_id": "ack-me", "code": 1000}); code != 200 {
+	if code, m := postJSON(t, c.base+"/device/ack", rc.proved(pinB, map[string]any{"pin": pinB, "push_id": "ack-me", "code": 1000})); code != 200 {
 		t.Fatalf("ack after restart = %d %v", code, m)
 	}
 	deadline = time.Now().Add(10 * time.Second)

@@ -36,7 +36,7 @@ type handover interface {
 	cancel(key int64, pins map[string]bool) ([]string, int, error)
 	// ackElsewhere passes on a device's acknowledgement for a push this gateway does not
 	// wait on, and reports whether a gateway waits on it.
-	ackElsewhere(pin, pushID string, code int) bool
+	ackElsewhere(pin, pushID string, source *string, code int) (bool, error)
 	// gateway is, with Server.mu held, the gateway the device attached at last ("" when
 	// no other gateway shares the store).
 	gateway(pin string) string
@@ -47,16 +47,16 @@ type solo struct{ s *Server }
 
 var _ handover = solo{}
 
-func (solo) start(context.Context, []Device) error { return nil }
-func (solo) admit(*push, []*recip)                 {}
-func (solo) admitted(*push, []*recip)              {}
-func (solo) queued(*device)                        {}
-func (solo) attaching(string, string) bool         { return false }
-func (solo) finishing(*recip)                      {}
-func (solo) finished(*recip)                       {}
-func (solo) skip(*push, *recip) bool               { return false }
-func (solo) ackElsewhere(string, string, int) bool { return false }
-func (solo) gateway(string) string                 { return "" }
+func (solo) start(context.Context, []Device) error                   { return nil }
+func (solo) admit(*push, []*recip)                                   {}
+func (solo) admitted(*push, []*recip)                                {}
+func (solo) queued(*device)                                          {}
+func (solo) attaching(string, string) bool                           { return false }
+func (solo) finishing(*recip)                                        {}
+func (solo) finished(*recip)                                         {}
+func (solo) skip(*push, *recip) bool                                 { return false }
+func (solo) ackElsewhere(string, string, *string, int) (bool, error) { return false, nil }
+func (solo) gateway(string) string                                   { return "" }
 
 // cancel cancels the queued recipients of the push held here.
 func (o solo) cancel(key int64, pins map[string]bool) ([]string, int, error) {

@@ -161,8 +161,8 @@ func (h *shared) cancel(key int64, _ map[string]bool) ([]string, int, error) {
 	return nil, n, err
 }
 
-func (h *shared) ackElsewhere(pin, pushID string, code int) bool {
-	return h.ackShared(pin, pushID, code)
+func (h *shared) ackElsewhere(pin, pushID string, source *string, code int) (bool, error) {
+	return h.ackShared(pin, pushID, source, code)
 }
 
 func (h *shared) gateway(pin string) string { return h.route[pin] }
@@ -179,6 +179,7 @@ type pgNotice struct {
 	Push    int64  `json:"push,omitempty"`    // cancel: the push (pushes.id) whose queued recipients to cancel
 	PushID  string `json:"push_id,omitempty"` // ack: the push the device acknowledged
 	Code    int    `json:"code,omitempty"`    // ack: the device's code
+	Source  string `json:"source,omitempty"`  // ack: the source of the push acknowledged
 }
 
 func (n pgNotice) payload() string {
@@ -282,7 +283,7 @@ func (h *shared) onNotice(ev pgNotice) {
 		s.background(func() { s.cancelHeld(func(p *push) bool { return p.key == ev.Push }) })
 	case ev.Event == "ack" && pin != "":
 		s.background(func() {
-			if !s.ack(pin, ev.PushID, ev.Code) {
+			if ok, _ := s.ack(pin, ev.PushID, &ev.Source, ev.Code); !ok {
 				s.log.Info("acknowledgement passed on for a push not waiting here", "pin", pin, "push_id", ev.PushID)
 			}
 		})
@@ -747,22 +748,31 @@ func (h *shared) cancelShared(key int64) (int, error) {
 
 // ackShared handles a device's application acknowledgement for a push this gateway does
 // not wait on: handed over to it meanwhile (it takes it over and acknowledges), or waited
-// on by another gateway (told with a notice). It reports whether a gateway waits on it.
-func (h *shared) ackShared(pin, pushID string, code int) bool {
+// on by another gateway (told with a notice naming the push's source). It reports whether
+// a gateway waits on it; the source is as for Server.ack.
+func (h *shared) ackShared(pin, pushID string, source *string, code int) (bool, error) {
 	s := h.s
-	if err := h.takeOver(pin); err == nil && s.ack(pin, pushID, code) {
-		return true
+	if err := h.takeOver(pin); err == nil {
+		if ok, err := s.ack(pin, pushID, source, code); ok || err != nil {
+			return ok, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	holder, err := s.st.shared.PendingHolder(ctx, pushID, pin)
-	if err != nil || holder == h.me {
-		return false
+	waiting, err := s.st.shared.PendingHolders(ctx, pushID, pin, source)
+	switch {
+	case err != nil:
+		return false, nil
+	case len(waiting) > 1:
+		return false, errAmbiguousAck
+	case len(waiting) == 0 || waiting[0].Gateway == h.me:
+		return false, nil
 	}
-	note := pgNotice{Event: "ack", PIN: pin, PushID: pushID, Code: code, Gateway: holder}
+	holder := waiting[0].Gateway
+	note := pgNotice{Event: "ack", PIN: pin, PushID: pushID, Source: waiting[0].Source, Code: code, Gateway: holder}
 	if err := s.st.shared.Notify(ctx, note.payload()); err != nil {
 		s.log.Warn("pass an acknowledgement on", "pin", pin, "push_id", pushID, "gateway", holder, "err", err)
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
 }

@@ -37,16 +37,33 @@ type receiver struct {
 	mu      sync.Mutex
 	partial map[string]map[int][]byte
 	answer  func(pin string, h http.Header) (status int, pushStatus string)
+	// secrets: PIN -> the device secret its first attach was given. Its own lock: a test's
+	// answer function, called with mu held, may attach.
+	smu     sync.Mutex
+	secrets map[string]string
 }
 
 func newReceiver(t testing.TB) *receiver {
-	rc := &receiver{t: t, got: make(chan delivery, 100000), partial: map[string]map[int][]byte{}}
+	rc := &receiver{t: t, got: make(chan delivery, 100000), partial: map[string]map[int][]byte{}, secrets: map[string]string{}}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
 	return rc
 }
 
 func (rc *receiver) url(pin string) string { return rc.srv.URL + "/d/" + pin + "/" }
+
+// secret returns the device secret the gateway issued to pin, "" before its first attach.
+func (rc *receiver) secret(pin string) string {
+	rc.smu.Lock()
+	defer rc.smu.Unlock()
+	return rc.secrets[pin]
+}
+
+// proved adds pin's proof of identity (its device secret) to a device link request.
+func (rc *receiver) proved(pin string, req map[string]any) map[string]any {
+	req["device_secret"] = rc.secret(pin)
+	return req
+}
 
 func (rc *receiver) setAnswer(f func(pin string, h http.Header) (int, string)) {
 	rc.mu.Lock()
@@ -228,7 +245,8 @@ func attachErr(base string, rc *receiver, pin string) (string, error) {
 
 // attachSoftware is attachErr for a device that reports its software version.
 func attachSoftware(base string, rc *receiver, pin, software string) (string, error) {
-	req := map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin)}
+	req := map[string]string{"pin": pin, "email": strings.ToLower(pin) + "@bbsim.test", "receiver_url": rc.url(pin),
+		"device_secret": rc.secret(pin)}
 	if software != "" {
 		req["software"] = software
 	}
@@ -243,13 +261,21 @@ func attachSoftware(base string, rc *receiver, pin, software string) (string, er
 	if resp.StatusCode != 200 {
 		return "", fmt.Errorf("attach %s = %d %v", pin, resp.StatusCode, m)
 	}
+	if secret, _ := m["device_secret"].(string); secret != "" {
+		rc.smu.Lock()
+		if rc.secrets == nil {
+			rc.secrets = map[string]string{}
+		}
+		rc.secrets[pin] = secret
+		rc.smu.Unlock()
+	}
 	tok, _ := m["link_token"].(string)
 	return tok, nil
 }
 
-func detach(t testing.TB, base, pin string) {
+func detach(t testing.TB, base string, rc *receiver, pin string) {
 	t.Helper()
-	if code, m := postJSON(t, base+"/device/detach", map[string]string{"pin": pin}); code != 200 {
+	if code, m := postJSON(t, base+"/device/detach", rc.proved(pin, map[string]any{"pin": pin})); code != 200 {
 		t.Fatalf("detach %s = %d %v", pin, code, m)
 	}
 }

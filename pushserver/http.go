@@ -1,6 +1,7 @@
 package pushserver
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -125,11 +126,19 @@ type attachRequest struct {
 	PIN         string `json:"pin"`
 	Email       string `json:"email"`
 	ReceiverURL string `json:"receiver_url"`
-	Password    string `json:"password,omitempty"`   // the device's proof of identity
-	LinkToken   string `json:"link_token,omitempty"` // detach: the proof the attach gave
+	// The device's proof of identity (secret.go): the device secret the gateway keeps
+	// since the PIN's first attach, or its account's password; a detach may give the link
+	// token.
+	DeviceSecret string `json:"device_secret,omitempty"`
+	Password     string `json:"password,omitempty"`
+	LinkToken    string `json:"link_token,omitempty"`
 	// Software is the device software version (attach; optional): what the device
 	// supports, as MDS knew it (application-level acknowledgements from 4.0).
 	Software string `json:"software,omitempty"`
+}
+
+func (r *attachRequest) proof() deviceProof {
+	return deviceProof{linkToken: r.LinkToken, secret: r.DeviceSecret, password: r.Password}
 }
 
 type checkRequest struct {
@@ -138,11 +147,17 @@ type checkRequest struct {
 }
 
 type ackRequest struct {
-	PIN       string `json:"pin"`
-	PushID    string `json:"push_id"`
-	Code      int    `json:"code"`
-	LinkToken string `json:"link_token,omitempty"` // the device's proof: the link token its attach returned,
-	Password  string `json:"password,omitempty"`   // or its password
+	PIN    string `json:"pin"`
+	PushID string `json:"push_id"`
+	Code   int    `json:"code"`
+	// Source is the push's source as its packets named it (X-Bbsim-Push-Source, "" for a
+	// push without one); absent, the ack is for the only push with the id waiting.
+	Source *string `json:"source,omitempty"`
+	// The device's proof: the link token its attach returned, its device secret or its
+	// password.
+	LinkToken    string `json:"link_token,omitempty"`
+	DeviceSecret string `json:"device_secret,omitempty"`
+	Password     string `json:"password,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -186,17 +201,32 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// A device with a password proves it before anything changes: a failed attach leaves
-	// the current link alone.
-	if !s.proven(w, r, "attach", pin, "", req.Password) {
+	// The device proves itself before anything changes: a failed attach leaves the current
+	// link alone.
+	req.LinkToken = "" // no proof for an attach, which makes a new one
+	secret, ref, err := s.proveDevice(r.Context(), "attach", pin, req.proof())
+	if ref != nil {
+		answerRefusal(w, ref)
 		return
 	}
-	token, queued, err := s.attach(pin, req.Email, req.ReceiverURL, sw)
+	var token string
+	var queued int
+	if err == nil {
+		token, queued, err = s.attach(pin, req.Email, req.ReceiverURL, sw)
+		if err != nil && secret != "" {
+			// The secret may never reach the device: forget it, or the PIN is locked out.
+			s.st.ForgetSecret(context.WithoutCancel(r.Context()), pin)
+		}
+	}
 	if err != nil {
 		jsonError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"pin": pin, "queued": queued, "link_token": token})
+	out := map[string]any{"pin": pin, "queued": queued, "link_token": token}
+	if secret != "" {
+		out["device_secret"] = secret // once: the store keeps only its hash
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
@@ -210,36 +240,23 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad PIN %q: want 8 hex digits", req.PIN))
 		return
 	}
-	if !s.proven(w, r, "detach", pin, req.LinkToken, req.Password) {
+	if _, ref, err := s.proveDevice(r.Context(), "detach", pin, req.proof()); ref != nil || err != nil {
+		s.refused(w, ref, err)
 		return
 	}
 	s.detach(pin)
 	writeJSON(w, http.StatusOK, map[string]any{"pin": pin})
 }
 
-// proven checks that a device link request comes from the device: for a PIN with a
-// password (its --user account's), the link token its attach returned or that password;
-// otherwise it answers 401 and reports false. A PIN without a password needs no proof,
-// since anyone may attach as it. The link token is no proof for an attach, which makes a
-// new one.
-func (s *Server) proven(w http.ResponseWriter, r *http.Request, what, pin, token, password string) bool {
-	want, ok := s.secrets[pin]
-	if !ok {
-		return true
+// refused answers a device link request that did not prove its PIN, or whose proof could
+// not be checked.
+func (s *Server) refused(w http.ResponseWriter, ref *refusal, err error) {
+	if ref != nil {
+		answerRefusal(w, ref)
+		return
 	}
-	if got, linked := s.LinkedPIN(token); linked && got == pin {
-		return true
-	}
-	if subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1 {
-		return true
-	}
-	s.log.Info("device "+what+" refused: no proof of identity", "pin", pin, "remote", r.RemoteAddr)
-	proof := "password (the --user password of its account)"
-	if what != "attach" {
-		proof = "link_token (from its attach) or password (the --user password of its account)"
-	}
-	jsonError(w, http.StatusUnauthorized, fmt.Sprintf("%s as %s refused: missing or wrong %s", what, pin, proof))
-	return false
+	s.log.Error("check device proof", "err", err)
+	jsonError(w, http.StatusServiceUnavailable, "cannot check the device's proof of identity now; retry")
 }
 
 // handleCheck tells a handset whether its attachment still holds: a restarted gateway has
@@ -270,11 +287,25 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits), push_id and code")
 		return
 	}
-	if !s.proven(w, r, "ack", pin, req.LinkToken, req.Password) {
+	proof := deviceProof{linkToken: req.LinkToken, secret: req.DeviceSecret, password: req.Password}
+	if _, ref, err := s.proveDevice(r.Context(), "ack", pin, proof); ref != nil || err != nil {
+		s.refused(w, ref, err)
 		return
 	}
-	if !s.ack(pin, req.PushID, req.Code) && !s.ho.ackElsewhere(pin, req.PushID, req.Code) {
-		jsonError(w, http.StatusNotFound, fmt.Sprintf("no push %q waiting for an acknowledgement from %s", req.PushID, pin))
+	ok, err := s.ack(pin, req.PushID, req.Source, req.Code)
+	if !ok && err == nil {
+		ok, err = s.ho.ackElsewhere(pin, req.PushID, req.Source, req.Code)
+	}
+	switch {
+	case errors.Is(err, errAmbiguousAck):
+		jsonError(w, http.StatusConflict, fmt.Sprintf("pushes of several senders with id %q wait for an acknowledgement from %s: say which with \"source\" (the X-Bbsim-Push-Source its packets carried)", req.PushID, pin))
+		return
+	case !ok:
+		what := ""
+		if req.Source != nil {
+			what = fmt.Sprintf(" from source %q", *req.Source)
+		}
+		jsonError(w, http.StatusNotFound, fmt.Sprintf("no push %q%s waiting for an acknowledgement from %s", req.PushID, what, pin))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pin": pin, "push_id": req.PushID})

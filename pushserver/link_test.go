@@ -112,8 +112,9 @@ func TestDeviceLinkCurl(t *testing.T) {
 	}
 	code, m := curlJSON(t, base+"/device/attach", map[string]string{"pin": strings.ToLower(pinA), "email": "alice@bbsim.test", "receiver_url": rc.url(pinA)})
 	tok, _ := m["link_token"].(string)
-	if code != 200 || m["pin"] != pinA || len(tok) < 32 {
-		t.Fatalf("attach = %d %v, want 200 with the PIN upper-case and a link token", code, m)
+	secret, _ := m["device_secret"].(string)
+	if code != 200 || m["pin"] != pinA || len(tok) < 32 || len(secret) < 32 {
+		t.Fatalf("attach = %d %v, want 200 with the PIN upper-case, a link token and a device secret", code, m)
 	}
 	if code, m := curlJSON(t, base+"/device/check", map[string]string{"pin": pinA, "link_token": tok}); code != 200 || m["attached"] != true {
 		t.Fatalf("check = %d %v, want attached", code, m)
@@ -123,11 +124,11 @@ func TestDeviceLinkCurl(t *testing.T) {
 		t.Fatalf("delivered %+v", d)
 	}
 	waitState(t, s, "curl-ack", pinA, rim.StatePending)
-	if code, m := curlJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "curl-ack", "code": 1000}); code != 200 {
+	if code, m := curlJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "curl-ack", "code": 1000, "device_secret": secret}); code != 200 {
 		t.Fatalf("ack = %d %v", code, m)
 	}
 	waitState(t, s, "curl-ack", pinA, rim.StateDelivered)
-	if code, m := curlJSON(t, base+"/device/detach", map[string]string{"pin": pinA}); code != 200 {
+	if code, m := curlJSON(t, base+"/device/detach", map[string]string{"pin": pinA, "link_token": tok}); code != 200 {
 		t.Fatalf("detach = %d %v", code, m)
 	}
 	if code, m := curlJSON(t, base+"/device/check", map[string]string{"pin": pinA, "link_token": tok}); code != 200 || m["attached"] != false {

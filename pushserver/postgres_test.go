@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -200,14 +201,57 @@ func TestPostgresStore(t *testing.T) {
 		rc.wait(t, 1)
 		waitState(t, sa, "app-b", pinA, rim.StatePending)
 		// The device's acknowledgement reaches b, which passes it on to a, which waits on it.
-		if code, m := postJSON(t, b+"/device/ack", map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000}); code != 200 {
+		if code, m := postJSON(t, b+"/device/ack", rc.proved(pinA, map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000})); code != 200 {
 			t.Fatalf("ack through b = %d %v", code, m)
 		}
 		if st := waitState(t, sa, "app-b", pinA, rim.StateDelivered); st.Code != 1000 {
 			t.Fatalf("state = %+v", st)
 		}
-		if code, _ := postJSON(t, b+"/device/ack", map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000}); code != 404 {
+		if code, _ := postJSON(t, b+"/device/ack", rc.proved(pinA, map[string]any{"pin": pinA, "push_id": "app-b", "code": 1000})); code != 404 {
 			t.Fatalf("second ack through b = %d, want 404", code)
+		}
+	})
+	t.Run("device secrets shared", func(t *testing.T) {
+		t.Parallel()
+		db := pg.NewDatabase(t)
+		rc := newReceiver(t)
+		_, a := startServer(t, Options{PushDB: db, PushInstance: "a"})
+		_, b := startServer(t, Options{PushDB: db, PushInstance: "b"})
+		const pin = "2A000001" // no --user account: the device secret is its only proof
+		attach(t, a, rc, pin)
+		secret := rc.secret(pin)
+		for _, gw := range []string{a, b} {
+			if code, out := postJSON(t, gw+"/device/attach", map[string]any{"pin": pin, "receiver_url": "http://127.0.0.1:41999/"}); code != http.StatusUnauthorized || out["link_token"] != nil {
+				t.Errorf("intruder's attach at %s: %d %v, want 401", gw, code, out)
+			}
+		}
+		attach(t, b, rc, pin)
+		if rc.secret(pin) != secret {
+			t.Errorf("b issued another secret to a device a had given one")
+		}
+		if code, text, _ := rimPush(t, a, "DESTINATION="+pin+"&PORT=7874", map[string]string{"X-RIM-Push-ID": "via-a"}, []byte("x")); code != 200 {
+			t.Fatalf("push through a = %d %s", code, text)
+		}
+		if d := rc.wait(t, 1)[0]; d.PushID != "via-a" {
+			t.Fatalf("delivered %s", d.PushID)
+		}
+		// First attaches of a new PIN racing at both gateways: one gets the secret.
+		const fresh = "2A000002"
+		results := make(chan error, 8)
+		for i := range 8 {
+			go func() {
+				_, err := attachErr([]string{a, b}[i%2], newRaceReceiver(rc), fresh)
+				results <- err
+			}()
+		}
+		won := 0
+		for range 8 {
+			if <-results == nil {
+				won++
+			}
+		}
+		if won != 1 {
+			t.Errorf("%d of 8 first attaches racing at two gateways succeeded, want 1", won)
 		}
 	})
 	t.Run("one device directory", func(t *testing.T) {
@@ -387,7 +431,7 @@ func gatewaysSharing(t *testing.T, db string) {
 
 	// a holds a push for the device, now out of coverage, and stops; the device attaches
 	// at b, which takes the push from the stopped gateway.
-	detach(t, a, pinB)
+	detach(t, a, rc, pinB)
 	pushRIM(a, "shared-4", pinB, "from a stopped gateway")
 	pushRIM(a, "shared-5", pinB, "cancelled after a stopped")
 	sa.Close()

@@ -50,8 +50,8 @@ func noAppAcks(sw rim.Software) string {
 // Device is one handset known from the configuration (--user).
 type Device struct {
 	PIN, Email string
-	// Password is what a handset must send to attach as this PIN (its account's --user
-	// password), so that nobody else can take its pushes. Empty: any attach is accepted.
+	// Password proves a handset is this PIN's device when it attaches (its account's --user
+	// password), as the device secret the gateway keeps does. Default: none, the secret only.
 	Password string
 }
 
@@ -76,6 +76,10 @@ type Options struct {
 	MaxBodyBytes       int64               // request body limit; default 1 MiB
 	ReadHeaderTimeout  time.Duration       // against slow senders; default 10s
 	PushAuth           []Initiator         // empty = no push authentication
+	// ResetDevices are PINs whose device secrets the gateway forgets as it opens ("all":
+	// every PIN's), so that a handset that lost its state may attach again as a first
+	// attach. Default none.
+	ResetDevices []string
 	// Mount adds handlers by path prefix (e.g. "/mss/", "/cp/") to the same server; default none.
 	Mount map[string]http.Handler
 	// OnResult is called, in its own goroutine, for every final per-recipient result; default none.
@@ -139,14 +143,14 @@ type RecipientStatus struct {
 
 // Server is the push gateway.
 type Server struct {
-	opts    Options
-	secrets map[string]string // PIN -> the password its attach must carry
-	log     *slog.Logger
-	now     func() time.Time
-	client  *http.Client
-	front   *front.Server
-	mux     *http.ServeMux
-	handler http.Handler // mux, answering 503 until Open
+	opts      Options
+	passwords map[string]string // PIN -> its account's password, a proof of the device
+	log       *slog.Logger
+	now       func() time.Time
+	client    *http.Client
+	front     *front.Server
+	mux       *http.ServeMux
+	handler   http.Handler // mux, answering 503 until Open
 
 	// life guards the opening and the stop: st, ho, ctx and cancel are set by Open, before
 	// opened; stopped, once stop has begun, keeps Open from starting anything more.
@@ -274,7 +278,7 @@ func New(opts Options) (*Server, error) {
 	if opts.OnResult != nil {
 		s.OnResult(opts.OnResult)
 	}
-	s.secrets = map[string]string{}
+	s.passwords = map[string]string{}
 	for _, d := range opts.Devices {
 		pin, ok := rim.NormalizePIN(d.PIN)
 		if !ok {
@@ -282,7 +286,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.device(pin).email = d.Email
 		if d.Password != "" {
-			s.secrets[pin] = d.Password
+			s.passwords[pin] = d.Password
 		}
 		if d.Email != "" {
 			s.emails[lower(d.Email)] = pin
@@ -361,6 +365,9 @@ func (s *Server) open() error {
 		s.ho = newShared(s, st.Instance())
 	}
 	s.life.Unlock()
+	if err := s.resetDevices(s.ctx, s.opts.ResetDevices); err != nil {
+		return err
+	}
 	if err := s.restore(s.ctx); err != nil {
 		return err
 	}

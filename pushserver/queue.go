@@ -65,6 +65,7 @@ type device struct {
 	pin, email string
 	url        string
 	token      string
+	secret     string // the hash of its device secret (secret.go); "" before its first attach
 	attached   bool
 	detach     context.CancelFunc // stops the delivery loop of the current attachment
 	queue      []*recip           // queued recipients in seq order
@@ -111,6 +112,13 @@ func (s *Server) restore(ctx context.Context) error {
 			s.emails[lower(dev.email)] = pin
 		}
 	}
+	secrets, err := s.st.DeviceSecrets(ctx)
+	if err != nil {
+		return err
+	}
+	for pin, hash := range secrets {
+		s.device(pin).secret = hash
+	}
 	open, err := s.st.loadOpen(ctx)
 	if err != nil {
 		return err
@@ -148,8 +156,10 @@ func (s *Server) dequeue(r *recip) {
 	}
 }
 
-// pendingKey keys Server.pending: a push id and the PIN whose acknowledgement it awaits.
-func pendingKey(pushID, pin string) string { return pushID + "/" + pin }
+// pendingKey keys Server.pending: a push (its id and source: push ids are unique per source
+// only, so two sources' pushes with one id wait apart) and the PIN whose acknowledgement it
+// awaits.
+func pendingKey(p *push, pin string) string { return acceptKey(p.id, p.source, pin) }
 
 // hold queues the loaded open recipients that this gateway does not hold yet; it returns
 // how many it added.
@@ -181,7 +191,7 @@ func (s *Server) hold(open []storedOpen) int {
 			if held[r.seq] {
 				continue
 			}
-			if q := s.pending[pendingKey(p.id, r.pin)]; q != nil && q.seq == r.seq {
+			if q := s.pending[pendingKey(p, r.pin)]; q != nil && q.seq == r.seq {
 				continue
 			}
 			if s.ho.skip(p, r) {
@@ -191,7 +201,7 @@ func (s *Server) hold(open []storedOpen) int {
 			r.p = p
 			added++
 			if r.state == rim.StatePending {
-				s.pending[pendingKey(p.id, r.pin)] = r
+				s.pending[pendingKey(p, r.pin)] = r
 				continue
 			}
 			s.queue(r)

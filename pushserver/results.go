@@ -20,27 +20,48 @@ func (s *Server) markPending(r *recip, now time.Time) {
 	s.dequeue(r)
 	r.state = rim.StatePending
 	r.transportAt = now
-	s.pending[pendingKey(r.p.id, r.pin)] = r
+	s.pending[pendingKey(r.p, r.pin)] = r
 	s.mu.Unlock()
 	if err := s.st.setState(s.ctx, r, rim.StatePending, 0, now, now); err != nil {
 		s.log.Warn("store pending state", "push_id", r.p.id, "pin", r.pin, "err", err)
 	}
 }
 
-// ack handles an application-level acknowledgement from a device.
-func (s *Server) ack(pin, pushID string, code int) bool {
+// errAmbiguousAck is an acknowledgement that names no source while pushes of several
+// sources with its push id wait on the device.
+var errAmbiguousAck = errors.New("pushes of several sources wait with this push id")
+
+// ack handles an application-level acknowledgement from a device, for the push with the
+// id from the source its packets named (X-Bbsim-Push-Source). An acknowledgement that names
+// no source (nil: curl's, say) is for the only push with the id that waits on the device:
+// one source's acknowledgement never finishes another's push.
+func (s *Server) ack(pin, pushID string, source *string, code int) (bool, error) {
 	s.mu.Lock()
-	r := s.pending[pendingKey(pushID, pin)]
+	var r *recip
+	if source != nil {
+		r = s.pending[acceptKey(pushID, *source, pin)]
+	} else {
+		for _, q := range s.pending {
+			if q.pin != pin || q.p.id != pushID {
+				continue
+			}
+			if r != nil {
+				s.mu.Unlock()
+				return false, errAmbiguousAck
+			}
+			r = q
+		}
+	}
 	s.mu.Unlock()
 	if r == nil {
-		return false
+		return false, nil
 	}
 	if code == 1000 || code == 200 {
 		s.finish(r, rim.StateDelivered, 1000, s.now().UTC())
 	} else {
 		s.finish(r, rim.StateFailed, code, s.now().UTC())
 	}
-	return true
+	return true, nil
 }
 
 // finish makes a recipient's state final once: store, metrics, notification, OnResult.
@@ -83,7 +104,7 @@ func (s *Server) finishWhy(r *recip, state rim.State, code int, reason string, a
 // Called with s.mu held.
 func (s *Server) drop(r *recip, state rim.State) {
 	if r.state == rim.StatePending {
-		delete(s.pending, pendingKey(r.p.id, r.pin))
+		delete(s.pending, pendingKey(r.p, r.pin))
 	} else {
 		s.dequeue(r)
 	}

@@ -469,13 +469,13 @@ func TestApplicationAck(t *testing.T) {
 	if st := waitState(t, s, "app1", pinA, rim.StatePending); st.TransportAt == nil {
 		t.Fatalf("pending without transport time: %+v", st)
 	}
-	if code, _ := postJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "app1", "code": 1000}); code != 200 {
+	if code, _ := postJSON(t, base+"/device/ack", rc.proved(pinA, map[string]any{"pin": pinA, "push_id": "app1", "code": 1000})); code != 200 {
 		t.Fatalf("ack = %d", code)
 	}
 	if r := <-results; r.State != rim.StateDelivered || r.Code != 1000 {
 		t.Fatalf("result = %+v", r)
 	}
-	if code, _ := postJSON(t, base+"/device/ack", map[string]any{"pin": pinA, "push_id": "app1", "code": 1000}); code != 404 {
+	if code, _ := postJSON(t, base+"/device/ack", rc.proved(pinA, map[string]any{"pin": pinA, "push_id": "app1", "code": 1000})); code != 404 {
 		t.Fatalf("second ack = %d, want 404", code)
 	}
 	// No ack at all: the recipient times out.
@@ -509,6 +509,11 @@ func TestDeviceLink(t *testing.T) {
 			if code == 400 && m["error"] == "" {
 				t.Fatalf("400 without error text")
 			}
+			if secret, _ := m["device_secret"].(string); secret != "" {
+				rc.smu.Lock()
+				rc.secrets[pinA] = secret // the first attach's: the next need it
+				rc.smu.Unlock()
+			}
 		})
 	}
 	tok := attach(t, base, rc, pinA)
@@ -528,7 +533,7 @@ func TestDeviceLink(t *testing.T) {
 	}
 	rc.wait(t, 1)
 	waitState(t, s, "by-email", pinA, rim.StateDelivered)
-	detach(t, base, pinA)
+	detach(t, base, rc, pinA)
 	if _, ok := s.LinkedPIN(tok2); ok {
 		t.Fatal("token valid after detach")
 	}
@@ -605,15 +610,15 @@ func TestReattachDuringDeliveryNoDuplicate(t *testing.T) {
 	attach(t, base, rc, pinA)
 	rimPush(t, base, "DESTINATION=2100000A", map[string]string{"X-RIM-Push-ID": "once"}, []byte("x"))
 	<-entered
-	detach(t, base, pinA)
-	code, m := postJSON(t, base+"/device/attach", map[string]string{"pin": pinA, "receiver_url": rc.url(pinA)})
-	if code != 200 {
-		t.Fatalf("re-attach = %d %v", code, m)
-	}
+	detach(t, base, rc, pinA)
+	code, m := postJSON(t, base+"/device/attach", rc.proved(pinA, map[string]any{"pin": pinA, "receiver_url": rc.url(pinA)}))
 	go func() {
 		// The receiver holds its lock while answering; release from outside it.
 		close(release)
 	}()
+	if code != 200 {
+		t.Fatalf("re-attach = %d %v", code, m)
+	}
 	rc.wait(t, 1)
 	waitState(t, s, "once", pinA, rim.StateDelivered)
 	rc.none(t, 300*time.Millisecond)

@@ -75,7 +75,7 @@ func TestReliabilityBySoftware(t *testing.T) {
 
 	// A push queued while the device's software was not known fails with 3007 once it
 	// attaches with 3.8; the same push to 4.0 goes through.
-	detach(t, base, pinA)
+	detach(t, base, rc, pinA)
 	s.mu.Lock()
 	s.devices[pinA].software = rim.Software{} // forgotten, as by a restarted gateway
 	s.mu.Unlock()

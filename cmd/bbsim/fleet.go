@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("fleet", stderr)
 	var o fleet.Options
-	var listen string
+	var listen, data string
 	var every time.Duration
 	fs.IntVar(&o.Count, "count", 10, "number of handsets")
 	fs.StringVar(&o.FirstPIN, "first-pin", "2A000000", "PIN of the first handset; the others follow in sequence")
@@ -29,6 +30,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 	rc := config.Handset{Radio: radio.Off}
 	rc.RegisterRadio(fs)
+	fs.StringVar(&data, "data", config.DefaultDataDir(), "state directory: the handsets' device secrets, which the gateway issued and asks for, are kept in DIR/fleet")
 	fs.StringVar(&listen, "listen", "127.0.0.1:7900", "shared listener: pushes on /d/PIN/, control API on /h/PIN/api/v1/, counters on /api/v1/fleet")
 	fs.DurationVar(&every, "report", 5*time.Second, "how often to look at the fleet's counters, printed when they changed (0: never)")
 	if err := parseTool(fs, args); err != nil {
@@ -47,6 +49,9 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("cannot listen on %s for --listen (%v); move it with --listen HOST:PORT or BBSIM_LISTEN", listen, err)
 	}
 	o.BaseURL = "http://" + ln.Addr().String()
+	if data != "" {
+		o.Dir = filepath.Join(data, "fleet")
+	}
 	f, err := fleet.New(o)
 	if err != nil {
 		ln.Close()

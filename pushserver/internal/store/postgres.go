@@ -69,6 +69,7 @@ ALTER TABLE devices ADD COLUMN IF NOT EXISTS gateway TEXT NOT NULL DEFAULT '';
 // pgMigrations are the PostgreSQL store's schema versions (migrate.go).
 var pgMigrations = []Migration{
 	{"pushes, recipients and devices with their gateways", Script(pgV1)},
+	{"device secrets", Script(deviceSecretsV2)},
 }
 
 // Postgres is the push store in a PostgreSQL database that gateways share.

@@ -148,13 +148,31 @@ func (st *Postgres) LoadHeld(ctx context.Context, pins []string) ([]OpenPush, er
 	return st.loadHeld(ctx, " AND r.gateway = $1 AND r.pin = ANY($2)", st.d.instance, pins)
 }
 
-// PendingHolder returns the gateway holding the latest pending recipient of the push with
-// this id for the PIN (sql.ErrNoRows: none).
-func (st *Postgres) PendingHolder(ctx context.Context, pushID, pin string) (string, error) {
-	var holder string
-	err := st.db.QueryRowContext(ctx, `SELECT r.gateway FROM recipients r JOIN pushes p ON p.id = r.pid
-		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = 'pending' ORDER BY p.id DESC LIMIT 1`, pushID, pin).Scan(&holder)
-	return holder, err
+// PendingHolders returns the gateways holding the latest pending recipients of the pushes
+// with this id for the PIN (at most two, the latest first), from source, or from any
+// source when source is nil.
+func (st *Postgres) PendingHolders(ctx context.Context, pushID, pin string, source *string) ([]Pending, error) {
+	q := `SELECT r.gateway, p.source FROM recipients r JOIN pushes p ON p.id = r.pid
+		WHERE p.push_id = $1 AND r.pin = $2 AND r.state = 'pending'`
+	args := []any{pushID, pin}
+	if source != nil {
+		q += " AND p.source = $3"
+		args = append(args, *source)
+	}
+	rows, err := st.db.QueryContext(ctx, q+" ORDER BY p.id DESC LIMIT 2", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Pending
+	for rows.Next() {
+		var pd Pending
+		if err := rows.Scan(&pd.Gateway, &pd.Source); err != nil {
+			return nil, err
+		}
+		out = append(out, pd)
+	}
+	return out, rows.Err()
 }
 
 // Notify tells the gateways sharing the store.

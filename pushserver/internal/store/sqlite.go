@@ -67,6 +67,7 @@ var sqliteMigrations = []Migration{
 		_, err := tx.ExecContext(ctx, "ALTER TABLE recipients ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
 		return err
 	}},
+	{"device secrets", Script(deviceSecretsV2)},
 }
 
 // SQLite is the push store in an SQLite file, for one gateway.

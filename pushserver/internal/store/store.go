@@ -124,6 +124,15 @@ type Store interface {
 	SaveDevice(ctx context.Context, pin, email string) error
 	// Devices reads the device directory, by PIN.
 	Devices(ctx context.Context) (map[string]Device, error)
+	// DeviceSecret reads the hash of a PIN's device secret ("": none).
+	DeviceSecret(ctx context.Context, pin string) (string, error)
+	// DeviceSecrets reads every device secret's hash, by PIN.
+	DeviceSecrets(ctx context.Context) (map[string]string, error)
+	// IssueSecret stores the hash of a PIN's device secret; without replace it stores
+	// nothing and reports false when the PIN has one.
+	IssueSecret(ctx context.Context, pin, hash string, replace bool, at time.Time) (bool, error)
+	// ForgetSecret deletes a PIN's device secret ("": every PIN's).
+	ForgetSecret(ctx context.Context, pin string) error
 	// LoadOpen reads every push that has open recipients this gateway holds, in order.
 	LoadOpen(ctx context.Context) ([]OpenPush, error)
 	// PushStatus reads the latest push with this id in the scope, or ErrNotFound.
@@ -169,12 +178,17 @@ type Shared interface {
 	// LoadHeld reads the open recipients this gateway holds for these PINs, with their
 	// pushes.
 	LoadHeld(ctx context.Context, pins []string) ([]OpenPush, error)
-	// PendingHolder returns the gateway holding the latest pending recipient of the push
-	// with this id for the PIN.
-	PendingHolder(ctx context.Context, pushID, pin string) (string, error)
+	// PendingHolders returns the gateways holding the latest pending recipients of the
+	// pushes with this id for the PIN (at most two, the latest first), from source, or
+	// from any source when source is nil.
+	PendingHolders(ctx context.Context, pushID, pin string, source *string) ([]Pending, error)
 	// Notify sends a notice to the gateways sharing the store.
 	Notify(ctx context.Context, notice string) error
 }
+
+// Pending is a recipient waiting for its device's acknowledgement: who holds it, and its
+// push's source.
+type Pending struct{ Gateway, Source string }
 
 // Channel is the PostgreSQL notification channel of the gateways sharing a store.
 const Channel = "bbsim_push"

@@ -1,0 +1,81 @@
+package fleet
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bbsim/bbsim/pushserver"
+)
+
+// TestFleetKeepsDeviceSecrets runs a fleet with a state directory against a gateway,
+// stops it and runs it again: the second fleet's handsets attach with the device secrets
+// the gateway gave the first (kept in DIR/device-secrets, 0600), while a fleet with fresh
+// state for the same PINs is refused.
+func TestFleetKeepsDeviceSecrets(t *testing.T) {
+	t.Parallel()
+	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ps.Serve(pln)
+	t.Cleanup(func() { ps.Close() })
+	dir := t.TempDir()
+	run := func(dir string) (*Fleet, func()) {
+		t.Helper()
+		fln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := New(Options{Count: 3, Dir: dir, Gateway: "http://" + pln.Addr().String(), BaseURL: "http://" + fln.Addr().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go f.Serve(fln)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { f.Run(ctx); close(done) }()
+		stop := func() { cancel(); <-done; f.Close() }
+		t.Cleanup(stop)
+		return f, stop
+	}
+	attached := func(f *Fleet) int {
+		n := 0
+		for _, c := range f.Counters() {
+			if c.Attached {
+				n++
+			}
+		}
+		return n
+	}
+	f, stop := run(dir)
+	waitUntil(t, 30*time.Second, func() bool { return attached(f) == 3 })
+	stop()
+	if fi, err := os.Stat(filepath.Join(dir, secretsName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, want mode 0600", secretsName, err)
+	}
+
+	f, _ = run(dir)
+	waitUntil(t, 30*time.Second, func() bool { return attached(f) == 3 })
+
+	// Fresh state: every handset is refused, and says why.
+	lost, _ := run(t.TempDir())
+	waitUntil(t, 30*time.Second, func() bool {
+		for _, m := range lost.Members() {
+			if m.Handset.LinkStatus().State != "refused" {
+				return false
+			}
+		}
+		return true
+	})
+	if attached(lost) != 0 {
+		t.Fatalf("%d handsets of a fleet without its secrets attached", attached(lost))
+	}
+}
