@@ -40,6 +40,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,6 +265,8 @@ type conn struct {
 	// (watching is closed) before fasthttp reads again.
 	b       [1]byte
 	hasByte bool
+
+	remote string // the client's address as a string, once a request has asked it
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -430,29 +433,31 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 		ctx.Error(fmt.Sprintf("bad request URI %q: %v", uri, err), http.StatusBadRequest)
 		return
 	}
+	rc := &reqContext{c: asConn(ctx.Conn())}
 	r := &http.Request{
 		Method:     string(rh.Method()),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1, ProtoMinor: 1,
-		Header:     make(http.Header, rh.Len()),
+		Header:     bridgeHeader(rh),
 		Host:       string(rh.Host()),
-		RemoteAddr: ctx.RemoteAddr().String(),
 		RequestURI: uri,
+	}
+	if rc.c != nil {
+		// fasthttp serves a connection's requests one after another, so this is not raced.
+		if rc.c.remote == "" {
+			rc.c.remote = ctx.RemoteAddr().String()
+		}
+		r.RemoteAddr = rc.c.remote
+	} else {
+		r.RemoteAddr = ctx.RemoteAddr().String()
 	}
 	if !rh.IsHTTP11() {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
-	for k, v := range rh.All() {
-		if string(k) == "Host" {
-			continue // r.Host, as net/http does
-		}
-		r.Header.Add(string(k), string(v))
-	}
 	if ctx.IsTLS() {
 		r.TLS = ctx.TLSConnectionState()
 	}
-	rc := &reqContext{c: asConn(ctx.Conn())}
 	parent := context.Background()
 	if rc.c != nil {
 		parent = rc.c.ctx
@@ -491,6 +496,52 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 		}
 	}
+}
+
+// bridgeHeader is a request's header as net/http has it, but Host (r.Host, as net/http
+// does). Names and values are substrings of one string and the value slices share one
+// array, each capped at its one value, so that a handler's Add copies rather than
+// overwrites its neighbour: three allocations a request rather than three a header.
+// fasthttp has already put the names in net/http's canonical form.
+func bridgeHeader(rh *fasthttp.RequestHeader) http.Header {
+	n, size := 0, 0
+	for k, v := range rh.All() {
+		if string(k) != "Host" {
+			n++
+			size += len(k) + len(v)
+		}
+	}
+	h := make(http.Header, n)
+	if n == 0 {
+		return h
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for k, v := range rh.All() {
+		if string(k) != "Host" {
+			b.Write(k)
+			b.Write(v)
+		}
+	}
+	all := b.String()
+	vals := make([]string, n)
+	i, off := 0, 0
+	for k, v := range rh.All() {
+		if string(k) == "Host" {
+			continue
+		}
+		name := all[off : off+len(k)]
+		off += len(k)
+		vals[i] = all[off : off+len(v)]
+		off += len(v)
+		if prev, ok := h[name]; ok {
+			h[name] = append(prev, vals[i]) // a repeated header: its values in order
+		} else {
+			h[name] = vals[i : i+1 : i+1]
+		}
+		i++
+	}
+	return h
 }
 
 // frontBody is a request body as the front streams it; it knows when it has been read to

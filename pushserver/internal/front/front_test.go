@@ -122,8 +122,25 @@ func TestFrontRequests(t *testing.T) {
 	mux.HandleFunc("/sniff/", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "<html><body>mounted</body></html>")
 	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		// The handler adds to one header and sets another: its neighbours stay as sent.
+		r.Header.Add("X-A", "added")
+		r.Header["X-B"][0] = "changed"
+		fmt.Fprintf(w, "host=%s a=%q b=%q c=%q n=%d remote=%t", r.Host, r.Header["X-A"], r.Header["X-B"], r.Header["X-C"], len(r.Header), r.RemoteAddr != "")
+	})
 	_, addr, _ := start(t, mux)
 	host := "Host: gw\r\n"
+
+	t.Run("headers as net/http has them", func(t *testing.T) {
+		cv := dialRaw(t, addr)
+		req := "GET /headers HTTP/1.1\r\n" + host + "x-a: 1\r\nX-B: 2\r\nX-C: 3\r\nX-C: 4\r\n\r\n"
+		for range 2 { // the second on the same connection
+			code, text, _ := cv.ask(req)
+			if want := `host=gw a=["1" "added"] b=["changed"] c=["3" "4"] n=3 remote=true`; code != 200 || !strings.HasSuffix(text, want) {
+				t.Fatalf("headers = %d %q, want 200 ending %q", code, text, want)
+			}
+		}
+	})
 
 	t.Run("chunked body read whole", func(t *testing.T) {
 		body := strings.Repeat("0123456789", 150)
