@@ -27,6 +27,9 @@ import (
 //   - The other gateways hear it (LISTEN/NOTIFY on pgChannel): one that had the device
 //     attached lets it go, and one that holds open recipients for it hands them over, after
 //     any send in flight has ended, in one UPDATE, and tells the new holder.
+//   - The attachment is answered once the running gateway the device was at before has
+//     heard it and let the device go (it answers "heard"; waited for up to heardWait), so
+//     a push accepted there after the device's attach was answered goes to the new one.
 //   - A push accepted for a device attached elsewhere is stored as that gateway's, and the
 //     notice goes in the same commit.
 //   - Every gateway takes, every 5 s, the open recipients of gateways that are not running,
@@ -59,7 +62,15 @@ type shared struct {
 	taking     map[string]bool // PINs whose handed-over recipients are to be taken over
 	takerBusy  bool            // a goroutine takes them over
 	sweeps     atomic.Int64    // sweeps for stopped gateways' pushes finished
+	// heard: PIN -> the attachments here waiting to hear that the gateway the device was
+	// at before let it go; each is told the gateways that answered.
+	heard map[string][]chan string
 }
+
+// heardWait bounds how long an attachment waits for the gateway the device was at before
+// to let it go: one that does not answer (not listening for a while) catches up from the
+// tables when it listens again.
+const heardWait = 5 * time.Second
 
 var _ handover = (*shared)(nil)
 
@@ -72,6 +83,7 @@ func newShared(s *Server, me string) *shared {
 		final:     map[int64]time.Time{},
 		accepting: map[string]int{},
 		taking:    map[string]bool{},
+		heard:     map[string][]chan string{},
 	}
 }
 
@@ -169,13 +181,13 @@ func (h *shared) gateway(pin string) string { return h.route[pin] }
 
 // pgNotice is what gateways tell each other on pgChannel.
 type pgNotice struct {
-	Event string   `json:"event"`          // attached | handover | cancel | ack | directory
+	Event string   `json:"event"`          // attached | heard | handover | cancel | ack | directory
 	PIN   string   `json:"pin,omitempty"`  // attached, ack: the device
 	PINs  []string `json:"pins,omitempty"` // handover: the devices whose recipients moved
 	Email string   `json:"email,omitempty"`
 	// Gateway: attached, where the device attached; handover, the new holder.
 	Gateway string `json:"gateway"`
-	From    string `json:"from,omitempty"`    // handover: the gateway that let them go
+	From    string `json:"from,omitempty"`    // handover, heard: the gateway that let them go
 	Push    int64  `json:"push,omitempty"`    // cancel: the push (pushes.id) whose queued recipients to cancel
 	PushID  string `json:"push_id,omitempty"` // ack: the push the device acknowledged
 	Code    int    `json:"code,omitempty"`    // ack: the device's code
@@ -247,6 +259,9 @@ func (h *shared) onNotice(ev pgNotice) {
 	pin, _ := rim.NormalizePIN(ev.PIN)
 	switch {
 	case ev.Event == "attached" && pin != "":
+		if s.opts.noticeLag > 0 && ev.Gateway != h.me {
+			time.Sleep(s.opts.noticeLag)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if ev.Gateway == h.me {
@@ -254,6 +269,16 @@ func (h *shared) onNotice(ev pgNotice) {
 				h.announced[pin]--
 			}
 			return
+		}
+		if h.route[pin] == h.me {
+			// The device's new gateway waits to hear that this one let it go. The
+			// answer may leave before moved below runs, but s.mu is held until then.
+			heard := pgNotice{Event: "heard", PIN: pin, Gateway: ev.Gateway, From: h.me}
+			s.background(func() {
+				if err := s.st.shared.Notify(s.ctx, heard.payload()); err != nil && s.ctx.Err() == nil {
+					s.log.Warn("answer an attachment notice", "pin", pin, "gateway", ev.Gateway, "err", err)
+				}
+			})
 		}
 		if h.announced[pin] > 0 {
 			// This gateway's own announcement is still on its way: the device attached
@@ -269,6 +294,15 @@ func (h *shared) onNotice(ev pgNotice) {
 		})
 	case ev.Gateway != h.me:
 		// The other notices are for one gateway.
+	case ev.Event == "heard" && pin != "":
+		s.mu.Lock()
+		for _, ch := range h.heard[pin] {
+			select {
+			case ch <- ev.From:
+			default:
+			}
+		}
+		s.mu.Unlock()
 	case ev.Event == "handover":
 		var pins []string
 		for _, p := range ev.PINs {
@@ -518,20 +552,55 @@ func (h *shared) stored(seq int64, at time.Time) {
 // this gateway's.
 func (h *shared) announce(pin, email string) {
 	s := h.s
+	heard := make(chan string, 4)
 	s.mu.Lock()
 	h.route[pin] = h.me
 	h.announced[pin]++
+	h.heard[pin] = append(h.heard[pin], heard)
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		h.heard[pin] = slices.DeleteFunc(h.heard[pin], func(c chan string) bool { return c == heard })
+		if len(h.heard[pin]) == 0 {
+			delete(h.heard, pin)
+		}
+	}()
 	note := pgNotice{Event: "attached", PIN: pin, Email: email, Gateway: h.me}
-	if err := s.st.shared.AttachedHere(s.ctx, pin, email, note.payload()); err != nil {
+	before, err := s.st.shared.AttachedHere(s.ctx, pin, email, note.payload())
+	if err != nil {
 		s.mu.Lock()
 		h.announced[pin]--
 		s.mu.Unlock()
 		s.log.Warn("record attachment in the push store", "pin", pin, "err", err)
 		return
 	}
+	if before != "" {
+		h.waitHeard(pin, before, heard)
+	}
 	if err := h.takeOver(pin); err != nil {
 		s.log.Warn("take over pushes for an attaching device", "pin", pin, "err", err)
+	}
+}
+
+// waitHeard waits, up to heardWait, for gateway to answer that it heard this gateway's
+// notice of pin's attachment: until then it may still deliver to the device.
+func (h *shared) waitHeard(pin, gateway string, heard <-chan string) {
+	s := h.s
+	timeout := time.NewTimer(heardWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case from := <-heard:
+			if from == gateway {
+				return
+			}
+		case <-timeout.C:
+			s.log.Warn("the gateway a device was attached at did not answer its attachment here", "pin", pin, "gateway", gateway, "waited", heardWait)
+			return
+		case <-s.ctx.Done():
+			return
+		}
 	}
 }
 

@@ -340,7 +340,9 @@ func TestPostgresRestart(t *testing.T) {
 func gatewaysSharing(t *testing.T, db string) {
 	rc := newReceiver(t)
 	sa, a := startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
-	_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices()})
+	// b hears of attachments elsewhere late, as on a loaded machine: a device's attach at
+	// a is answered once b has let the device go, not before.
+	_, b := startServer(t, Options{PushDB: db, PushInstance: "b", Devices: seedDevices(), noticeLag: 300 * time.Millisecond})
 	pushRIM := func(base, id, dest, body string) {
 		t.Helper()
 		code, text, _ := rimPush(t, base, "DESTINATION="+dest+"&PORT=7874", map[string]string{"X-RIM-Push-ID": id, "Content-Type": "text/plain"}, []byte(body))

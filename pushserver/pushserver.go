@@ -89,6 +89,9 @@ type Options struct {
 	Now      func() time.Time // clock; default time.Now
 
 	sweepEvery time.Duration // shared store: how often to take pushes from stopped gateways; default 5 s
+	// noticeLag, in tests, delays this gateway's handling of other gateways' attachment
+	// notices, as a loaded machine may; default none.
+	noticeLag time.Duration
 }
 
 // Result is the final outcome of a push for one recipient.

@@ -36,26 +36,37 @@ func (st *Postgres) ShareDirectory(ctx context.Context, devs []Device, notice st
 // AttachedHere records that a device attached at this gateway, takes its open recipients
 // from gateways that are not running (a running gateway holds its lock, so the try fails
 // for its rows; a stopped one cannot start until this transaction ends), and announces it.
-func (st *Postgres) AttachedHere(ctx context.Context, pin, email, notice string) error {
+// It returns the running gateway the device was attached at before, if another ("" if
+// none): that one may still deliver to the device until it hears the notice.
+func (st *Postgres) AttachedHere(ctx context.Context, pin, email, notice string) (before string, err error) {
 	tx, err := st.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer tx.Rollback()
+	var running bool
+	err = tx.QueryRowContext(ctx, `SELECT gateway, NOT pg_try_advisory_xact_lock($2, hashtext(gateway))
+		FROM devices WHERE pin=$1 AND gateway <> '' AND gateway <> $3 FOR UPDATE`, pin, LockClass, st.d.instance).Scan(&before, &running)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("read where the device attached before: %w", err)
+	}
+	if !running {
+		before = ""
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO devices(pin,email,gateway) VALUES($1,$2,$3)
 		ON CONFLICT(pin) DO UPDATE SET gateway=excluded.gateway,
 		email=CASE WHEN excluded.email <> '' THEN excluded.email ELSE devices.email END`, pin, email, st.d.instance); err != nil {
-		return fmt.Errorf("record attachment: %w", err)
+		return "", fmt.Errorf("record attachment: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE recipients SET gateway=$1
 		WHERE pin=$2 AND state IN ('queued','pending') AND gateway <> $1
 		AND pg_try_advisory_xact_lock($3, hashtext(gateway))`, st.d.instance, pin, LockClass); err != nil {
-		return fmt.Errorf("take pushes from stopped gateways: %w", err)
+		return "", fmt.Errorf("take pushes from stopped gateways: %w", err)
 	}
 	if err := pgNotify(ctx, tx, notice); err != nil {
-		return fmt.Errorf("announce attachment: %w", err)
+		return "", fmt.Errorf("announce attachment: %w", err)
 	}
-	return tx.Commit()
+	return before, tx.Commit()
 }
 
 // HandOver gives the open recipients seqs that this gateway holds to gateway to, tells it,

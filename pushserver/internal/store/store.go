@@ -160,8 +160,9 @@ type Shared interface {
 	// ShareDirectory adds devices (PIN and e-mail) to the shared directory and sends notice.
 	ShareDirectory(ctx context.Context, devs []Device, notice string) error
 	// AttachedHere records that a device attached at this gateway, takes its open
-	// recipients from gateways that are not running, and sends notice.
-	AttachedHere(ctx context.Context, pin, email, notice string) error
+	// recipients from gateways that are not running, and sends notice; it returns the
+	// other running gateway the device was attached at before ("" if none).
+	AttachedHere(ctx context.Context, pin, email, notice string) (before string, err error)
 	// HandOver gives the open recipients seqs that this gateway holds to gateway to, sends
 	// notice, and returns those it gave; ErrGatewayDown when to is not running.
 	HandOver(ctx context.Context, seqs []int64, to, notice string) (map[int64]bool, error)
