@@ -392,7 +392,9 @@ func (s *Server) screenHeader(h *fasthttp.RequestHeader) {
 // Transfer-Encoding.
 func hasCLAndTE(raw []byte) bool {
 	var cl, te bool
-	for _, line := range bytes.Split(raw, []byte("\n")) {
+	for len(raw) > 0 {
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
 		name, _, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
@@ -433,8 +435,11 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 		ctx.Error(fmt.Sprintf("bad request URI %q: %v", uri, err), http.StatusBadRequest)
 		return
 	}
-	rc := &reqContext{c: asConn(ctx.Conn())}
-	r := &http.Request{
+	// One allocation for what the bridge keeps of a request rather than one each.
+	br := &bridged{rc: reqContext{c: asConn(ctx.Conn())}}
+	rc := &br.rc
+	r := &br.req
+	*r = http.Request{
 		Method:     string(rh.Method()),
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -479,12 +484,14 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose() // the body stays unread
 	default:
 		r.ContentLength = max(n, -1) // -1: chunked
-		body = &frontBody{r: stream, left: r.ContentLength, atEOF: rc.bodyDone}
+		body = &br.body
+		*body = frontBody{r: stream, left: r.ContentLength, rc: rc}
 		r.Body = body
 	}
 	r = r.WithContext(rc)
-	w := frontWriter{ctx: ctx, h: make(http.Header, 4)}
-	s.opts.Handler.ServeHTTP(&w, r)
+	w := &br.w
+	*w = frontWriter{ctx: ctx, h: make(http.Header, 4)}
+	s.opts.Handler.ServeHTTP(w, r)
 	rc.finish()
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
@@ -544,14 +551,22 @@ func bridgeHeader(rh *fasthttp.RequestHeader) http.Header {
 	return h
 }
 
+// bridged is what the front builds for a request it hands to the handler.
+type bridged struct {
+	rc   reqContext
+	req  http.Request // the request but for its context (WithContext copies it)
+	body frontBody
+	w    frontWriter
+}
+
 // frontBody is a request body as the front streams it; it knows when it has been read to
 // the end.
 type frontBody struct {
-	r     io.Reader
-	left  int64  // bytes not yet read of a declared length; -1 for a chunked body
-	atEOF func() // called once the body has been read to its end
-	eof   bool
-	err   error // a broken body (a bad chunk size) stays broken: nothing more is read
+	r    io.Reader
+	left int64       // bytes not yet read of a declared length; -1 for a chunked body
+	rc   *reqContext // told once the body has been read to its end
+	eof  bool
+	err  error // a broken body (a bad chunk size) stays broken: nothing more is read
 }
 
 func (b *frontBody) Read(p []byte) (int, error) {
@@ -573,7 +588,7 @@ func (b *frontBody) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF {
 		b.eof = true
-		b.atEOF()
+		b.rc.bodyDone()
 	} else if err != nil {
 		b.err = err
 	}
