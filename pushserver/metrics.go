@@ -23,6 +23,7 @@ type metrics struct {
 	accepted, recipients, busy, rejected prometheus.Counter
 	notified, notifyDropped              prometheus.Counter
 	results                              *prometheus.CounterVec
+	byState                              map[rim.State]prometheus.Counter // results' counters, looked up once
 	latency                              prometheus.Histogram
 	handler                              http.Handler
 }
@@ -39,8 +40,9 @@ func (m *metrics) init(s *Server) {
 	m.notifyDropped = counter("bbsim_push_notifications_dropped_total", "Result notifications dropped because too many were waiting.")
 	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bbsim_push_results_total",
 		Help: "Final per-recipient results by state."}, []string{"state"})
+	m.byState = make(map[rim.State]prometheus.Counter, len(rim.FinalStates))
 	for _, st := range rim.FinalStates { // each shown from zero
-		m.results.WithLabelValues(string(st))
+		m.byState[st] = m.results.WithLabelValues(string(st))
 	}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bbsim_push_delivery_seconds",
 		Help: "Accept to device acknowledgement.", Buckets: latencyBuckets})
@@ -59,11 +61,8 @@ func (m *metrics) init(s *Server) {
 
 // count counts a final per-recipient result.
 func (m *metrics) count(state rim.State) {
-	for _, st := range rim.FinalStates {
-		if st == state {
-			m.results.WithLabelValues(string(state)).Inc()
-			return
-		}
+	if c := m.byState[state]; c != nil {
+		c.Inc()
 	}
 }
 

@@ -4,7 +4,9 @@ package pushserver
 // counted and reported to the initiator.
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/bbsim/bbsim/rim"
@@ -123,7 +125,9 @@ func (s *Server) drop(r *recip, state rim.State) {
 // initiator's notification URL. It does not block.
 func (s *Server) report(r *recip, state rim.State, code int, reason string, at time.Time) {
 	s.m.count(state)
-	s.log.Debug("push result", "push_id", r.p.id, "pin", r.pin, "state", state, "code", code)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // its arguments cost allocations
+		s.log.Debug("push result", "push_id", r.p.id, "pin", r.pin, "state", state, "code", code)
+	}
 	res := Result{PushID: r.p.id, PIN: r.pin, Port: r.port, State: state, Code: code, Reason: reason, At: at}
 	if state == rim.StateTimeout {
 		res.State = rim.StateExpired
