@@ -108,6 +108,9 @@ type Error struct {
 	HTTPStatus int
 	Code       int
 	Desc       string
+	// RetryAfter is how long the server asked to be left alone (its Retry-After header,
+	// in seconds or as an HTTP date), or zero.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -357,9 +360,10 @@ func (p *Push) papBody() ([]byte, string, error) {
 type Client struct {
 	// HTTP is the client used. Default: proxies from the environment, 30 s timeout.
 	HTTP *http.Client
-	// Retries is how many times a 503 or 4001 is retried. Default 5.
+	// Retries is how many times a 503 or 4001 is retried. Default 5; negative: never.
 	Retries int
-	// Backoff is the first retry delay, doubled each time up to 5 s. Default 100 ms.
+	// Backoff is the first retry delay, doubled each time up to 5 s. Default 100 ms. A
+	// Retry-After from the server lengthens a delay up to it, and to 30 s at most.
 	Backoff time.Duration
 }
 
@@ -400,7 +404,11 @@ func (c *Client) Send(ctx context.Context, p Push) Result {
 		if !errors.As(r.Err, &pe) || !pe.Retryable() || attempt > retries {
 			return r
 		}
-		t := time.NewTimer(delay)
+		wait := delay
+		if pe.RetryAfter > wait {
+			wait = min(pe.RetryAfter, maxRetryAfter)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -441,9 +449,30 @@ func (c *Client) sendOnce(ctx context.Context, p Push) Result {
 	}
 	accepted := resp.StatusCode/100 == 2 && (code == 0 || code/1000 == 1)
 	if !accepted {
-		r.Err = &Error{HTTPStatus: resp.StatusCode, Code: code, Desc: r.Desc}
+		r.Err = &Error{HTTPStatus: resp.StatusCode, Code: code, Desc: r.Desc, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	return r
+}
+
+// maxRetryAfter bounds how long one Retry-After holds a push back.
+const maxRetryAfter = 30 * time.Second
+
+// retryAfter reads a Retry-After header (RFC 9110, 10.2.3): delay-seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(min(n, int(maxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func firstLine(b []byte) string {

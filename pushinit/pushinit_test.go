@@ -186,6 +186,52 @@ func TestRetryBusy(t *testing.T) {
 	}
 }
 
+// TestRetryAfter: a 503 with Retry-After holds the next try back that long, not the
+// client's own (here 1 ms) backoff, as bbsim's gateway asks when it is full.
+func TestRetryAfter(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		n := len(at)
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(503)
+		}
+	}))
+	defer srv.Close()
+	r := (&Client{Backoff: time.Millisecond}).Send(t.Context(), Push{Gateway: srv.URL, To: []string{"2100000A"}})
+	if !r.OK() || r.Attempts != 2 {
+		t.Fatalf("result %+v err %v", r, r.Err)
+	}
+	if gap := at[1].Sub(at[0]); gap < 900*time.Millisecond {
+		t.Fatalf("retried after %v, want the 1 s the server asked for", gap)
+	}
+}
+
+func TestRetryAfterHeader(t *testing.T) {
+	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"1", time.Second},
+		{" 7 ", 7 * time.Second},
+		{"-3", 0},
+		{"3600", maxRetryAfter},
+		{"soon", 0},
+		{now.Add(4 * time.Second).Format(http.TimeFormat), 4 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	} {
+		if got := retryAfter(tc.v, now); got != tc.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
 func TestConnectionRefused(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	u := srv.URL

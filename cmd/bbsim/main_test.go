@@ -134,7 +134,7 @@ func TestPushBulkFleet(t *testing.T) {
 			bulk := filepath.Join(t.TempDir(), "bulk.txt")
 			os.WriteFile(bulk, []byte(b.String()), 0o644)
 			out, errOut, code := runBBSim(t, t.Context(), "push", "--bulk", bulk, "--type", "message", "--title", "bulk",
-				"--progress", "always", "--file", "-")
+				"--progress", "always", "--retries", "30", "--file", "-")
 			if code != 0 {
 				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 			}

@@ -94,7 +94,7 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var p pushinit.Push
 	var to strList
 	var proto, file, pageURL, bulk, notify, progress string
-	var concurrency int
+	var concurrency, retries int
 	var jsonOut, waitFinal bool
 	var notifyWait, waitFor time.Duration
 	fs.StringVar(&p.Gateway, "gateway", "http://127.0.0.1:8080", "push server `URL`")
@@ -121,6 +121,7 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&pageURL, "url", "", "fetch this page and push it with its Content-Type")
 	fs.StringVar(&bulk, "bulk", "", "bulk file: one \"host port PIN\" line per recipient, or CSV host,port,pin")
 	fs.IntVar(&concurrency, "concurrency", 200, "bulk: requests in flight at most")
+	fs.IntVar(&retries, "retries", 5, "how many times a busy answer (HTTP 503, PAP 4001) is retried, waiting as its Retry-After asks or with backoff from 100 ms")
 	fs.StringVar(&progress, "progress", "auto", "bulk progress bar: auto (on a terminal), always or never")
 	fs.StringVar(&notify, "notify", "", "listen on `ADDR` for result notifications and print them")
 	fs.DurationVar(&notifyWait, "notify-wait", 30*time.Second, "with --notify: how long to wait for the notifications")
@@ -172,7 +173,14 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	out := &resultPrinter{w: stdout, json: jsonOut}
 	var results []pushinit.Result
-	c := &pushinit.Client{}
+	if retries < 0 {
+		fmt.Fprintln(stderr, "bbsim push: --retries must be 0 or more")
+		return errUsage
+	}
+	c := &pushinit.Client{Retries: retries}
+	if retries == 0 {
+		c.Retries = -1 // none; the Client's zero value means its default
+	}
 	if bulk != "" {
 		f, err := os.Open(bulk)
 		if err != nil {
