@@ -37,7 +37,7 @@ var controlHeaders = map[string]bool{
 // parseRIM parses the query and headers of a RIM push. Header names are matched
 // case-insensitively (net/http canonicalizes them).
 func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
-	rr := &rimRequest{Headers: http.Header{}}
+	rr := &rimRequest{Headers: make(http.Header, len(h))}
 	for k, v := range query {
 		if strings.EqualFold(k, "DESTINATION") {
 			for _, d := range v {
@@ -108,8 +108,8 @@ func parseRIM(query url.Values, h http.Header) (*rimRequest, error) {
 		}
 		rr.Headers[k] = v
 	}
-	if pushType != "" {
-		rr.Headers[rim.HeaderPushType] = []string{pushType}
+	if pushType != "" && (len(h[rim.HeaderPushType]) != 1 || h[rim.HeaderPushType][0] != pushType) {
+		rr.Headers[rim.HeaderPushType] = []string{pushType} // in its canonical spelling, once
 	}
 	return rr, nil
 }
