@@ -117,7 +117,7 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second,
+			MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
 		}}
 	}
 	f := &Fleet{opts: opts, log: opts.Logger.With("component", "fleet"), byPIN: make(map[string]*Member, opts.Count)}
