@@ -59,7 +59,8 @@ type Options struct {
 	Dir string
 	// EventHistory is how many events each handset keeps. Default 64.
 	EventHistory int
-	// Client is shared by all receivers. Default: a pooled client.
+	// Client is shared by all receivers. Default: a pooled client with at most 64
+	// connections to one host (the gateway).
 	Client *http.Client
 	// Logger. Default: discard.
 	Logger *slog.Logger
@@ -116,6 +117,10 @@ func New(opts Options) (*Fleet, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Client == nil {
+		// At most 64 requests to the gateway at once: a big fleet starting together would
+		// otherwise dial a connection per handset at once, and on a loaded machine most of
+		// those attaches took longer than the 10 s timeout and were retried. Requests
+		// beyond 64 wait for a connection instead.
 		opts.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
 		}}
