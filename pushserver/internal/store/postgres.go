@@ -85,10 +85,16 @@ func openPostgres(ctx context.Context, pushDB, instance string, log *slog.Logger
 	if u, err := url.Parse(pushDB); err == nil {
 		where = u.Redacted()
 	}
-	db, err := sql.Open("pgx", pushDB)
+	cfg, err := pgx.ParseConfig(pushDB)
 	if err != nil {
 		return nil, fmt.Errorf("open push store %s: %w", where, err)
 	}
+	// A pooled connection is pinged before each reuse, not only after a second idle (pgx's
+	// default): after the database restarts, every pooled connection is one it ended, and
+	// a read on one (a device secret at attach, a status) would fail instead of being
+	// retried on a fresh connection. Reads are off the push path, which has the writer's
+	// own connection.
+	db := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(func(context.Context, stdlib.ShouldPingParams) bool { return true }))
 	db.SetMaxOpenConns(8)
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
