@@ -5,31 +5,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/charmbracelet/lipgloss/table"
-
 	"github.com/bbsim/bbsim/internal/termtext"
 )
 
 // Table renders the rows as a table for the terminal, one scenario per row, followed by
 // the problems found.
 func Table(rows []Row) string {
-	head := lipgloss.NewStyle().Bold(true)
-	bad := lipgloss.NewStyle().Foreground(lipgloss.Color("9"))
-	t := table.New().
-		Border(lipgloss.NormalBorder()).BorderColumn(false).BorderLeft(false).BorderRight(false).
-		Headers("scenario", "POP3 login", "2nd IMAP", "webmail", "handset", "BYE", "back in", "recon", "delay", "lost/dup", "ok").
-		StyleFunc(func(row, col int) lipgloss.Style {
-			if row == table.HeaderRow {
-				return head.Padding(0, 1, 0, 0)
-			}
-			return lipgloss.NewStyle().Padding(0, 1, 0, 0)
-		})
+	t := termtext.Table("scenario", "POP3 login", "2nd IMAP", "webmail", "handset", "BYE", "back in", "recon", "delay", "lost/dup", "ok")
 	for _, r := range rows {
-		ok := "yes"
-		if !r.OK() {
-			ok = bad.Render("NO")
-		}
+		ok := termtext.Verdict(r.OK())
 		if r.Err != "" {
 			t.Row(r.Scenario, "error (below)", "", "", "", "", "", "", "", "", ok)
 			continue
@@ -42,10 +26,7 @@ func Table(rows []Row) string {
 			dur(r.BackIn), fmt.Sprint(r.Reconnects), dur(r.MailDelay), fmt.Sprintf("%d/%d", r.Lost, r.Duplicated), ok)
 	}
 	var b strings.Builder
-	for _, l := range strings.Split(t.Render(), "\n") {
-		b.WriteString(strings.TrimRight(l, " "))
-		b.WriteByte('\n')
-	}
+	b.WriteString(termtext.Render(t))
 	// What the servers said, in full, below the table, which stays within 100 columns.
 	for _, r := range rows {
 		name := termtext.Line(r.Scenario)
@@ -61,13 +42,6 @@ func Table(rows []Row) string {
 		}
 	}
 	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // short is the gist of a server's reply for the table: its status and any bracketed

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,14 +12,6 @@ import (
 	"github.com/bbsim/bbsim/compat"
 	"github.com/bbsim/bbsim/pushinit"
 )
-
-// versionsFailed is the exit status when the push failed on some version.
-type versionsFailed struct{ versions []string }
-
-func (e versionsFailed) Error() string {
-	return "the push failed on device software " + strings.Join(e.versions, ", ")
-}
-func (e versionsFailed) ExitCode() int { return 1 }
 
 func cmdCompat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("compat", stderr)
@@ -73,25 +64,8 @@ func cmdCompat(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rows); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprint(stdout, compat.Table(rows))
-	}
-	var bad []string
-	for _, r := range rows {
-		if !r.OK() {
-			bad = append(bad, r.Version)
-		}
-	}
-	if len(bad) > 0 {
-		return versionsFailed{bad}
-	}
-	return nil
+	return printReport(stdout, jsonOut, rows, compat.Table, "the push failed on device software ",
+		func(r compat.Row) (string, bool) { return r.Version, r.OK() })
 }
 
 func readRequest(name string) (*compat.Request, error) {

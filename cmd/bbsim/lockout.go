@@ -16,13 +16,38 @@ import (
 	"github.com/bbsim/bbsim/lockout"
 )
 
-// scenarioFailed is the exit status when a scenario did not behave as it should.
-type scenarioFailed struct{ names []string }
-
-func (e scenarioFailed) Error() string {
-	return "scenario(s) did not behave as expected: " + strings.Join(e.names, ", ")
+// rowsFailed is the exit status of a report (lockout, compat) when a row failed.
+type rowsFailed struct {
+	what  string
+	names []string
 }
-func (e scenarioFailed) ExitCode() int { return 1 }
+
+func (e rowsFailed) Error() string { return e.what + strings.Join(e.names, ", ") }
+func (e rowsFailed) ExitCode() int { return 1 }
+
+// printReport prints a report's rows as a table, or as JSON, and fails with the names of
+// the rows that did not pass.
+func printReport[R any](stdout io.Writer, jsonOut bool, rows []R, table func([]R) string, what string, row func(R) (name string, ok bool)) error {
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rows); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(stdout, table(rows))
+	}
+	var bad []string
+	for _, r := range rows {
+		if name, ok := row(r); !ok {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) > 0 {
+		return rowsFailed{what, bad}
+	}
+	return nil
+}
 
 func cmdLockout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("lockout", stderr)
@@ -90,23 +115,6 @@ func cmdLockout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rows); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprint(stdout, lockout.Table(rows))
-	}
-	var bad []string
-	for _, r := range rows {
-		if !r.OK() {
-			bad = append(bad, r.Scenario)
-		}
-	}
-	if len(bad) > 0 {
-		return scenarioFailed{bad}
-	}
-	return nil
+	return printReport(stdout, jsonOut, rows, lockout.Table, "scenario(s) did not behave as expected: ",
+		func(r lockout.Row) (string, bool) { return r.Scenario, r.OK() })
 }
