@@ -149,12 +149,7 @@ func (s *Server) software(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Version string `json:"version"`
 	}
-	if err := decodeJSON(r, &req); err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, errNotJSON) {
-			status = http.StatusUnsupportedMediaType
-		}
-		writeError(w, status, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	if _, err := handset.ParseSoftware(req.Version); err != nil {
@@ -362,12 +357,7 @@ func (s *Server) setRadio(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Profile *string `json:"profile"`
 	}
-	if err := decodeJSON(r, &req); err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, errNotJSON) {
-			status = http.StatusUnsupportedMediaType
-		}
-		writeError(w, status, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	if req.Profile == nil {
@@ -390,12 +380,7 @@ func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		In *bool `json:"in"`
 	}
-	if err := decodeJSON(r, &req); err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, errNotJSON) {
-			status = http.StatusUnsupportedMediaType
-		}
-		writeError(w, status, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	if req.In == nil {
@@ -561,6 +546,20 @@ func (s *Server) replyStatus(w http.ResponseWriter, status int, v any, err error
 // errNotJSON is answered 415: a browser can send a cross-origin text/plain POST without
 // asking first, never an application/json one.
 var errNotJSON = errors.New("Content-Type must be application/json")
+
+// readJSON decodes the request's JSON body into v, or answers 415 (not JSON) or 400 (bad
+// JSON) and reports false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	err := decodeJSON(r, v)
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, errNotJSON) {
+			status = http.StatusUnsupportedMediaType
+		}
+		writeError(w, status, err.Error())
+	}
+	return err == nil
+}
 
 func decodeJSON(r *http.Request, v any) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
