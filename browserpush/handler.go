@@ -153,7 +153,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	}
 
 	if pkt != nil && pkt.count > 1 {
-		full, perr := r.packets.add(req.Context(), r.packetWait, pushID, *pkt, total, body)
+		full, perr := r.packets.add(req.Context(), r.packetWait, pushKey{source: req.Header.Get(headerSource), id: pushID}, *pkt, total, body)
 		if perr != nil {
 			return perr
 		}

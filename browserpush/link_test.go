@@ -301,3 +301,39 @@ func TestPacketReassembly(t *testing.T) {
 		}
 	})
 }
+
+// Push ids are unique per source only: two sources' multi-packet pushes with one id,
+// their packets interleaved, arrive whole and apart.
+func TestPacketReassemblyBySource(t *testing.T) {
+	t.Parallel()
+	_, h, url := startReceiver(t, Options{})
+	bodies := map[string]string{"chat": "chat-first-half|chat-second-half", "other": "othr-first-half|othr-second-half"}
+	send := func(source string, index int) {
+		t.Helper()
+		body := bodies[source]
+		half := len(body) / 2
+		part := []byte(body[:half])
+		if index == 1 {
+			part = []byte(body[half:])
+		}
+		code, status := post(t, nil, url, map[string]string{"X-RIM-Push-ID": "same-id", "X-Bbsim-Push-Source": source,
+			"X-Bbsim-Packet": fmt.Sprintf("%d/2", index), "X-Bbsim-Push-Length": fmt.Sprint(len(body)),
+			"X-RIM-Push-Type": "Browser-Message", "X-RIM-Push-Title": source, "Content-Type": "text/plain"}, part)
+		if code != 200 {
+			t.Fatalf("%s packet %d/2 = %d %s", source, index, code, status)
+		}
+	}
+	want := func(n int, source string) {
+		t.Helper()
+		ms := h.Messages()
+		if len(ms) != n || ms[0].Subject != source || strings.TrimSpace(ms[0].Text) != bodies[source] {
+			t.Fatalf("after %s's last packet: %d messages, newest %q %q; want %d, %q %q", source, len(ms), ms[0].Subject, ms[0].Text, n, source, bodies[source])
+		}
+	}
+	send("chat", 0)
+	send("other", 0)
+	send("chat", 1)
+	want(1, "chat")
+	send("other", 1)
+	want(2, "other")
+}

@@ -64,12 +64,19 @@ type assembly struct {
 	claimed bool          // the last packet is waiting on it
 }
 
-// assembler reassembles multi-packet pushes by push ID.
+// pushKey names a push being reassembled: push ids are unique per source (the push's
+// application or initiator, X-Bbsim-Push-Source) only, so two sources' pushes with the
+// same id reassemble apart.
+type pushKey struct {
+	source, id string
+}
+
+// assembler reassembles multi-packet pushes by source and push ID.
 type assembler struct {
 	maxBody int64
 
 	mu        sync.Mutex
-	active    map[string]*assembly
+	active    map[pushKey]*assembly
 	done      map[string]result
 	doneOrder []string
 	doneNext  int
@@ -80,7 +87,7 @@ type assembler struct {
 func newAssembler(maxBody int64) *assembler {
 	return &assembler{
 		maxBody:  maxBody,
-		active:   map[string]*assembly{},
+		active:   map[pushKey]*assembly{},
 		done:     map[string]result{},
 		closedCh: make(chan struct{}),
 	}
@@ -116,7 +123,7 @@ func (a *assembler) finish(key string, res result) {
 
 // add stores one packet. For the last packet it waits until every earlier one has arrived
 // and returns the whole content; for the others it returns nil content.
-func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, p packetInfo, total int64, data []byte) ([]byte, *pushError) {
+func (a *assembler) add(ctx context.Context, wait time.Duration, pushID pushKey, p packetInfo, total int64, data []byte) ([]byte, *pushError) {
 	now := time.Now()
 	a.mu.Lock()
 	asm := a.active[pushID]
@@ -140,7 +147,7 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 	if asm.count != p.count || asm.total != total {
 		delete(a.active, pushID)
 		a.mu.Unlock()
-		return nil, errf(statusMalformed, "packets of push %s disagree on count or length", pushID)
+		return nil, errf(statusMalformed, "packets of push %s disagree on count or length", pushID.id)
 	}
 	if old, ok := asm.parts[p.index]; ok {
 		asm.size -= int64(len(old))
@@ -206,7 +213,7 @@ func (a *assembler) add(ctx context.Context, wait time.Duration, pushID string, 
 
 // evictOldestLocked drops the oldest push not waiting on its last packet, to make room.
 func (a *assembler) evictOldestLocked() bool {
-	var oldestID string
+	var oldestID pushKey
 	var oldest *assembly
 	for id, asm := range a.active {
 		if !asm.claimed && (oldest == nil || asm.created.Before(oldest.created)) {

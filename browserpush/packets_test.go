@@ -55,22 +55,22 @@ func TestAssemblerEvictsAbandonedPushes(t *testing.T) {
 	t.Parallel()
 	a := newAssembler(1 << 20)
 	for i := range maxAssemblies + 5 {
-		if _, perr := a.add(t.Context(), time.Second, fmt.Sprint("abandoned-", i), packetInfo{0, 3}, -1, []byte("x")); perr != nil {
+		if _, perr := a.add(t.Context(), time.Second, pushKey{id: fmt.Sprint("abandoned-", i)}, packetInfo{0, 3}, -1, []byte("x")); perr != nil {
 			t.Fatalf("add(abandoned-%d) = %v", i, perr)
 		}
 	}
 	if n := len(a.active); n != maxAssemblies {
 		t.Fatalf("%d pushes kept, want %d", n, maxAssemblies)
 	}
-	if _, ok := a.active["abandoned-0"]; ok {
+	if _, ok := a.active[pushKey{id: "abandoned-0"}]; ok {
 		t.Fatal("the oldest abandoned push was kept")
 	}
 	// A push too large for the limit in total is refused however it is cut.
 	small := newAssembler(10)
-	if _, perr := small.add(t.Context(), time.Second, "big", packetInfo{0, 2}, -1, []byte("123456")); perr != nil {
+	if _, perr := small.add(t.Context(), time.Second, pushKey{id: "big"}, packetInfo{0, 2}, -1, []byte("123456")); perr != nil {
 		t.Fatal(perr)
 	}
-	if _, perr := small.add(t.Context(), time.Second, "big", packetInfo{1, 2}, -1, []byte("123456")); perr == nil || perr.status != statusResources {
+	if _, perr := small.add(t.Context(), time.Second, pushKey{id: "big"}, packetInfo{1, 2}, -1, []byte("123456")); perr == nil || perr.status != statusResources {
 		t.Fatalf("second half = %v, want 237", perr)
 	}
 }
