@@ -23,18 +23,28 @@ const secretsName = "device-secrets"
 // secretFile is the fleet's device secrets, appended to as the gateway issues them.
 type secretFile struct {
 	path  string
+	lock  *os.File // statedir.Lock on the directory: one fleet appends to the file
 	mu    sync.Mutex
 	f     *os.File
 	byPIN map[string]string
 }
 
-// openSecrets reads dir's device secrets, rewrites the file as one line per PIN, and opens
-// it for appending.
-func openSecrets(dir string) (*secretFile, error) {
+// openSecrets locks dir for this fleet, reads its device secrets, rewrites the file as one
+// line per PIN, and opens it for appending. A second fleet on the same dir is refused.
+func openSecrets(dir string) (_ *secretFile, err error) {
 	if err := statedir.Mkdir(dir); err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	sf := &secretFile{path: filepath.Join(dir, secretsName), byPIN: map[string]string{}}
+	lock, err := statedir.Lock(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
+	sf := &secretFile{path: filepath.Join(dir, secretsName), lock: lock, byPIN: map[string]string{}}
 	lines := 0
 	if f, err := os.Open(sf.path); err == nil {
 		sc := bufio.NewScanner(f)
@@ -118,5 +128,5 @@ func (sf *secretFile) close() error {
 	}
 	err := sf.f.Close()
 	sf.f = nil
-	return err
+	return errors.Join(err, sf.lock.Close()) // after the last write
 }

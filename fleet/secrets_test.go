@@ -2,12 +2,15 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/pushserver"
 )
 
@@ -78,4 +81,32 @@ func TestFleetKeepsDeviceSecrets(t *testing.T) {
 	if attached(lost) != 0 {
 		t.Fatalf("%d handsets of a fleet without its secrets attached", attached(lost))
 	}
+}
+
+// TestFleetDirInUse: a second fleet on a state directory another fleet holds is refused
+// with words naming the directory, and the directory is free again once the first closes.
+func TestFleetDirInUse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := New(Options{Count: 2, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(Options{Count: 2, Dir: dir})
+	if err == nil {
+		second.Close()
+		first.Close()
+		t.Fatal("a second fleet on the same directory started")
+	}
+	if !errors.Is(err, statedir.ErrInUse) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("second fleet: %v, want ErrInUse naming %s", err, dir)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := New(Options{Count: 2, Dir: dir})
+	if err != nil {
+		t.Fatalf("a fleet after the first closed: %v", err)
+	}
+	again.Close()
 }

@@ -112,3 +112,24 @@ func TestDeviceSecretAcrossRestarts(t *testing.T) {
 		t.Errorf("a handset with fresh state for 2A000001: exit %d, want refused naming --reset-device:\n%s%s", code, out, errOut)
 	}
 }
+
+// TestFleetDataInUse: a second bbsim fleet on the --data of a running one exits at once
+// with an error naming the directory, instead of appending to the same device-secrets file.
+func TestFleetDataInUse(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	ports := freePorts(t, 2)
+	fleetArgs := func(listen string) []string {
+		return []string{"fleet", "--count", "2", "--gateway", "", "--data", data, "--listen", listen, "--report", "0"}
+	}
+	startBBSim(t, fleetArgs(ports[0])...)
+	waitAPI(t, "http://"+ports[0]+"/api/v1/fleet", `"pin":"2A000001"`, 30*time.Second)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a fleet that starts runs until killed
+	defer cancel()
+	out, errOut, code := runBBSim(t, ctx, fleetArgs(ports[1])...)
+	dir := filepath.Join(data, "fleet")
+	if code == 0 || !strings.Contains(errOut, dir+" is locked by another bbsim process") || !strings.Contains(errOut, "another --data") {
+		t.Errorf("a second fleet on the same --data: exit %d, want refused naming %s:\n%s%s", code, dir, out, errOut)
+	}
+}

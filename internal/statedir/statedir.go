@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -55,6 +56,30 @@ func SQLite(path string) error {
 		}
 	}
 	return nil
+}
+
+// ErrInUse marks state that another bbsim process holds (see Lock).
+var ErrInUse = errors.New("state in use by another bbsim process")
+
+// Lock takes an exclusive lock on the directory dir for as long as the returned file stays
+// open, and refuses at once when another process (or another open in this one) holds it,
+// so that two bbsim processes never write one store. The lock is on the directory rather
+// than on a file in it, since stores are rewritten by renaming a new file over the old one,
+// which would leave a file lock on the replaced file. It is the kernel's flock(2): it goes
+// with the process, also when killed, so no stale lock file is left to remove.
+func Lock(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by another bbsim process using it; stop that one, or give this one another --data", ErrInUse, dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // ErrDamaged marks a store bbsim refuses to start on: damaged, emptied or gone.
