@@ -102,7 +102,7 @@ func TestFleetReattachesAfterServerRestart(t *testing.T) {
 	srv, _ := startBBSim(t, args...)
 	waitAPI(t, "http://"+push+"/api/v1/devices", "[", 30*time.Second)
 	_, fout := startBBSim(t, "fleet", "--count", "3", "--gateway", "http://"+push, "--listen", ports[6], "--gateway-check", "1s",
-		"--report", "100ms")
+		"--report", "100ms", "--data", filepath.Join(dir, "fleet"))
 	waitFor(t, 30*time.Second, "every handset of the fleet attached", func() bool {
 		out, _ := exec.Command("curl", "-s", fl+"/api/v1/fleet").CombinedOutput()
 		return bytes.Count(out, []byte(`"attached":true`)) == 3
