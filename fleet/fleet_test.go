@@ -17,35 +17,8 @@ import (
 // startFleet runs a push server and a fleet of n handsets attached to it.
 func startFleet(t *testing.T, n int, maxActive int) (*Fleet, string) {
 	t.Helper()
-	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ps.Serve(pln)
-	t.Cleanup(func() { ps.Close() })
-	gateway := "http://" + pln.Addr().String()
-
-	fln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := New(Options{Count: n, Gateway: gateway, BaseURL: "http://" + fln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go f.Serve(fln)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		f.Close()
-	})
+	gateway := startGateway(t, pushserver.Options{DataDir: t.TempDir(), MaxActive: maxActive})
+	f, _ := runFleet(t, Options{Count: n, Gateway: gateway})
 	waitUntil(t, 30*time.Second, func() bool {
 		for _, c := range f.Counters() {
 			if !c.Attached {
@@ -55,6 +28,56 @@ func startFleet(t *testing.T, n int, maxActive int) (*Fleet, string) {
 		return true
 	})
 	return f, gateway
+}
+
+// startGateway serves a push server on loopback for the test and returns its URL.
+func startGateway(t *testing.T, opts pushserver.Options) string {
+	t.Helper()
+	ps, err := pushserver.Open(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ps.Serve(ln)
+	t.Cleanup(func() { ps.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// serveFleet serves f on loopback for the test and returns its URL.
+func serveFleet(t *testing.T, f *Fleet) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.Serve(ln)
+	return "http://" + ln.Addr().String()
+}
+
+// runFleet starts a fleet on its own listener (opts.BaseURL is set to it) and runs it
+// until the returned stop, which the test's cleanup calls too.
+func runFleet(t *testing.T, opts Options) (*Fleet, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.BaseURL = "http://" + ln.Addr().String()
+	f, err := New(opts)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	go f.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done; f.Close() }
+	t.Cleanup(stop)
+	return f, stop
 }
 
 func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
@@ -99,12 +122,7 @@ func TestFleetRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go f.Serve(ln)
-	base := "http://" + ln.Addr().String()
+	base := serveFleet(t, f)
 
 	// A direct push to the second handset, as curl would send it.
 	req, _ := http.NewRequest("POST", base+"/d/2b0000ff/", strings.NewReader("<p>direct</p>"))

@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,12 +29,7 @@ func TestFleetRadio(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go f.Serve(ln)
-	base := "http://" + ln.Addr().String()
+	base := serveFleet(t, f)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()

@@ -1,9 +1,7 @@
 package fleet
 
 import (
-	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,34 +18,11 @@ import (
 // state for the same PINs is refused.
 func TestFleetKeepsDeviceSecrets(t *testing.T) {
 	t.Parallel()
-	ps, err := pushserver.Open(t.Context(), pushserver.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ps.Serve(pln)
-	t.Cleanup(func() { ps.Close() })
+	gateway := startGateway(t, pushserver.Options{DataDir: t.TempDir()})
 	dir := t.TempDir()
 	run := func(dir string) (*Fleet, func()) {
 		t.Helper()
-		fln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := New(Options{Count: 3, Dir: dir, Gateway: "http://" + pln.Addr().String(), BaseURL: "http://" + fln.Addr().String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go f.Serve(fln)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { f.Run(ctx); close(done) }()
-		stop := func() { cancel(); <-done; f.Close() }
-		t.Cleanup(stop)
-		return f, stop
+		return runFleet(t, Options{Count: 3, Dir: dir, Gateway: gateway})
 	}
 	attached := func(f *Fleet) int {
 		n := 0
