@@ -74,7 +74,9 @@ func newHandset(t testing.TB) *handset.Handset {
 	return h
 }
 
-func runClient(t testing.TB, opts Options) {
+// runClient runs a client of opts until stop, which waits for it to end; the test's
+// cleanup calls it too.
+func runClient(t testing.TB, opts Options) (stop func()) {
 	t.Helper()
 	c, err := New(opts)
 	if err != nil {
@@ -83,7 +85,9 @@ func runClient(t testing.TB, opts Options) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
 
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {

@@ -19,31 +19,15 @@ import (
 
 func TestBackoffSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		var mu sync.Mutex
-		var dials []time.Duration
-		start := time.Now()
-		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
+		h := aliceHandset(t)
+		log := newDialLog(func(_ int, n string) (net.Conn, error) {
+			return nil, &net.OpError{Op: "dial", Net: n, Err: errors.New("connection refused")}
+		})
+		stop := runClient(t, Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
 			Rand: func() float64 { return 0.5 }, // no jitter
-			Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
-				mu.Lock()
-				dials = append(dials, time.Since(start))
-				mu.Unlock()
-				return nil, &net.OpError{Op: "dial", Net: n, Err: errors.New("connection refused")}
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { c.Run(ctx); close(done) }()
+			Dial: log.dial})
 		time.Sleep(200 * time.Second)
-		cancel()
-		<-done
+		stop()
 		want := []time.Duration{0}
 		d, at := 250*time.Millisecond, time.Duration(0)
 		for at+d <= 200*time.Second {
@@ -51,9 +35,7 @@ func TestBackoffSchedule(t *testing.T) {
 			want = append(want, at)
 			d = min(2*d, 60*time.Second)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if fmt.Sprint(dials) != fmt.Sprint(want) {
+		if dials := log.times(); fmt.Sprint(dials) != fmt.Sprint(want) {
 			t.Fatalf("dials at %v\nwant      %v", dials, want)
 		}
 		if st := h.MailStatus(); st.Reconnects != len(want)-1 {
@@ -126,44 +108,22 @@ func scriptedIMAPWith(conn net.Conn, refuse string, idling func()) {
 
 func TestDeadConnectionReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		var mu sync.Mutex
-		var dials []time.Duration
-		start := time.Now()
-		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
+		h := aliceHandset(t)
+		log := newDialLog(func(int, string) (net.Conn, error) { return piped(scriptedIMAP) })
+		stop := runClient(t, Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
 			Rand: func() float64 { return 0.5 },
-			Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
-				mu.Lock()
-				dials = append(dials, time.Since(start))
-				mu.Unlock()
-				client, server := net.Pipe()
-				go scriptedIMAP(server)
-				return client, nil
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { c.Run(ctx); close(done) }()
+			Dial: log.dial})
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if st := h.MailStatus(); st.State != handset.MailIdling {
 			t.Fatalf("state %s, want idling", st.State)
 		}
 		time.Sleep(155 * time.Second)
-		cancel()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
+		stop()
 		// Silence is noticed at the 30 s check that finds 2 minutes without data; DONE
 		// then goes unanswered for 30 s; the next connection follows after 250 ms.
 		want := []time.Duration{0, 120*time.Second + 30*time.Second + 250*time.Millisecond}
-		if fmt.Sprint(dials) != fmt.Sprint(want) {
+		if dials := log.times(); fmt.Sprint(dials) != fmt.Sprint(want) {
 			t.Fatalf("dials at %v, want %v", dials, want)
 		}
 		if d := h.MailStatus().LastDisconnect; d == nil || !strings.Contains(d.Reason, "DONE") && !strings.Contains(d.Reason, "dead") {
@@ -201,18 +161,11 @@ func TestDiscovery(t *testing.T) {
 // SELECT with NO [INUSE] refusals more times, then lets it idle: a POP3 user holding the
 // store for a while, as on a server with polite disconnect and exclusive locking.
 type lockingIMAP struct {
-	mu      sync.Mutex
-	dials   []time.Duration
-	start   time.Time
 	refuse  int           // SELECT refusals after the BYE
 	byeWait time.Duration // from "+ idling" to the BYE
 }
 
-func (s *lockingIMAP) dial(ctx context.Context, n, a string) (net.Conn, error) {
-	s.mu.Lock()
-	i := len(s.dials)
-	s.dials = append(s.dials, time.Since(s.start))
-	s.mu.Unlock()
+func (s *lockingIMAP) answer(i int, _ string) (net.Conn, error) {
 	client, server := net.Pipe()
 	switch {
 	case i == 0:
@@ -234,21 +187,12 @@ func (s *lockingIMAP) dial(ctx context.Context, n, a string) (net.Conn, error) {
 // once; the handset shows it is locked out, with the server's words and the retry time.
 func TestBackoffAfterBye(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		srv := &lockingIMAP{start: time.Now(), refuse: 2, byeWait: time.Second}
-		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
+		h := aliceHandset(t)
+		srv := &lockingIMAP{refuse: 2, byeWait: time.Second}
+		log := newDialLog(srv.answer)
+		stop := runClient(t, Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: pass,
 			Rand: func() float64 { return 0.5 }, // no jitter
-			Dial: srv.dial})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { c.Run(ctx); close(done) }()
+			Dial: log.dial})
 
 		// Just after the BYE (at 1 s): locked out, retrying First (250 ms) later.
 		time.Sleep(time.Second + 100*time.Millisecond)
@@ -278,14 +222,11 @@ func TestBackoffAfterBye(t *testing.T) {
 		if st := h.MailStatus(); st.State != handset.MailIdling || st.Reconnects != 3 {
 			t.Fatalf("at the end: state %s, %d reconnects; want idling after 3", st.State, st.Reconnects)
 		}
-		cancel()
-		<-done
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
+		stop()
 		// BYE at 1 s; +250 ms; NO [INUSE]: +500 ms; NO [INUSE]: +1 s, then it idles.
 		want := []time.Duration{0, 1250 * time.Millisecond, 1750 * time.Millisecond, 2750 * time.Millisecond}
-		if fmt.Sprint(srv.dials) != fmt.Sprint(want) {
-			t.Fatalf("dials at %v, want %v", srv.dials, want)
+		if dials := log.times(); fmt.Sprint(dials) != fmt.Sprint(want) {
+			t.Fatalf("dials at %v, want %v", dials, want)
 		}
 	})
 }
@@ -309,30 +250,11 @@ func refusingIMAP(conn net.Conn) {
 // more try when the handset comes back into coverage.
 func TestAuthFailureWaitsForCoverage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		var mu sync.Mutex
-		var dials []time.Duration
-		start := time.Now()
-		c, err := New(Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: "wrong",
+		h := aliceHandset(t)
+		log := newDialLog(func(int, string) (net.Conn, error) { return piped(refusingIMAP) })
+		stop := runClient(t, Options{Handset: h, Server: "mail.test:143", Protocol: "imap", Password: "wrong",
 			Backoff: Backoff{First: time.Millisecond},
-			Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
-				mu.Lock()
-				dials = append(dials, time.Since(start))
-				mu.Unlock()
-				client, server := net.Pipe()
-				go refusingIMAP(server)
-				return client, nil
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { c.Run(ctx); close(done) }()
+			Dial:    log.dial})
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		if st := h.MailStatus(); st.State != handset.MailAuthFailed || st.LastDisconnect == nil ||
@@ -342,12 +264,55 @@ func TestAuthFailureWaitsForCoverage(t *testing.T) {
 		h.SetCoverage(false)
 		h.SetCoverage(true)
 		synctest.Wait()
-		cancel()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		if want := []time.Duration{0, time.Hour}; fmt.Sprint(dials) != fmt.Sprint(want) {
+		stop()
+		if want, dials := []time.Duration{0, time.Hour}, log.times(); fmt.Sprint(dials) != fmt.Sprint(want) {
 			t.Fatalf("dials at %v, want %v", dials, want)
 		}
 	})
+}
+
+// aliceHandset is a handset for alice, closed when the test ends.
+func aliceHandset(t *testing.T) *handset.Handset {
+	t.Helper()
+	h, err := handset.New(handset.Options{PIN: "2100000A", Email: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// dialLog records when a client dialled, from the log's making, and answers dial i (from
+// 0) with answer.
+type dialLog struct {
+	mu     sync.Mutex
+	start  time.Time
+	at     []time.Duration
+	answer func(i int, network string) (net.Conn, error)
+}
+
+func newDialLog(answer func(i int, network string) (net.Conn, error)) *dialLog {
+	return &dialLog{start: time.Now(), answer: answer}
+}
+
+func (l *dialLog) dial(_ context.Context, network, _ string) (net.Conn, error) {
+	l.mu.Lock()
+	i := len(l.at)
+	l.at = append(l.at, time.Since(l.start))
+	l.mu.Unlock()
+	return l.answer(i, network)
+}
+
+// times is when the dials came.
+func (l *dialLog) times() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Duration(nil), l.at...)
+}
+
+// piped answers a dial with one end of a pipe whose other end serve serves.
+func piped(serve func(net.Conn)) (net.Conn, error) {
+	client, server := net.Pipe()
+	go serve(server)
+	return client, nil
 }
