@@ -170,18 +170,26 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("bad JSON: %w", err)
+// maxJSONBody bounds a device-link request's JSON body.
+const maxJSONBody = 64 << 10
+
+// readJSON decodes the device-link request's JSON body into v, or answers 413 (over
+// maxJSONBody) or 400 (bad JSON) and reports false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody)).Decode(v)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		jsonError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("JSON body over %d KiB", maxJSONBody>>10))
+	case err != nil:
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("bad JSON: %v", err))
 	}
-	return nil
+	return err == nil
 }
 
 func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 	var req attachRequest
-	if err := decodeJSON(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	pin, ok := rim.NormalizePIN(req.PIN)
@@ -231,8 +239,7 @@ func (s *Server) handleAttach(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 	var req attachRequest
-	if err := decodeJSON(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	pin, ok := rim.NormalizePIN(req.PIN)
@@ -263,8 +270,7 @@ func (s *Server) refused(w http.ResponseWriter, ref *refusal, err error) {
 // forgotten it (the link token is unknown), and the handset then attaches again.
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	var req checkRequest
-	if err := decodeJSON(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	pin, ok := rim.NormalizePIN(req.PIN)
@@ -278,8 +284,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	var req ackRequest
-	if err := decodeJSON(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	pin, ok := rim.NormalizePIN(req.PIN)

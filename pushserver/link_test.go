@@ -110,6 +110,10 @@ func TestDeviceLinkCurl(t *testing.T) {
 	if code, m := curlJSON(t, base+"/device/attach", map[string]string{"pin": "21", "receiver_url": rc.url(pinA)}); code != 400 || m["error"] == "" {
 		t.Fatalf("attach with a bad PIN = %d %v, want 400 with an error text", code, m)
 	}
+	// A body over the limit is refused as such, not as JSON cut short.
+	if code, m := curlJSON(t, base+"/device/attach", map[string]string{"pin": pinB, "receiver_url": rc.url(pinB), "device_secret": strings.Repeat("a", 100<<10)}); code != 413 || m["error"] != "JSON body over 64 KiB" {
+		t.Fatalf("attach with a 100 KiB body = %d %v, want 413 JSON body over 64 KiB", code, m)
+	}
 	code, m := curlJSON(t, base+"/device/attach", map[string]string{"pin": strings.ToLower(pinA), "email": "alice@bbsim.test", "receiver_url": rc.url(pinA)})
 	tok, _ := m["link_token"].(string)
 	secret, _ := m["device_secret"].(string)
