@@ -39,8 +39,11 @@ type Options struct {
 	// receiver is mounted with Handler() instead: Run attaches only once it is known.
 	ReceiverURL string
 	// Client makes every outgoing request: icon fetches, delete URLs, attach, detach, acks.
-	// Default: a client with a 10 s timeout.
+	// Default: a client with a 10 s timeout, whose connections Dial opens.
 	Client *http.Client
+	// Dial opens the default client's connections (a shaped radio link, say). Default the
+	// transport's own dialer; ignored when Client is set.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// CheckEvery is how often an attached device asks the gateway whether its attachment
 	// still holds, so that it attaches again after the gateway restarts. Default 5 s;
 	// negative: never.
@@ -107,6 +110,9 @@ func New(opts Options) (*Receiver, error) {
 	if ownClient {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 8
+		if opts.Dial != nil {
+			tr.DialContext = opts.Dial
+		}
 		opts.Client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	if opts.MaxBody <= 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -163,14 +162,17 @@ func (e *Emulator) buildAgents() error {
 	if err != nil {
 		return err
 	}
-	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	if link != nil {
-		dial = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "mail")
+	// The device's connections cross the radio link, when there is one.
+	linkDial := func(stream string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if link == nil {
+			return nil
+		}
+		return link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, stream)
 	}
 	bc, err := bisclient.New(bisclient.Options{
 		Handset: h, Server: server, Protocol: c.MailProtocol, Security: c.MailSecurity,
 		Username: c.Email, Password: c.Password, DNS: resolver, PollInterval: c.PollInterval,
-		CAFiles: cas, Insecure: c.MailInsecure, Logger: e.log, Dial: dial,
+		CAFiles: cas, Insecure: c.MailInsecure, Logger: e.log, Dial: linkDial("mail"),
 	})
 	if err != nil {
 		return fmt.Errorf("mail integration: %w", err)
@@ -181,18 +183,11 @@ func (e *Emulator) buildAgents() error {
 	if ln, ok := e.lns["listen"]; ok {
 		receiverURL = "http://" + ln.Addr().String() + "/"
 	}
-	var client *http.Client
-	if link != nil {
+	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: e.gateway(), ReceiverURL: receiverURL,
+		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Password: c.Password, Logger: e.log,
 		// The device's own requests to the gateway (attach, check, acks, delete URLs, page
 		// fetches) cross the same radio link.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 8
-		tr.DialContext = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "device requests")
-		client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
-		e.closers = append(e.closers, func() error { client.CloseIdleConnections(); return nil })
-	}
-	rx, err := browserpush.New(browserpush.Options{Handset: h, Gateway: e.gateway(), ReceiverURL: receiverURL,
-		CheckEvery: c.GatewayCheck, Token: c.ListenToken, Password: c.Password, Logger: e.log, Client: client})
+		Dial: linkDial("device requests")})
 	if err != nil {
 		return fmt.Errorf("push receiver: %w", err)
 	}
