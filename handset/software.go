@@ -75,21 +75,19 @@ func (h *Handset) SetSoftware(version string) (Software, error) {
 	}
 	h.mu.Lock()
 	old := h.software
-	if old != sw {
-		if err := h.writeLocked(recSoftware, softwareRec{Version: sw.String(), Option: h.softwareOption}); err != nil {
-			h.mu.Unlock()
-			return Software{}, err
-		}
+	if old == sw {
+		h.mu.Unlock()
+		return sw, nil
+	}
+	if err := h.writeLocked(recSoftware, softwareRec{Version: sw.String(), Option: h.softwareOption}); err != nil {
+		h.mu.Unlock()
+		return Software{}, err
 	}
 	h.software = sw
-	if old != sw {
-		close(h.swChange)
-		h.swChange = make(chan struct{})
-	}
+	close(h.swChange)
+	h.swChange = make(chan struct{})
 	h.mu.Unlock()
-	if old != sw {
-		h.Emit(EventSoftware, fmt.Sprintf("device software %s (%s browser)", sw, sw.Browser()),
-			map[string]string{"version": sw.String(), "previous": old.String(), "browser": sw.Browser()})
-	}
+	h.Emit(EventSoftware, fmt.Sprintf("device software %s (%s browser)", sw, sw.Browser()),
+		map[string]string{"version": sw.String(), "previous": old.String(), "browser": sw.Browser()})
 	return sw, nil
 }
