@@ -92,8 +92,12 @@ func (s *Server) LinkedPIN(linkToken string) (string, bool) {
 	return pin, ok
 }
 
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// newToken returns a device link token: 16 random bytes in hex.
+func newToken() string { return randomHex(16) }
+
+// randomHex returns n random bytes in hex: the gateway's tokens, secrets and push IDs.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

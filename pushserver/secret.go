@@ -17,7 +17,6 @@ package pushserver
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -32,11 +31,7 @@ import (
 const minSecretLen = 32
 
 // newSecret returns a device secret: 32 random bytes in hex.
-func newSecret() string {
-	var b [32]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func newSecret() string { return randomHex(32) }
 
 // secretHash is what the store keeps of a secret. A secret is 256 random bits, so a fast
 // hash keeps it as well as a slow password hash would.

@@ -4,8 +4,6 @@ package pushserver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -166,11 +164,7 @@ func (s *Server) reserve(p *push, rs []*recip) error {
 	return nil
 }
 
-func newPushID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func newPushID() string { return randomHex(12) }
 
 // hopHeaders are not forwarded to the device.
 var hopHeaders = map[string]bool{
