@@ -62,7 +62,7 @@ func splitParts(body, delim []byte) [][]byte {
 // readPart reads one part's headers and body. The headers end at the first empty line or,
 // leniently, at the first line that is not a header: Kannel's test_ppg writes its extra
 // part header (-S) where the empty line should be.
-func readPart(raw []byte) (Part, error) {
+func readPart(raw []byte) Part {
 	h := textproto.MIMEHeader{}
 	rest := raw
 	var last string
@@ -90,11 +90,8 @@ func readPart(raw []byte) (Part, error) {
 		last = textproto.CanonicalMIMEHeaderKey(string(name))
 		h.Add(last, strings.TrimSpace(string(value)))
 		rest = next
-		if next == nil {
-			rest = nil
-		}
 	}
-	return Part{Header: h, Body: rest}, nil
+	return Part{Header: h, Body: rest}
 }
 
 // ErrNoBoundary is returned for a multipart Content-Type without a usable boundary.
@@ -121,11 +118,7 @@ func SplitMultipart(contentType string, body []byte, maxParts int) ([]Part, erro
 		if maxParts > 0 && len(parts) == maxParts {
 			return nil, fmt.Errorf("multipart body of more than %d parts", maxParts)
 		}
-		p, err := readPart(raw)
-		if err != nil {
-			return nil, fmt.Errorf("multipart body, part %d: %w", len(parts)+1, err)
-		}
-		parts = append(parts, p)
+		parts = append(parts, readPart(raw))
 	}
 	if len(parts) == 0 {
 		return nil, errors.New("multipart body without parts")
