@@ -260,7 +260,7 @@ func (s *Server) papPush(w http.ResponseWriter, r *http.Request, ini *Initiator,
 		h.Del("Content-Transfer-Encoding")
 		h.Del("Content-Encoding")
 	}
-	markTranscoded(h, rim.BrowserPort, body)
+	markTranscoded(h, rim.BrowserPort, body, nil)
 	src := pm.SourceReference
 	if ini != nil {
 		src = ini.Name

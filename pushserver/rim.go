@@ -157,13 +157,14 @@ func (s *Server) handleRIM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A multipart body is checked here (the receiver splits it again); others pass as is.
+	var parts []part
 	if ct := r.Header.Get("Content-Type"); rim.IsMultipart(ct) {
-		if _, err := splitMultipart(ct, body); err != nil {
+		if parts, err = splitMultipart(ct, body); err != nil {
 			s.rimError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
-	markTranscoded(rr.Headers, rr.Port, body)
+	markTranscoded(rr.Headers, rr.Port, body, parts)
 	var pins []string
 	for _, d := range rr.Destinations {
 		ps, status, err := s.resolve(d, ini)

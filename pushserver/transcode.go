@@ -13,8 +13,9 @@ import (
 // X-RIM-Transcode-Content (a multipart part's own, else the request's) excludes it. The
 // content travels unchanged; the gateway tells the handset which parts it transcoded in
 // rim.HeaderTranscoded, so that a device whose browser cannot render transcoded HTML fails
-// as it did. h is the forwarded header set; one the initiator sent is dropped.
-func markTranscoded(h http.Header, port int, body []byte) {
+// as it did. h is the forwarded header set; one the initiator sent is dropped. parts are
+// a multipart body's parts when the caller split it already (nil: split body here).
+func markTranscoded(h http.Header, port int, body []byte, parts []part) {
 	h.Del(rim.HeaderTranscoded)
 	if port != rim.BrowserPort || h.Get(rim.HeaderPushType) == "" {
 		return
@@ -27,9 +28,11 @@ func markTranscoded(h http.Header, port int, body []byte) {
 		}
 		return
 	}
-	parts, err := splitMultipart(ct, body)
-	if err != nil {
-		return
+	if parts == nil {
+		var err error
+		if parts, err = splitMultipart(ct, body); err != nil {
+			return
+		}
 	}
 	var done []string
 	for i, p := range parts {
