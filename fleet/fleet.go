@@ -191,7 +191,7 @@ func (f *Fleet) setRadio() {
 			st := radio.Status(p)
 			for _, o := range f.members {
 				if o != m {
-					o.Handset.UpdateRadio(func(r *handset.RadioStatus) { *r = withSchedule(st, *r) })
+					o.Handset.UpdateRadio(func(r *handset.RadioStatus) { *r = r.WithProfile(st) })
 				}
 			}
 			return st, nil
@@ -201,12 +201,6 @@ func (f *Fleet) setRadio() {
 	f.link.OnDrop(func(stream string) {
 		f.log.Info("radio dropped a connection", "stream", stream, "drops", drops.Add(1))
 	})
-}
-
-// withSchedule is status st with the schedule, seed and drops of old.
-func withSchedule(st, old handset.RadioStatus) handset.RadioStatus {
-	st.Schedule, st.Seed, st.Drops = old.Schedule, old.Seed, old.Drops
-	return st
 }
 
 // softwarePlan sorts Options.Software into the versions handed out in turn and those set

@@ -32,6 +32,13 @@ type RadioStatus struct {
 	Drops int `json:"drops"`
 }
 
+// WithProfile is r with st's profile and figures: the schedule, seed and drops, which
+// belong to the run rather than the profile, stay r's.
+func (r RadioStatus) WithProfile(st RadioStatus) RadioStatus {
+	st.Schedule, st.Seed, st.Drops = r.Schedule, r.Seed, r.Drops
+	return st
+}
+
 // ErrRadioOff is a profile change asked of a handset whose process runs without radio
 // conditions, whose connections are not shaped at all.
 var ErrRadioOff = errors.New("radio conditions are off in this process: start it with --radio PROFILE to change them at run time")
@@ -83,8 +90,7 @@ func (h *Handset) SetRadioProfile(profile string) (RadioStatus, error) {
 	}
 	h.mu.Lock()
 	old := h.radio.Profile
-	st.Schedule, st.Seed, st.Drops = h.radio.Schedule, h.radio.Seed, h.radio.Drops
-	h.radio = st
+	h.radio = h.radio.WithProfile(st)
 	h.mu.Unlock()
 	if old != st.Profile {
 		h.Emit(EventRadio, fmt.Sprintf("radio: %s (was %s)", st.Profile, old),

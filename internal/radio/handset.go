@@ -43,9 +43,8 @@ func Attach(h *handset.Handset, l *Link) {
 func Show(h *handset.Handset, l *Link) {
 	st := Status(l.Profile())
 	h.UpdateRadio(func(r *handset.RadioStatus) {
-		st.Schedule, st.Drops = r.Schedule, r.Drops
-		st.Seed = l.Seed()
-		*r = st
+		*r = r.WithProfile(st)
+		r.Seed = l.Seed()
 	})
 	h.Emit(handset.EventRadio, fmt.Sprintf("radio: %s (--radio-seed %d)", l.Profile(), l.Seed()),
 		map[string]string{"profile": st.Profile, "seed": fmt.Sprint(l.Seed())})
