@@ -445,8 +445,14 @@ func (c Config) Validate() error {
 
 // CheckRadio checks --radio and --coverage-schedule.
 func (h Handset) CheckRadio() error {
-	_, err := radio.ParseConditions(h.Radio, h.CoverageSchedule, h.RadioSeed)
+	_, err := h.RadioConditions()
 	return err
+}
+
+// RadioConditions are the radio conditions --radio, --coverage-schedule and --radio-seed
+// ask for.
+func (h Handset) RadioConditions() (radio.Conditions, error) {
+	return radio.ParseConditions(h.Radio, h.CoverageSchedule, h.RadioSeed)
 }
 
 // redactURL hides the password of a URL for messages.

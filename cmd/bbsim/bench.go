@@ -27,7 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var err error
-	if o.Radio, err = radio.ParseConditions(rc.Radio, "", rc.RadioSeed); err != nil {
+	if o.Radio, err = rc.RadioConditions(); err != nil {
 		fmt.Fprintf(stderr, "bbsim bench: %v\n", err)
 		return errUsage
 	}

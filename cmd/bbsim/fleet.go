@@ -40,7 +40,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return printSoftware(stdout)
 	}
 	var err error
-	if o.Radio, err = radio.ParseConditions(rc.Radio, rc.CoverageSchedule, rc.RadioSeed); err != nil {
+	if o.Radio, err = rc.RadioConditions(); err != nil {
 		fmt.Fprintf(stderr, "bbsim fleet: %v\n", err)
 		return errUsage
 	}

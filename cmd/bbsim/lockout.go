@@ -73,7 +73,7 @@ func cmdLockout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	var err error
-	if opts.Radio, err = radio.ParseConditions(rc.Radio, "", rc.RadioSeed); err != nil {
+	if opts.Radio, err = rc.RadioConditions(); err != nil {
 		fmt.Fprintf(stderr, "bbsim lockout: %v\n", err)
 		return errUsage
 	}
