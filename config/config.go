@@ -369,7 +369,7 @@ func (c Config) Validate() error {
 		add(fmt.Errorf("--listen %s listens beyond loopback: give --listen-token (or BBSIM_LISTEN_TOKEN), which every push must then carry", c.Handset.Listen))
 	}
 	add(checkAddr("resolver", c.Handset.Resolver, true))
-	if c.Mail.StoreLocking != "exclusive" && c.Mail.StoreLocking != "shared" {
+	if l := mailserver.Locking(c.Mail.StoreLocking); l != mailserver.LockExclusive && l != mailserver.LockShared {
 		add(fmt.Errorf("--store-locking %q: want exclusive or shared", c.Mail.StoreLocking))
 	}
 	if c.Mail.MaxConnectionsPerUser < 0 {
