@@ -353,9 +353,7 @@ func (m *Model) openMessage(id string) tea.Cmd {
 // showChannel shows an opened channel's page, or the browser's error.
 func (m *Model) showChannel(c handset.Channel, page handset.CacheEntry, err error) {
 	if err != nil && c.ID != "" {
-		// The browser opened and shows why it cannot display the page.
-		m.showText(m.pageTitle(c.Title), "Error\n\n"+err.Error(), nil)
-		m.go_(ScreenPage)
+		m.showBrowserError(c.Title, err)
 		return
 	}
 	if err != nil {
@@ -369,6 +367,13 @@ func (m *Model) showChannel(c handset.Channel, page handset.CacheEntry, err erro
 		text = fmt.Sprintf("(%s, %d bytes)", page.ContentType, len(page.Body))
 	}
 	m.showText(m.pageTitle(c.Title), text+m.pageImages(page), page.Links)
+	m.go_(ScreenPage)
+}
+
+// showBrowserError shows the browser, opened on the page titled title, with why it
+// cannot display the page.
+func (m *Model) showBrowserError(title string, err error) {
+	m.showText(m.pageTitle(title), "Error\n\n"+err.Error(), nil)
 	m.go_(ScreenPage)
 }
 
@@ -402,9 +407,7 @@ func (m *Model) pageImages(page handset.CacheEntry) string {
 // showMessage shows an opened message, or the browser's error for a browser message.
 func (m *Model) showMessage(msg handset.Message, err error) {
 	if err != nil && msg.ID != "" {
-		// The browser opened and shows why it cannot display the page.
-		m.showText(m.pageTitle(msg.Subject), "Error\n\n"+err.Error(), nil)
-		m.go_(ScreenPage)
+		m.showBrowserError(msg.Subject, err)
 		return
 	}
 	if err != nil {
