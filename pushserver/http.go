@@ -126,18 +126,23 @@ type attachRequest struct {
 	PIN         string `json:"pin"`
 	Email       string `json:"email"`
 	ReceiverURL string `json:"receiver_url"`
-	// The device's proof of identity (secret.go): the device secret the gateway keeps
-	// since the PIN's first attach, or its account's password; a detach may give the link
-	// token.
-	DeviceSecret string `json:"device_secret,omitempty"`
-	Password     string `json:"password,omitempty"`
-	LinkToken    string `json:"link_token,omitempty"`
+	// A detach may give the link token; an attach gives the secret or the password.
+	proofRequest
 	// Software is the device software version (attach; optional): what the device
 	// supports, as MDS knew it (application-level acknowledgements from 4.0).
 	Software string `json:"software,omitempty"`
 }
 
-func (r *attachRequest) proof() deviceProof {
+// proofRequest is a device link request's proof of identity (secret.go): the link token
+// its attach returned, the device secret the gateway keeps since the PIN's first attach,
+// or its account's password.
+type proofRequest struct {
+	DeviceSecret string `json:"device_secret,omitempty"`
+	Password     string `json:"password,omitempty"`
+	LinkToken    string `json:"link_token,omitempty"`
+}
+
+func (r *proofRequest) proof() deviceProof {
 	return deviceProof{linkToken: r.LinkToken, secret: r.DeviceSecret, password: r.Password}
 }
 
@@ -153,11 +158,7 @@ type ackRequest struct {
 	// Source is the push's source as its packets named it (X-Bbsim-Push-Source, "" for a
 	// push without one); absent, the ack is for the only push with the id waiting.
 	Source *string `json:"source,omitempty"`
-	// The device's proof: the link token its attach returned, its device secret or its
-	// password.
-	LinkToken    string `json:"link_token,omitempty"`
-	DeviceSecret string `json:"device_secret,omitempty"`
-	Password     string `json:"password,omitempty"`
+	proofRequest
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -292,8 +293,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "want pin (8 hex digits), push_id and code")
 		return
 	}
-	proof := deviceProof{linkToken: req.LinkToken, secret: req.DeviceSecret, password: req.Password}
-	if _, ref, err := s.proveDevice(r.Context(), "ack", pin, proof); ref != nil || err != nil {
+	if _, ref, err := s.proveDevice(r.Context(), "ack", pin, req.proof()); ref != nil || err != nil {
 		s.refused(w, ref, err)
 		return
 	}
