@@ -172,7 +172,7 @@ func runOne(ctx context.Context, opts Options, h *handset.Handset, gateway, noti
 		problem("the handset did not attach to the gateway: %v", err)
 		return row
 	}
-	seq := lastSeq(h)
+	seq := h.LastEventSeq()
 	id := "compat-" + pin
 	req, err := opts.Request.forDevice(ctx, gateway, pin, id, notifyURL)
 	if err != nil {
@@ -266,19 +266,11 @@ func errText(err error) string {
 	return s
 }
 
-func lastSeq(h *handset.Handset) uint64 {
-	ev := h.Events(0)
-	if len(ev) == 0 {
-		return 0
-	}
-	return ev[len(ev)-1].Seq
-}
-
 // waitHandset waits until cond holds, checking it again at each handset event.
 func waitHandset(ctx context.Context, h *handset.Handset, timeout time.Duration, cond func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	seq := lastSeq(h)
+	seq := h.LastEventSeq()
 	for !cond() {
 		ev, err := h.WaitEvents(ctx, seq)
 		if err != nil {

@@ -43,7 +43,7 @@ func waitParam(r *http.Request) (time.Duration, error) {
 func until[T any](ctx context.Context, h *handset.Handset, wait time.Duration, list func() []T) []T {
 	deadline := time.Now().Add(wait)
 	for {
-		seq := lastSeq(h)
+		seq := h.LastEventSeq()
 		out := list()
 		left := time.Until(deadline)
 		if len(out) > 0 || left <= 0 || ctx.Err() != nil {
@@ -56,14 +56,6 @@ func until[T any](ctx context.Context, h *handset.Handset, wait time.Duration, l
 		h.WaitEvents(wctx, seq)
 		cancel()
 	}
-}
-
-func lastSeq(h *handset.Handset) uint64 {
-	ev := h.Events(0)
-	if len(ev) == 0 {
-		return 0
-	}
-	return ev[len(ev)-1].Seq
 }
 
 // settle waits, up to settleTimeout, until done reports that the agents acted on a change.

@@ -259,7 +259,7 @@ func (e *Emulator) buildHandset() error {
 	}
 	if e.out != nil {
 		// A restarted handset prints only what is new: from the events it has now.
-		start := lastSeq(h)
+		start := h.LastEventSeq()
 		e.addAgent("event printer", func(ctx context.Context) error { return printEvents(ctx, h, e.out, start) })
 	}
 	return e.buildAgents()
@@ -267,14 +267,7 @@ func (e *Emulator) buildHandset() error {
 
 // PrintEvents writes the handset's events to w as lines until ctx ends.
 func PrintEvents(ctx context.Context, h *handset.Handset, w io.Writer) error {
-	return printEvents(ctx, h, w, lastSeq(h))
-}
-
-func lastSeq(h *handset.Handset) uint64 {
-	if ev := h.Events(0); len(ev) > 0 {
-		return ev[len(ev)-1].Seq
-	}
-	return 0
+	return printEvents(ctx, h, w, h.LastEventSeq())
 }
 
 func printEvents(ctx context.Context, h *handset.Handset, w io.Writer, after uint64) error {

@@ -108,6 +108,14 @@ func (h *Handset) Events(after uint64) []Event {
 	return ev
 }
 
+// LastEventSeq is the sequence number of the last event emitted (0 before the first), so
+// that WaitEvents(ctx, h.LastEventSeq()) waits for the next one. It copies no events.
+func (h *Handset) LastEventSeq() uint64 {
+	h.events.mu.Lock()
+	defer h.events.mu.Unlock()
+	return h.events.lastSeq
+}
+
 // WaitEvents blocks until there are events with a sequence number above after, or ctx
 // ends, and returns them oldest first. Readers never miss an event unless they fall more
 // than the kept history behind.
