@@ -167,7 +167,7 @@ func (r *Receiver) prepare(p *push, pt part) (func(context.Context) error, *push
 	if !known && pt.get(rim.HeaderPushType) != "" {
 		return nil, errf(statusMalformed, "unknown X-RIM-Push-Type %q", pt.get(rim.HeaderPushType))
 	}
-	loc := pt.get("Content-Location")
+	loc := pt.get(rim.HeaderContentLocation)
 	chID := pt.get(rim.HeaderChannelID)
 	title := pt.get(rim.HeaderTitle)
 	priority := strings.ToLower(pt.get(rim.HeaderPriority))
@@ -340,7 +340,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time, tra
 	base, _ := url.Parse(loc)
 	page := -1
 	for i, mp := range mps {
-		cl := strings.TrimSpace(mp.Header.Get("Content-Location"))
+		cl := strings.TrimSpace(mp.Header.Get(rim.HeaderContentLocation))
 		if mt, _, _ := rim.ParseMediaType(mp.Header.Get("Content-Type")); page < 0 && (cl == "" || cl == loc) && (mt == "text/html" || mt == "application/xhtml+xml" || mt == "") {
 			page = i
 		}
@@ -386,7 +386,7 @@ func (r *Receiver) cachePage(loc, ct string, body []byte, expires time.Time, tra
 // resolved against the page's URL, or cid:<Content-ID>.
 func partURL(base *url.URL, h map[string][]string) string {
 	hdr := http.Header(h)
-	if cl := strings.TrimSpace(hdr.Get("Content-Location")); cl != "" {
+	if cl := strings.TrimSpace(hdr.Get(rim.HeaderContentLocation)); cl != "" {
 		u, err := url.Parse(cl)
 		if err != nil {
 			return ""

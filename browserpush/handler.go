@@ -218,7 +218,7 @@ func doneKey(h http.Header, pushID string, p packetInfo, total int64) string {
 	var b strings.Builder
 	b.WriteString(pushID)
 	fmt.Fprintf(&b, "\x00%d\x00%d", p.count, total)
-	for _, k := range []string{headerSource, rim.HeaderPushType, "Content-Location", rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
+	for _, k := range []string{headerSource, rim.HeaderPushType, rim.HeaderContentLocation, rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
 		b.WriteByte(0)
 		b.WriteString(h.Get(k))
 	}
