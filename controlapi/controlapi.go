@@ -204,10 +204,7 @@ func (s *Server) openMessage(w http.ResponseWriter, r *http.Request) {
 	if m.Kind == handset.KindBrowser {
 		out.Browser = s.h.Software().Browser()
 	}
-	if err != nil && m.ID != "" {
-		out.Error = browserError(err)
-		err = nil
-	}
+	out.Error, err = browserError(m.ID != "", err)
 	s.reply(w, out, err)
 }
 
@@ -317,11 +314,7 @@ func (s *Server) openChannel(w http.ResponseWriter, r *http.Request) {
 	if page.URL != "" {
 		out.Page = &page
 	}
-	if err != nil && c.ID != "" {
-		// The channel opened, and the browser showed an error instead of the page.
-		out.Error = browserError(err)
-		err = nil
-	}
+	out.Error, err = browserError(c.ID != "", err)
 	s.reply(w, out, err)
 }
 
@@ -333,8 +326,14 @@ type BrowserError struct {
 	Text string `json:"text"`
 }
 
-func browserError(err error) *BrowserError {
-	return &BrowserError{Code: handset.BrowserErrorCode(err), Text: err.Error()}
+// browserError sorts what opening gave: an error once the message or channel opened is
+// the browser's, shown instead of the page and answered with it; any other is the
+// request's.
+func browserError(opened bool, err error) (*BrowserError, error) {
+	if err == nil || !opened {
+		return nil, err
+	}
+	return &BrowserError{Code: handset.BrowserErrorCode(err), Text: err.Error()}, nil
 }
 
 func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) {
