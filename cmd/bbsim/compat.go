@@ -69,13 +69,7 @@ func cmdCompat(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func readRequest(name string) (*compat.Request, error) {
-	var b []byte
-	var err error
-	if name == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(name)
-	}
+	b, err := readFileArg(name)
 	if err != nil {
 		return nil, fmt.Errorf("--request: %w", err)
 	}
@@ -98,14 +92,8 @@ func flagRequest(ctx context.Context, p pushinit.Push, proto, file string, heade
 	}
 	p.Gateway, p.To = "http://gateway.invalid", []string{"2100000A"} // each handset's in the report
 	switch {
-	case file == "-":
-		b, err := io.ReadAll(os.Stdin)
-		if err != nil {
-			return nil, err
-		}
-		p.Body = b
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := readFileArg(file)
 		if err != nil {
 			return nil, fmt.Errorf("--file: %w", err)
 		}

@@ -44,6 +44,14 @@ func parseHeaders(lines []string) (http.Header, error) {
 	return h, nil
 }
 
+// readFileArg reads the file a flag names, or stdin for "-".
+func readFileArg(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(name)
+}
+
 // parseTool parses a tool's flags after applying BBSIM_<FLAG> from the environment to the
 // scalar ones (the command line wins).
 func parseTool(fs *flag.FlagSet, args []string) error {
@@ -276,10 +284,8 @@ func pushContent(ctx context.Context, file, pageURL string, p *pushinit.Push) ([
 			p.ContentLocation = pageURL
 		}
 		return b, nil
-	case file == "-":
-		return io.ReadAll(os.Stdin)
 	case file != "":
-		return os.ReadFile(file)
+		return readFileArg(file)
 	case !term.IsTerminal(int(os.Stdin.Fd())):
 		return io.ReadAll(os.Stdin)
 	}

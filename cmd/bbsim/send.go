@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -31,14 +30,8 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch {
 	case file != "" && body != "":
 		return errors.New("give --body or --file, not both")
-	case file == "-":
-		b, err := io.ReadAll(os.Stdin)
-		if err != nil {
-			return err
-		}
-		body = string(b)
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := readFileArg(file)
 		if err != nil {
 			return err
 		}
