@@ -106,7 +106,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 		port = p
 	}
 	var pkt *packetInfo
-	if v := req.Header.Get("X-Bbsim-Packet"); v != "" {
+	if v := req.Header.Get(rim.HeaderPacket); v != "" {
 		p, err := parsePacket(v)
 		if err != nil {
 			return errf(statusMalformed, "%v", err)
@@ -114,7 +114,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 		pkt = &p
 	}
 	total := int64(-1)
-	if v := strings.TrimSpace(req.Header.Get("X-Bbsim-Push-Length")); v != "" {
+	if v := strings.TrimSpace(req.Header.Get(rim.HeaderPushLength)); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return errf(statusMalformed, "X-Bbsim-Push-Length %q is not a length", v)
@@ -153,7 +153,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	}
 
 	if pkt != nil && pkt.count > 1 {
-		full, perr := r.packets.add(req.Context(), r.packetWait, pushKey{source: req.Header.Get(headerSource), id: pushID}, *pkt, total, body)
+		full, perr := r.packets.add(req.Context(), r.packetWait, pushKey{source: req.Header.Get(rim.HeaderPushSource), id: pushID}, *pkt, total, body)
 		if perr != nil {
 			return perr
 		}
@@ -182,15 +182,11 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, pushID stri
 	return nil
 }
 
-// headerSource is the gateway's name for a push's source (its application or initiator),
-// on every packet; "" for a push without one.
-const headerSource = "X-Bbsim-Push-Source"
-
 // pushSource is the source a packet names, which the device's acknowledgement names in
 // turn, since push ids are unique per source only; nil when the packet names none (a push
 // not from the gateway).
 func pushSource(h http.Header) *string {
-	v, ok := h[headerSource]
+	v, ok := h[rim.HeaderPushSource]
 	if !ok || len(v) == 0 {
 		return nil
 	}
@@ -218,7 +214,7 @@ func doneKey(h http.Header, pushID string, p packetInfo, total int64) string {
 	var b strings.Builder
 	b.WriteString(pushID)
 	fmt.Fprintf(&b, "\x00%d\x00%d", p.count, total)
-	for _, k := range []string{headerSource, rim.HeaderPushType, rim.HeaderContentLocation, rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
+	for _, k := range []string{rim.HeaderPushSource, rim.HeaderPushType, rim.HeaderContentLocation, rim.HeaderChannelID, rim.HeaderTitle, "Content-Type", rim.HeaderDestPort} {
 		b.WriteByte(0)
 		b.WriteString(h.Get(k))
 	}

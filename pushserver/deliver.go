@@ -219,10 +219,10 @@ func linkHeaders(r *recip, n int) http.Header {
 		h[rim.HeaderRequestURI] = []string{r.p.requestURI}
 	}
 	h[rim.HeaderReliabilityMode] = []string{r.mode}
-	h[headerSource] = []string{r.p.source}
-	h["X-Bbsim-Push-Length"] = []string{strconv.Itoa(len(r.p.body))}
+	h[rim.HeaderPushSource] = []string{r.p.source}
+	h[rim.HeaderPushLength] = []string{strconv.Itoa(len(r.p.body))}
 	if n == 1 {
-		h["X-Bbsim-Packet"] = []string{"0/1"}
+		h[rim.HeaderPacket] = []string{"0/1"}
 	}
 	return h
 }
@@ -236,7 +236,7 @@ func (s *Server) post(ctx context.Context, url string, base http.Header, i, n in
 		req.Header = base
 	} else {
 		req.Header = maps.Clone(base)
-		req.Header["X-Bbsim-Packet"] = []string{strconv.Itoa(i) + "/" + strconv.Itoa(n)}
+		req.Header[rim.HeaderPacket] = []string{strconv.Itoa(i) + "/" + strconv.Itoa(n)}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {

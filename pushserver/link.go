@@ -101,7 +101,7 @@ func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 		l.field(rim.HeaderRequestURI, p.requestURI)
 	}
 	l.field(rim.HeaderReliabilityMode, r.mode)
-	l.field(headerSource, p.source)
+	l.field(rim.HeaderPushSource, p.source)
 	bw.WriteString("X-Bbsim-Push-Length: ")
 	bw.Write(strconv.AppendInt(num[:0], int64(len(p.body)), 10))
 	bw.WriteString("\r\nX-Bbsim-Packet: ")
@@ -118,13 +118,8 @@ func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
 // left out, except X-Rim-Push-Request-Uri when the push names no request URI.
 var linkOwn = map[string]bool{
 	rim.HeaderPushID: true, rim.HeaderDestPort: true, rim.HeaderRequestURI: true,
-	rim.HeaderReliabilityMode: true, "X-Bbsim-Push-Length": true, "X-Bbsim-Packet": true, headerSource: true,
+	rim.HeaderReliabilityMode: true, rim.HeaderPushLength: true, rim.HeaderPacket: true, rim.HeaderPushSource: true,
 }
-
-// headerSource names a push's source (its BIS application, or its initiator) on every
-// packet, "" for a push without one, so that the device's acknowledgement names the push
-// it acknowledges: push ids are unique per source only.
-const headerSource = "X-Bbsim-Push-Source"
 
 // field writes one header line, its value trimmed and on one line.
 func (l *link) field(k, v string) {

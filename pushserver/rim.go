@@ -31,7 +31,7 @@ var controlHeaders = map[string]bool{
 	rim.HeaderPushID: true, rim.HeaderNotifyURL: true, rim.HeaderReliabilityMode: true,
 	rim.HeaderReliability: true, rim.HeaderDeliverAfter: true, rim.HeaderDeliverBefore: true,
 	rim.HeaderDestPort: true, rim.HeaderRequestURI: true, "User-Agent": true,
-	"X-Bbsim-Packet": true, "X-Bbsim-Push-Length": true, "X-Bbsim-Link-Token": true,
+	rim.HeaderPacket: true, rim.HeaderPushLength: true, "X-Bbsim-Link-Token": true,
 }
 
 // parseRIM parses the query and headers of a RIM push. Header names are matched

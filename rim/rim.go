@@ -36,6 +36,19 @@ const (
 	HeaderContentTransferEnc = "Content-Transfer-Encoding"
 )
 
+// bbsim's own device-link headers, which the gateway writes on each packet and the device
+// reads (docs/device-link.md); an initiator may not send them.
+const (
+	// HeaderPacket is "index/count" of a push sent in several packets.
+	HeaderPacket = "X-Bbsim-Packet"
+	// HeaderPushLength is the whole push's length in bytes.
+	HeaderPushLength = "X-Bbsim-Push-Length"
+	// HeaderPushSource names a push's source (its BIS application or its initiator), ""
+	// for a push without one: push ids are unique per source only, so the device's
+	// acknowledgement names it back.
+	HeaderPushSource = "X-Bbsim-Push-Source"
+)
+
 // BrowserPort is the port of the handset browser's push listener.
 const BrowserPort = 7874
 
