@@ -26,7 +26,7 @@ func follow(ctx context.Context, o Options, addr string, b bisclient.Backoff) (*
 	}
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if link := o.Radio.Link(); link != nil {
-		dial = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "mail")
+		dial = link.Dialer(nil, "mail")
 	}
 	c, err := bisclient.New(bisclient.Options{Handset: h, Server: addr, Protocol: "imap", Password: benchPass, Backoff: b, Logger: o.Logger, Dial: dial})
 	if err != nil {

@@ -167,7 +167,7 @@ func (e *Emulator) buildAgents() error {
 		if link == nil {
 			return nil
 		}
-		return link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, stream)
+		return link.Dialer(nil, stream)
 	}
 	bc, err := bisclient.New(bisclient.Options{
 		Handset: h, Server: server, Protocol: c.MailProtocol, Security: c.MailSecurity,

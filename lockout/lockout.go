@@ -254,7 +254,7 @@ func runScenario(ctx context.Context, opts Options, sc Scenario, t Target) Row {
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if link := opts.Radio.Link(); link != nil {
 		radio.Attach(h, link)
-		dial = link.Dialer((&net.Dialer{Timeout: 10 * time.Second}).DialContext, "mail")
+		dial = link.Dialer(nil, "mail")
 	}
 	bc, err := bisclient.New(bisclient.Options{
 		Handset: h, Server: server, POP3Server: t.POP3, Protocol: proto,

@@ -66,8 +66,12 @@ func (l *Link) Listener(ln net.Listener, stream string) net.Listener {
 	return &listener{Listener: ln, l: l, stream: stream}
 }
 
-// Dialer wraps every connection dial opens.
+// Dialer wraps every connection dial opens; a nil dial is a plain one with a 10 s
+// timeout, as the handset's own connections have.
 func (l *Link) Dialer(dial func(ctx context.Context, network, addr string) (net.Conn, error), stream string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil {
