@@ -1,7 +1,8 @@
 package pushserver
 
 // Delivery: each attached device's loop sends its queue, packet by packet, over its link
-// (link.go) or the server's HTTP client.
+// (link.go, on a connection from the server's pool, linkpool.go) or the server's HTTP
+// client.
 
 import (
 	"bytes"
@@ -39,10 +40,7 @@ func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 	defer func() {
 		// The attachment is over: its receiver is gone or has moved.
 		d.sending.Lock()
-		if d.link != nil {
-			d.link.close()
-			d.link = nil
-		}
+		s.dropLink(d)
 		d.sending.Unlock()
 	}()
 	idle := time.NewTimer(time.Hour) // reset for each wait; Go 1.23 timers need no draining

@@ -37,8 +37,8 @@
 //
 // The code follows a push's life: submit.go (checked, committed, queued), queue.go (the
 // per-device queues), attach.go (the device link's attachments), deliver.go with link.go
-// (each device's delivery loop), results.go (final states, expiry, reports) and status.go
-// (status and cancel). Gateways sharing a PostgreSQL store hand pushes over to where their
+// and linkpool.go (each device's delivery loop, on connections pooled by receiver
+// address), results.go (final states, expiry, reports) and status.go (status and cancel). Gateways sharing a PostgreSQL store hand pushes over to where their
 // device attached through one interface (gateways.go), implemented in handover.go; a lone
 // gateway's is a no-op. The store (internal/store: SQLite, or PostgreSQL shared by gateways,
 // each with numbered schema migrations) is reached through store.go, which turns pushes and

@@ -43,9 +43,16 @@ type receiver struct {
 	secrets map[string]string
 }
 
-func newReceiver(t testing.TB) *receiver {
+func newReceiver(t testing.TB) *receiver { return newReceiverOn(t, nil) }
+
+// newReceiverOn is newReceiver serving on wrap's listener around its own (nil: its own).
+func newReceiverOn(t testing.TB, wrap func(net.Listener) net.Listener) *receiver {
 	rc := &receiver{t: t, got: make(chan delivery, 100000), partial: map[string]map[int][]byte{}, secrets: map[string]string{}}
-	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
+	rc.srv = httptest.NewUnstartedServer(http.HandlerFunc(rc.serve))
+	if wrap != nil {
+		rc.srv.Listener = wrap(rc.srv.Listener)
+	}
+	rc.srv.Start()
 	t.Cleanup(rc.srv.Close)
 	return rc
 }

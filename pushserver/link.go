@@ -1,7 +1,6 @@
 package pushserver
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -26,37 +25,33 @@ const (
 	linkAnswerTimeout = 30 * time.Second
 )
 
-// link is a device's data channel to its receiver: one HTTP/1.1 connection, kept open
-// between pushes, on which a push's packets are pipelined with at most linkWindow
-// unacknowledged. It is used only by the goroutine that holds the device's sending lock.
+// link is a device's data channel to its receiver: the receiver's URL, and an HTTP/1.1
+// connection to its address for one push at a time, taken from the server's pool
+// (linkpool.go) and given back after the push, on which the push's packets are pipelined
+// with at most linkWindow unacknowledged. It is used only by the goroutine that holds the
+// device's sending lock.
 //
 // Answers are read by fasthttp's response parser (answer). Owning the connection (instead of going
 // through an http.Transport) saves the transport's two goroutines and their hand-offs on
 // every packet, which is most of a delivery's cost when a thousand devices are attached.
 type link struct {
-	target     string // the receiver URL the connection was opened for
+	target     string // the receiver URL
 	path       string // its request URI
 	hostHeader string // its host, as the Host header names it
-	host       string // host:port to dial
-	conn       net.Conn
-	br         *bufio.Reader
-	bw         *bufio.Writer
-	reused     bool            // the connection carried an exchange before this one
-	stop       func() bool     // unregisters the server-shutdown hook
+	host       string // host:port to dial, the pool's key
+	pool       *linkPool
+	c          *linkConn       // the connection of the exchange in progress; nil between them
 	ctx        context.Context // the server's lifetime
 }
 
-// linkFor returns d's link to the receiver at target, opening a new one when the target
-// changed, or nil when the push goes through the server's HTTP client instead: a client
-// given in Options, or a receiver URL that is not plain http. Called with d.sending held.
+// linkFor returns d's link to the receiver at target, a new one when the target changed,
+// or nil when the push goes through the server's HTTP client instead: a client given in
+// Options, or a receiver URL that is not plain http. Called with d.sending held.
 func (s *Server) linkFor(d *device, target string) *link {
 	if d.link != nil && d.link.target == target {
 		return d.link
 	}
-	if d.link != nil {
-		d.link.close()
-		d.link = nil
-	}
+	s.dropLink(d)
 	if s.opts.Client != nil {
 		return nil
 	}
@@ -68,8 +63,17 @@ func (s *Server) linkFor(d *device, target string) *link {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	d.link = &link{target: target, path: u.RequestURI(), hostHeader: u.Host, host: host, ctx: s.ctx}
+	d.link = &link{target: target, path: u.RequestURI(), hostHeader: u.Host, host: host, pool: &s.links, ctx: s.ctx}
+	s.links.use(host)
 	return d.link
+}
+
+// dropLink ends d's link, if any. Called with d.sending held.
+func (s *Server) dropLink(d *device) {
+	if d.link != nil {
+		s.links.unuse(d.link.host)
+		d.link = nil
+	}
 }
 
 // writePacket writes packet i of n of r's push as an HTTP/1.1 request into the link's
@@ -77,7 +81,7 @@ func (s *Server) linkFor(d *device, target string) *link {
 // that are not HTTP tokens are left out and line breaks in values become spaces, as
 // net/http's Request.Write does.
 func (l *link) writePacket(r *recip, i, n int, chunk []byte) {
-	bw := l.bw
+	bw := l.c.bw
 	p := r.p
 	bw.WriteString("POST ")
 	bw.WriteString(l.path)
@@ -123,47 +127,33 @@ var linkOwn = map[string]bool{
 
 // field writes one header line, its value trimmed and on one line.
 func (l *link) field(k, v string) {
-	l.bw.WriteString(k)
-	l.bw.WriteString(": ")
+	bw := l.c.bw
+	bw.WriteString(k)
+	bw.WriteString(": ")
 	if strings.ContainsAny(v, "\r\n") {
 		v = newlineToSpace.Replace(v)
 	}
-	l.bw.WriteString(strings.TrimSpace(v))
-	l.bw.WriteString("\r\n")
+	bw.WriteString(strings.TrimSpace(v))
+	bw.WriteString("\r\n")
 }
 
 var newlineToSpace = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
 
-func (l *link) close() {
-	if l.conn != nil {
-		l.conn.Close()
-		l.conn = nil
-	}
-	if l.stop != nil {
-		l.stop()
-		l.stop = nil
+// drop closes the exchange's connection, which must not carry another.
+func (l *link) drop() {
+	if l.c != nil {
+		l.c.close()
+		l.c = nil
 	}
 }
 
+// dial opens a new connection for the exchange.
 func (l *link) dial() error {
-	d := net.Dialer{Timeout: linkDialTimeout, KeepAlive: 30 * time.Second}
-	c, err := d.DialContext(l.ctx, "tcp", l.host)
+	c, err := dialLink(l.ctx, l.host)
 	if err != nil {
 		return err
 	}
-	l.conn = c
-	if l.br == nil {
-		// net/http's default sizes: a fleet of 10,000 links holds 80 MB of buffers. A
-		// packet larger than the writer's buffer is written straight through.
-		l.br = bufio.NewReaderSize(c, 4096)
-		l.bw = bufio.NewWriterSize(c, 4096)
-	} else {
-		l.br.Reset(c)
-		l.bw.Reset(c)
-	}
-	l.reused = false
-	// Shutdown interrupts an exchange in progress.
-	l.stop = context.AfterFunc(l.ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	l.c = c
 	return nil
 }
 
@@ -171,29 +161,37 @@ func (l *link) dial() error {
 // the receiver closed the idle connection, and the packets are sent again on a new one.
 var errStale = errors.New("link: idle connection closed by the receiver")
 
-// exchange sends the packets on the link, pipelined with at most linkWindow unanswered,
-// and returns the result of the first packet that failed or else of the last one.
+// exchange sends the packets on a connection to the receiver (an idle one from the pool,
+// or a new one), pipelined with at most linkWindow unanswered, and returns the result of
+// the first packet that failed or else of the last one. The connection goes back to the
+// pool when it may carry the next exchange.
 func (l *link) exchange(r *recip, chunks [][]byte) sendResult {
+	l.c = l.pool.get(l.host)
 	for attempt := 0; ; attempt++ {
 		res, err := l.try(r, chunks)
 		if errors.Is(err, errStale) && attempt == 0 {
-			continue
+			continue // on a new connection: the next idle one may be as stale
+		}
+		if l.c != nil {
+			l.pool.put(l.c)
+			l.c = nil
 		}
 		return res
 	}
 }
 
 func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
-	if l.conn == nil {
+	if l.c == nil {
 		if err := l.dial(); err != nil {
 			return sendResult{retry: true, err: fmt.Errorf("dial receiver %s: %w", l.host, err)}, err
 		}
 	}
-	stale := l.reused
-	l.reused = true
+	c := l.c
+	stale := c.reused
+	c.reused = true
 	written, answered := 0, 0
 	fail := func(err error) (sendResult, error) {
-		l.close()
+		l.drop()
 		if stale && answered == 0 && l.ctx.Err() == nil {
 			return sendResult{retry: true, err: err}, errStale
 		}
@@ -206,25 +204,25 @@ func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
 			written++
 		}
 		// A receiver that stops reading or answering must not hold the device's queue.
-		l.conn.SetDeadline(time.Now().Add(linkAnswerTimeout))
+		c.conn.SetDeadline(time.Now().Add(linkAnswerTimeout))
 		if err := l.ctx.Err(); err != nil { // shutdown's deadline may have just been overridden
 			return fail(err)
 		}
-		if err := l.bw.Flush(); err != nil {
+		if err := c.bw.Flush(); err != nil {
 			return fail(err)
 		}
-		res, keep, err := l.answer()
+		res, keep, err := c.answer()
 		if err != nil {
 			return fail(err)
 		}
 		answered++
 		if !keep {
-			l.close()
+			l.drop()
 		}
 		if !res.ok || answered == n {
-			if !res.ok && written > answered && l.conn != nil {
+			if !res.ok && written > answered {
 				// Answers to packets already sent would be out of step with the next push.
-				l.close()
+				l.drop()
 			}
 			return res, nil
 		}
@@ -234,7 +232,8 @@ func (l *link) try(r *recip, chunks [][]byte) (sendResult, error) {
 			if err := l.dial(); err != nil {
 				return sendResult{retry: true, err: fmt.Errorf("dial receiver %s after packet %d of %d: %w", l.host, answered, n, err)}, err
 			}
-			l.reused = true
+			c = l.c
+			c.reused = true
 			written = answered
 		}
 	}
@@ -251,20 +250,20 @@ const maxAnswer = 64 << 10
 // reads it in place where net/http's ReadResponse allocates a Response, a header map and
 // its strings: a tenth of the gateway's CPU per push. Its status line and header must fit
 // in the link's 4 KiB read buffer.
-func (l *link) answer() (res sendResult, keep bool, err error) {
+func (c *linkConn) answer() (res sendResult, keep bool, err error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	// The status and header first (with any 100 Continue before them), then the body.
 	resp.SkipBody = true
-	if err := resp.ReadLimitBody(l.br, 0); err != nil {
+	if err := resp.ReadLimitBody(c.br, 0); err != nil {
 		return sendResult{}, false, err
 	}
 	resp.SkipBody = false
 	status := resp.StatusCode()
 	var berr error
 	if bodyless := status < 200 || status == http.StatusNoContent || status == http.StatusNotModified; !bodyless {
-		if berr = resp.ReadBody(l.br, maxAnswer); berr == nil && resp.Header.ContentLength() == -1 {
-			berr = resp.Header.ReadTrailer(l.br) // what follows the last chunk
+		if berr = resp.ReadBody(c.br, maxAnswer); berr == nil && resp.Header.ContentLength() == -1 {
+			berr = resp.Header.ReadTrailer(c.br) // what follows the last chunk
 		}
 	}
 	if status/100 == 2 {

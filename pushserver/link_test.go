@@ -22,7 +22,7 @@ import (
 func TestWritePacket(t *testing.T) {
 	u, _ := url.Parse("http://127.0.0.1:7874/d/2100000A/?x=1")
 	var buf bytes.Buffer
-	l := &link{path: u.RequestURI(), hostHeader: u.Host, bw: bufio.NewWriter(&buf)}
+	l := &link{path: u.RequestURI(), hostHeader: u.Host, c: &linkConn{bw: bufio.NewWriter(&buf)}}
 	p := &push{id: "p1", requestURI: "/app\r\nX-Smuggled: 1", reliability: "transport", body: []byte("hello, world"),
 		headers: http.Header{
 			"Content-Type":    {"text/plain"},
@@ -34,7 +34,7 @@ func TestWritePacket(t *testing.T) {
 		}}
 	r := &recip{p: p, pin: "2100000A", port: 7874}
 	l.writePacket(r, 1, 3, []byte("hello"))
-	l.bw.Flush()
+	l.c.bw.Flush()
 	req, err := http.ReadRequest(bufio.NewReader(&buf))
 	if err != nil {
 		t.Fatalf("ReadRequest: %v\n%s", err, buf.String())
@@ -171,8 +171,8 @@ func TestLinkAnswer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			l := &link{br: bufio.NewReaderSize(strings.NewReader(tc.answer+next), 4096)}
-			res, keep, err := l.answer()
+			c := &linkConn{br: bufio.NewReaderSize(strings.NewReader(tc.answer+next), 4096)}
+			res, keep, err := c.answer()
 			if err != nil {
 				t.Fatalf("answer() error %v", err)
 			}
@@ -184,7 +184,7 @@ func TestLinkAnswer(t *testing.T) {
 				t.Errorf("error %q does not name the status", res.err)
 			}
 			if keep {
-				if res, _, err := l.answer(); err != nil || !res.ok {
+				if res, _, err := c.answer(); err != nil || !res.ok {
 					t.Fatalf("next answer: %+v, %v", res, err)
 				}
 			}
@@ -192,8 +192,8 @@ func TestLinkAnswer(t *testing.T) {
 	}
 	// Nothing to read, or no HTTP answer: no answer at all, and the packet is sent again.
 	for _, in := range []string{"", "SSH-2.0-OpenSSH\r\n\r\n"} {
-		l := &link{br: bufio.NewReader(strings.NewReader(in))}
-		if _, _, err := l.answer(); err == nil {
+		c := &linkConn{br: bufio.NewReader(strings.NewReader(in))}
+		if _, _, err := c.answer(); err == nil {
 			t.Errorf("answer() from %q: no error", in)
 		}
 	}

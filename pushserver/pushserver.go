@@ -151,6 +151,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	client    *http.Client
+	links     linkPool // the device links' idle connections
 	front     *front.Server
 	mux       *http.ServeMux
 	handler   http.Handler // mux, answering 503 until Open
@@ -472,6 +473,7 @@ func (s *Server) stop() error {
 			s.closeErr = st.Close() // reports its last results, which may start notifications
 		}
 		s.notifyWG.Wait()
+		s.links.close()
 		if s.ownClient {
 			s.client.CloseIdleConnections()
 		}

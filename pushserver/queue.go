@@ -74,7 +74,7 @@ type device struct {
 	// sending is held while a push is sent, so a delivery loop of a new attachment waits
 	// for the previous loop's request to end instead of sending the same push twice.
 	sending sync.Mutex
-	link    *link // the connection to the receiver; used with sending held
+	link    *link // the way to the receiver; used with sending held
 	// software is what the device reported on its last attach; zero when unknown.
 	software rim.Software
 	// handing is held while open recipients move between gateways (handover.go).

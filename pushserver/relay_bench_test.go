@@ -20,8 +20,9 @@ import (
 // net/http in and out, pooled keep-alive connections to the receivers, and 200 to the
 // initiator once the receiver has answered 200 (502 otherwise). It sends each push as one
 // packet, as the gateway sends a small one. With perDevice, each device gets a client of
-// its own, and so connections of its own, as the gateway's device links are: the fleet's
-// receivers share one address, which a relay to real handsets could not share.
+// its own, and so connections of its own, as handsets each at an address of their own
+// would: the fleet's receivers share one address, whose connections the relay and the
+// gateway both pool.
 type relay struct {
 	client    *http.Client
 	fleetURL  string
