@@ -46,7 +46,7 @@ func (c *countedConn) Close() error {
 // share the gateway's connections to it. Pushes of three pipelined packets to every one of
 // them, at most 8 at a time, arrive once each over at most 8 connections, not one per
 // handset; after a push to all of them at once, the receiver is left with at most
-// maxIdleLinkConns open.
+// maxIdleLinkConns open, and with none once the gateway is closed.
 func TestLinkPoolFleet(t *testing.T) {
 	t.Parallel()
 	const devices, inFlight = 500, 8
@@ -127,14 +127,20 @@ func TestLinkPoolFleet(t *testing.T) {
 		}
 	}
 	arrivals(func(string) string { return "all" })
-	deadline := time.Now().Add(20 * time.Second)
-	for ln.accepted.Load()-ln.closed.Load() > maxIdleLinkConns {
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver holds %d connections open after the pushes, want at most %d", ln.accepted.Load()-ln.closed.Load(), maxIdleLinkConns)
+	open := func(atMost int64, when string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for ln.accepted.Load()-ln.closed.Load() > atMost {
+			if time.Now().After(deadline) {
+				t.Fatalf("the receiver holds %d connections open %s, want at most %d", ln.accepted.Load()-ln.closed.Load(), when, atMost)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("connections accepted: %d, open at the end: %d", ln.accepted.Load(), ln.accepted.Load()-ln.closed.Load())
+	open(maxIdleLinkConns, "after the pushes")
+	t.Logf("connections accepted: %d, open after the pushes: %d", ln.accepted.Load(), ln.accepted.Load()-ln.closed.Load())
+	s.Close()
+	open(0, "after the gateway's Close")
 }
 
 // attachAll attaches devs to rc's listener, 8 at a time.
