@@ -65,6 +65,12 @@ type op struct {
 	err    chan error                     // receives the outcome, or
 	then   func(err error)                // is called with it by the writer (it must not block)
 	single bool                           // one statement: atomic by itself, needs no savepoint
+
+	// The SQLite store's journal (journal.go) takes these instead of fn:
+	jpush  *jrec // a push to journal (with recips, whose keys it sets), or
+	recips []*Recipient
+	jstate *jrec // a recipient's state to journal, or
+	flush  bool  // wait until everything journaled before is in the tables
 }
 
 // reply hands an operation its outcome.

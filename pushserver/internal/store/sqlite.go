@@ -70,8 +70,12 @@ var sqliteMigrations = []Migration{
 	{"device secrets", Script(deviceSecretsV2)},
 }
 
-// SQLite is the push store in an SQLite file, for one gateway.
-type SQLite struct{ base }
+// SQLite is the push store in an SQLite file, for one gateway. Pushes and their states
+// go through its journal (journal.go); devices and secrets straight into the tables.
+type SQLite struct {
+	base
+	j *journal
+}
 
 var _ Store = (*SQLite)(nil)
 
@@ -80,7 +84,8 @@ func openSQLite(ctx context.Context, dir string, log *slog.Logger) (*SQLite, err
 		return nil, err
 	}
 	path := filepath.Join(dir, "push.db")
-	db, err := statedir.OpenSQLite("push store", path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)")
+	// Write transactions begin IMMEDIATE: the writer and the journal's indexer both write.
+	db, err := statedir.OpenSQLite("push store", path, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
@@ -102,17 +107,133 @@ func openSQLite(ctx context.Context, dir string, log *slog.Logger) (*SQLite, err
 		db.Close()
 		return nil, fmt.Errorf("open push store %s: %w", path, err)
 	}
-	st := &SQLite{}
-	st.applied = applied
-	st.start(dialect{where: path}, db, wconn, st.commit)
-	return st, nil
+	seg, err := recoverJournal(ctx, wconn, dir, log)
+	if err == nil {
+		var j *journal
+		if j, err = openJournal(ctx, dir, seg, db, wconn, log); err == nil {
+			st := &SQLite{j: j}
+			st.applied = applied
+			st.start(dialect{where: path}, db, wconn, st.commit)
+			return st, nil
+		}
+	}
+	wconn.Close()
+	db.Close()
+	return nil, fmt.Errorf("open push store %s: %w", path, err)
 }
 
-// commit runs a batch in one transaction: a failed statement undoes only itself, so
-// one-statement operations need no savepoint.
+// commit runs a batch: its pushes and states appended to the journal with one write and
+// one sync, its other operations in one transaction (a failed statement undoes only
+// itself, so one-statement operations need no savepoint). Every journal record is on disk
+// before its operation is answered.
 func (st *SQLite) commit(batch []*op) {
-	errs, err := st.run(batch, true)
-	reply(batch, errs, err)
+	j := st.j
+	j.buf = j.buf[:0]
+	var journaled, other, flushes, pushes []*op
+	var names []pushName
+	for _, o := range batch {
+		if o.jpush != nil {
+			pushes = append(pushes, o)
+			names = append(names, pushName{o.jpush.push.ID, o.jpush.push.Source})
+		}
+	}
+	// Every operation is answered at the end, once the journal's state is settled.
+	type answer struct {
+		o   *op
+		err error
+	}
+	var answers []answer
+	defer func() {
+		for _, a := range answers {
+			a.o.reply(a.err)
+		}
+	}()
+	var dup []bool
+	if len(names) > 0 {
+		var err error
+		if dup, err = j.duplicates(names); err != nil {
+			for _, o := range pushes {
+				answers = append(answers, answer{o, err})
+			}
+		}
+	}
+	names = names[:0]
+	i := 0 // the next push's index in pushes
+	for _, o := range batch {
+		switch {
+		case o.jpush != nil:
+			p := o.jpush.push
+			n := pushName{p.ID, p.Source}
+			d := dup == nil || dup[i]
+			i++
+			if dup == nil {
+				continue // answered above
+			}
+			if d {
+				answers = append(answers, answer{o, ErrDuplicate}) // the source used this push id before
+				continue
+			}
+			j.mu.Lock()
+			if j.unindexed[n] > 0 { // earlier in this batch
+				j.mu.Unlock()
+				answers = append(answers, answer{o, ErrDuplicate})
+				continue
+			}
+			j.unindexed[n]++
+			j.mu.Unlock()
+			names = append(names, n)
+			p.Key = j.nextKey
+			j.nextKey++
+			o.jpush.rs = o.jpush.rs[:0]
+			for _, r := range o.recips {
+				r.Seq = j.nextSeq
+				j.nextSeq++
+				o.jpush.rs = append(o.jpush.rs, jrecip{seq: r.Seq, pin: r.PIN, port: r.Port})
+			}
+			j.buf = appendRecord(j.buf, j.seg, o.jpush)
+			journaled = append(journaled, o)
+		case o.jstate != nil:
+			j.buf = appendRecord(j.buf, j.seg, o.jstate)
+			journaled = append(journaled, o)
+		case o.flush:
+			flushes = append(flushes, o)
+		default:
+			other = append(other, o)
+		}
+	}
+	if len(journaled) > 0 {
+		err := j.write()
+		if err == nil {
+			j.count += len(journaled)
+		} else {
+			j.mu.Lock()
+			for _, n := range names {
+				if j.unindexed[n]--; j.unindexed[n] <= 0 {
+					delete(j.unindexed, n)
+				}
+			}
+			j.mu.Unlock()
+		}
+		for _, o := range journaled {
+			if err == nil {
+				j.recs = append(j.recs, *cmp.Or(o.jpush, o.jstate))
+			}
+			answers = append(answers, answer{o, err})
+		}
+	}
+	if len(other) > 0 {
+		errs, err := st.run(other, true)
+		for i, o := range other {
+			if err == nil {
+				answers = append(answers, answer{o, errs[i]})
+			} else {
+				answers = append(answers, answer{o, err})
+			}
+		}
+	}
+	if len(flushes) > 0 || len(j.recs) >= indexEvery {
+		j.handOver(flushes)
+	}
 }
 
 // InsertPush stores a push and its recipients; it sets p.Key and the recipients' Seq. No
@@ -122,24 +243,7 @@ func (st *SQLite) InsertPush(ctx context.Context, p *Push, rs []*Recipient, _ []
 }
 
 func (st *SQLite) pushOp(p *Push, rs []*Recipient, _ []string) *op {
-	return &op{
-		fn: func(tx *wtx) error {
-			var ok bool
-			var err error
-			if p.Key, ok, err = tx.insert(insertPushSQL, pushArgs(p)...); err != nil || !ok {
-				return cmp.Or(err, ErrDuplicate) // the source used this push id before
-			}
-			for _, r := range rs {
-				if r.Seq, _, err = tx.insert("INSERT INTO recipients(pid,pin,port,state,updated_at) VALUES(?,?,?,'queued',?)", p.Key, r.PIN, r.Port, unixMs(p.AcceptedAt)); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-		// Nothing to undo when the only statement that can fail on input (the push row, on a
-		// duplicate id) does nothing.
-		single: len(rs) == 1,
-	}
+	return &op{jpush: &jrec{push: p, rs: make([]jrecip, 0, len(rs))}, recips: rs}
 }
 
 const setStateSQL = "UPDATE recipients SET state=?, code=?, reason=?, transport_at=?, updated_at=? WHERE seq=?"
@@ -155,17 +259,45 @@ func (st *SQLite) SetStateLater(seq int64, u Update, then func(error)) {
 }
 
 func (st *SQLite) stateOp(seq int64, u Update) *op {
-	return &op{
-		fn: func(tx *wtx) error {
-			_, err := tx.exec(setStateSQL, u.State, u.Code, u.Reason, unixMs(u.TransportAt), unixMs(u.At), seq)
-			return err
-		},
-		single: true,
+	return &op{jstate: &jrec{seq: seq, u: u}}
+}
+
+// flush returns once everything journaled before it is in the tables.
+func (st *SQLite) flush(ctx context.Context) error {
+	return st.do(ctx, &op{flush: true})
+}
+
+// PushStatus reads the latest push with this id in the scope and its recipients.
+func (st *SQLite) PushStatus(ctx context.Context, sc Scope, pushID string) (Status, error) {
+	if err := st.flush(ctx); err != nil {
+		return Status{}, err
 	}
+	return st.base.PushStatus(ctx, sc, pushID)
+}
+
+// LatestPush returns the key of the latest push with this id in the scope, or ErrNotFound.
+func (st *SQLite) LatestPush(ctx context.Context, sc Scope, pushID string) (int64, error) {
+	if err := st.flush(ctx); err != nil {
+		return 0, err
+	}
+	return st.base.LatestPush(ctx, sc, pushID)
+}
+
+// PushExists reports whether a push with this id was ever stored in the scope.
+func (st *SQLite) PushExists(ctx context.Context, sc Scope, pushID string) (bool, error) {
+	if err := st.flush(ctx); err != nil {
+		return false, err
+	}
+	return st.base.PushExists(ctx, sc, pushID)
 }
 
 // LoadOpen reads every push that still has queued or pending recipients.
-func (st *SQLite) LoadOpen(ctx context.Context) ([]OpenPush, error) { return st.loadHeld(ctx, "") }
+func (st *SQLite) LoadOpen(ctx context.Context) ([]OpenPush, error) {
+	if err := st.flush(ctx); err != nil {
+		return nil, err
+	}
+	return st.loadHeld(ctx, "")
+}
 
 // Devices reads the device directory.
 func (st *SQLite) Devices(ctx context.Context) (map[string]Device, error) {
@@ -175,6 +307,7 @@ func (st *SQLite) Devices(ctx context.Context) (map[string]Device, error) {
 // Close commits what was submitted and closes the store.
 func (st *SQLite) Close() error {
 	st.stop()
+	st.j.close()
 	st.wconn.Close()
 	return st.db.Close()
 }
