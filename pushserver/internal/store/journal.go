@@ -755,10 +755,11 @@ func (j *journal) indexer(conn *sql.Conn, removed uint64) {
 	}
 }
 
-// close hands what is left to the indexer, waits for it, and closes the segment. The
-// writer must have stopped.
+// close hands what is left to the indexer, with the segment being written, which it frees
+// once that is indexed, waits for it, and closes the segment. The writer must have stopped.
 func (j *journal) close() {
-	j.handOver(nil)
+	j.jobs <- indexJob{recs: j.recs, upto: j.seg}
+	j.recs = nil
 	close(j.jobs)
 	<-j.done
 	for _, st := range j.dup {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
@@ -74,7 +75,8 @@ var sqliteMigrations = []Migration{
 // go through its journal (journal.go); devices and secrets straight into the tables.
 type SQLite struct {
 	base
-	j *journal
+	j      *journal
+	closed sync.Once
 }
 
 var _ Store = (*SQLite)(nil)
@@ -304,10 +306,14 @@ func (st *SQLite) Devices(ctx context.Context) (map[string]Device, error) {
 	return st.devices(ctx, "SELECT pin, email, '' FROM devices")
 }
 
-// Close commits what was submitted and closes the store.
+// Close commits what was submitted and closes the store. It may be called more than once.
 func (st *SQLite) Close() error {
-	st.stop()
-	st.j.close()
-	st.wconn.Close()
-	return st.db.Close()
+	var err error
+	st.closed.Do(func() {
+		st.stop()
+		st.j.close()
+		st.wconn.Close()
+		err = st.db.Close()
+	})
+	return err
 }
