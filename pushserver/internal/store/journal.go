@@ -436,29 +436,22 @@ func applyRecords(ctx context.Context, conn *sql.Conn, recs []jrec) (err error) 
 			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
-	insP, err := conn.PrepareContext(ctx, `INSERT OR IGNORE INTO pushes(id,push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return err
-	}
-	defer insP.Close()
-	insR, err := conn.PrepareContext(ctx, `INSERT OR IGNORE INTO recipients(seq,pid,pin,port,state,code,reason,transport_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return err
-	}
-	defer insR.Close()
+	var args []any
 	for i := range recs {
 		if p := recs[i].push; p != nil {
-			if _, err := insP.ExecContext(ctx, append([]any{p.Key}, pushArgs(p)...)...); err != nil {
-				return fmt.Errorf("push %d: %w", p.Key, err)
-			}
+			args = append(append(args, p.Key), pushArgs(p)...)
 		}
 	}
+	if err := insertRows(ctx, conn, "INSERT OR IGNORE INTO pushes(id,push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)", 13, args); err != nil {
+		return fmt.Errorf("pushes: %w", err)
+	}
+	args = args[:0]
 	for _, seq := range order {
 		w := rows[seq]
-		if _, err := insR.ExecContext(ctx, seq, w.pid, w.pin, w.port, w.u.State, w.u.Code, w.u.Reason, unixMs(w.u.TransportAt), unixMs(w.u.At)); err != nil {
-			return fmt.Errorf("recipient %d: %w", seq, err)
-		}
+		args = append(args, seq, w.pid, w.pin, w.port, w.u.State, w.u.Code, w.u.Reason, unixMs(w.u.TransportAt), unixMs(w.u.At))
+	}
+	if err := insertRows(ctx, conn, "INSERT OR IGNORE INTO recipients(seq,pid,pin,port,state,code,reason,transport_at,updated_at)", 9, args); err != nil {
+		return fmt.Errorf("recipients: %w", err)
 	}
 	if len(olderOrder) > 0 {
 		upd, err := conn.PrepareContext(ctx, setStateSQL)
@@ -475,6 +468,47 @@ func applyRecords(ctx context.Context, conn *sql.Conn, recs []jrec) (err error) 
 	}
 	_, err = conn.ExecContext(ctx, "COMMIT")
 	return err
+}
+
+// rowsPerInsert is how many rows one INSERT statement of the indexer carries: the
+// statement's own cost is then shared by many rows.
+const rowsPerInsert = 32
+
+// insertRows runs head (an INSERT with its columns) with VALUES for args, cols values a
+// row, rowsPerInsert rows a statement.
+func insertRows(ctx context.Context, conn *sql.Conn, head string, cols int, args []any) error {
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	for len(args) > 0 {
+		n := min(len(args)/cols, rowsPerInsert)
+		st := stmts[n]
+		if st == nil {
+			var b strings.Builder
+			b.WriteString(head)
+			b.WriteString(" VALUES ")
+			row := "(" + strings.Repeat("?,", cols-1) + "?)"
+			for i := range n {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(row)
+			}
+			var err error
+			if st, err = conn.PrepareContext(ctx, b.String()); err != nil {
+				return err
+			}
+			stmts[n] = st
+		}
+		if _, err := st.ExecContext(ctx, args[:n*cols]...); err != nil {
+			return err
+		}
+		args = args[n*cols:]
+	}
+	return nil
 }
 
 // openJournal starts the journal's newest segment, number seg, and the indexer.
