@@ -36,12 +36,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/bbsim/bbsim/internal/statedir"
 	"github.com/bbsim/bbsim/rim"
 )
 
 // indexEvery is how many journal records the writer gathers before it hands them to the
-// indexer: large enough that the tables' pages are written once for many pushes, small
-// enough that the records waiting (held in memory, decoded) stay a few megabytes.
+// indexer, unless their segment reaches segmentSize first: large enough that the tables'
+// pages are written once for many pushes, small enough that the records waiting (held in
+// memory until indexed, bodies included) stay a few megabytes.
 const indexEvery = 4096
 
 // journalPrefix names the journal's segment files in the store's directory.
@@ -359,7 +361,7 @@ func recoverJournal(ctx context.Context, conn *sql.Conn, dir string, log *slog.L
 			return 0, fmt.Errorf("push store journal: %w", err)
 		}
 		if !sealed && i != len(segs)-1 {
-			return 0, fmt.Errorf("push store journal %s is damaged after its record %d (a later segment exists, so it should end with its seal): move the data directory aside (bbsim server --reset) or restore it", path, len(rs))
+			return 0, fmt.Errorf("%w: push store journal %s ends after its record %d without its seal, though a later segment exists: records were lost; %s", statedir.ErrDamaged, path, len(rs), statedir.Afresh)
 		}
 		recs = append(recs, rs...)
 	}

@@ -296,3 +296,28 @@ func TestJournalStateOfIndexedRecipient(t *testing.T) {
 		t.Fatalf("after reopen: %+v, %v; want delivered", ps, err)
 	}
 }
+
+// TestJournalHandsOverBySize: pushes whose bodies fill a segment are indexed without a read
+// asking for it, so that what the writer holds in memory stays about one segment's worth.
+func TestJournalHandsOverBySize(t *testing.T) {
+	t.Parallel()
+	st := open1(t, t.TempDir())
+	body := make([]byte, 1<<20)
+	for i := range 5 {
+		p := &Push{ID: fmt.Sprint("big-", i), Header: []byte(`{}`), Body: body, AcceptedAt: time.Now()}
+		if err := st.InsertPush(t.Context(), p, []*Recipient{{PIN: pinA, Port: 7874}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st.j.mu.Lock()
+		left := len(st.j.unindexed)
+		st.j.mu.Unlock()
+		if left <= 1 { // the fifth may follow the hand-over, in the next segment
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pushes of 1 MiB still waiting to be indexed: no hand-over by size", left)
+		}
+	}
+}

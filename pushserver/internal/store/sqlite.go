@@ -218,6 +218,9 @@ func (st *SQLite) commit(batch []*op) {
 		}
 		for _, o := range journaled {
 			if err == nil {
+				if j.recs == nil {
+					j.recs = make([]jrec, 0, indexEvery+64)
+				}
 				j.recs = append(j.recs, *cmp.Or(o.jpush, o.jstate))
 			}
 			answers = append(answers, answer{o, err})
@@ -233,7 +236,7 @@ func (st *SQLite) commit(batch []*op) {
 			}
 		}
 	}
-	if len(flushes) > 0 || len(j.recs) >= indexEvery {
+	if len(flushes) > 0 || len(j.recs) >= indexEvery || j.size >= segmentSize {
 		j.handOver(flushes)
 	}
 }
