@@ -555,6 +555,9 @@ func (j *journal) findFree() error {
 		j.freeNext = max(j.freeNext, n+1)
 		path := filepath.Join(j.dir, e.Name())
 		if len(j.free) < keepFree {
+			if err := os.Chmod(path, 0o600); err != nil { // private, like every file of the store
+				return fmt.Errorf("push store journal: %w", err)
+			}
 			j.free = append(j.free, path)
 		} else if err := os.Remove(path); err != nil {
 			return fmt.Errorf("push store journal: %w", err)
@@ -578,7 +581,7 @@ func (j *journal) startSegment() error {
 			return fmt.Errorf("push store journal: %w", err)
 		}
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	f, err := statedir.OpenFile(path, os.O_WRONLY|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("push store journal: %w", err)
 	}
