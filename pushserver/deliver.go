@@ -62,7 +62,7 @@ func (s *Server) runDevice(ctx context.Context, d *device, url string) {
 			continue
 		}
 		d.sending.Lock()
-		s.deliver(ctx, d, url, r)
+		s.workers.run(func() { s.deliver(ctx, d, url, r) })
 		d.sending.Unlock()
 	}
 }

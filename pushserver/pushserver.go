@@ -151,7 +151,8 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	client    *http.Client
-	links     linkPool // the device links' idle connections
+	links     linkPool   // the device links' idle connections
+	workers   workerPool // the goroutines that send pushes (workers.go)
 	front     *front.Server
 	mux       *http.ServeMux
 	handler   http.Handler // mux, answering 503 until Open
@@ -469,6 +470,7 @@ func (s *Server) stop() error {
 			cancel()
 		}
 		s.wg.Wait()
+		s.workers.stop()
 		if st != nil {
 			s.closeErr = st.Close() // reports its last results, which may start notifications
 		}
