@@ -72,9 +72,14 @@ const freePrefix = "push.journal-free."
 // seed is the CRC-32C a segment's records start from: a record of another segment (a used
 // file's stale bytes past the records written since) does not check.
 func seed(seg uint64) uint32 {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], seg)
-	return crc32.Checksum(b[:], castagnoli)
+	// crc32.Checksum of the number's 8 little-endian bytes, computed here with the table:
+	// handing crc32 a slice would allocate it on every record.
+	crc := ^uint32(0)
+	for range 8 {
+		crc = castagnoli[byte(crc)^byte(seg)] ^ (crc >> 8)
+		seg >>= 8
+	}
+	return ^crc
 }
 
 // jrec is one journal record: a push with its recipients, or a recipient's new state.

@@ -3,6 +3,8 @@ package store
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"hash/crc32"
 	"errors"
 	"fmt"
 	"os"
@@ -318,6 +320,16 @@ func TestJournalHandsOverBySize(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d pushes of 1 MiB still waiting to be indexed: no hand-over by size", left)
+		}
+	}
+}
+
+func TestSeedIsChecksumOfSegment(t *testing.T) {
+	for _, n := range []uint64{0, 1, 255, 1 << 40, ^uint64(0)} {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], n)
+		if got, want := seed(n), crc32.Checksum(b[:], castagnoli); got != want {
+			t.Fatalf("seed(%d) = %x, want %x", n, got, want)
 		}
 	}
 }
