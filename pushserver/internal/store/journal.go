@@ -113,6 +113,7 @@ type journal struct {
 
 	nextKey, nextSeq int64
 	wconn            *sql.Conn
+	ids              *idFilter         // every push name in the table or journaled
 	dup              map[int]*sql.Stmt // dupStmt's, by number of pairs
 
 	mu        sync.Mutex       // guards what follows, shared with the indexer
@@ -529,6 +530,9 @@ func openJournal(ctx context.Context, dir string, seg uint64, db *sql.DB, wconn 
 	if err = wconn.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) + 1 FROM recipients").Scan(&j.nextSeq); err != nil {
 		return nil, err
 	}
+	if j.ids, err = loadIDFilter(ctx, wconn); err != nil {
+		return nil, err
+	}
 	if err := j.findFree(); err != nil {
 		return nil, err
 	}
@@ -675,8 +679,17 @@ func (j *journal) duplicates(names []pushName) ([]bool, error) {
 		dup[i] = j.unindexed[n] > 0
 	}
 	j.mu.Unlock()
+	var look []int // the names to look up in the table: those the filter may have seen
+	for i, nm := range names {
+		if !dup[i] && j.ids.mayHave(nm) {
+			look = append(look, i)
+		}
+	}
+	if len(look) == 0 {
+		return dup, nil
+	}
 	n := 1
-	for n < len(names) {
+	for n < len(look) {
 		n *= 2
 	}
 	st, err := j.dupStmt(n)
@@ -684,8 +697,8 @@ func (j *journal) duplicates(names []pushName) ([]bool, error) {
 		return nil, fmt.Errorf("push store: look for duplicate push ids: %w", err)
 	}
 	args := make([]any, 2*n)
-	for i, nm := range names {
-		args[2*i], args[2*i+1] = nm.id, nm.source
+	for k, i := range look {
+		args[2*k], args[2*k+1] = names[i].id, names[i].source
 	}
 	rows, err := st.Query(args...)
 	if err != nil {
@@ -693,11 +706,11 @@ func (j *journal) duplicates(names []pushName) ([]bool, error) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var i int
-		if err := rows.Scan(&i); err != nil {
+		var k int
+		if err := rows.Scan(&k); err != nil {
 			return nil, fmt.Errorf("push store: look for duplicate push ids: %w", err)
 		}
-		dup[i] = true
+		dup[look[k]] = true
 	}
 	return dup, rows.Err()
 }

@@ -183,6 +183,7 @@ func (st *SQLite) commit(batch []*op) {
 			}
 			j.unindexed[n]++
 			j.mu.Unlock()
+			j.ids.add(n)
 			names = append(names, n)
 			p.Key = j.nextKey
 			j.nextKey++
