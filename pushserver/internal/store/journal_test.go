@@ -333,3 +333,12 @@ func TestSeedIsChecksumOfSegment(t *testing.T) {
 		}
 	}
 }
+
+func TestDecoderVarint(t *testing.T) {
+	for _, v := range []int64{0, 1, -1, 63, -64, 1 << 40, -(1 << 40), 1<<63 - 1, -1 << 63} {
+		d := &decoder{b: binary.AppendVarint(nil, v)}
+		if got := d.varint(); got != v || d.err != nil || len(d.b) != 0 {
+			t.Fatalf("varint of %d = %d, %v", v, got, d.err)
+		}
+	}
+}
