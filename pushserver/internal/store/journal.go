@@ -795,19 +795,28 @@ func (j *journal) indexer(conn *sql.Conn, removed uint64) {
 					removed = job.upto
 				}
 			}
-			j.mu.Lock()
+			var names []pushName
 			for i := range recs {
 				if p := recs[i].push; p != nil {
-					n := pushName{p.ID, p.Source}
-					if j.unindexed[n]--; j.unindexed[n] <= 0 {
-						delete(j.unindexed, n)
-					}
+					names = append(names, pushName{p.ID, p.Source})
 				}
 			}
-			j.mu.Unlock()
+			j.forget(names)
 		}
 		for _, o := range job.flushes {
 			o.reply(err)
+		}
+	}
+}
+
+// forget takes names off the journaled pushes not yet in the table: once they are in it,
+// or when their records could not be written.
+func (j *journal) forget(names []pushName) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, n := range names {
+		if j.unindexed[n]--; j.unindexed[n] <= 0 {
+			delete(j.unindexed, n)
 		}
 	}
 }

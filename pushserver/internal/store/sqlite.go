@@ -166,12 +166,11 @@ func (st *SQLite) commit(batch []*op) {
 		case o.jpush != nil:
 			p := o.jpush.push
 			n := pushName{p.ID, p.Source}
-			d := dup == nil || dup[i]
 			i++
 			if dup == nil {
-				continue // answered above
+				continue // the lookup failed: answered above
 			}
-			if d {
+			if dup[i-1] {
 				answers = append(answers, answer{o, ErrDuplicate}) // the source used this push id before
 				continue
 			}
@@ -209,13 +208,7 @@ func (st *SQLite) commit(batch []*op) {
 		if err == nil {
 			j.count += len(journaled)
 		} else {
-			j.mu.Lock()
-			for _, n := range names {
-				if j.unindexed[n]--; j.unindexed[n] <= 0 {
-					delete(j.unindexed, n)
-				}
-			}
-			j.mu.Unlock()
+			j.forget(names)
 		}
 		for _, o := range journaled {
 			if err == nil {
