@@ -371,7 +371,9 @@ func recoverJournal(ctx context.Context, conn *sql.Conn, dir string, log *slog.L
 		}
 		recs = append(recs, rs...)
 	}
-	if err := applyRecords(ctx, conn, recs); err != nil {
+	ix := newIndex(conn)
+	defer ix.close()
+	if err := ix.apply(ctx, recs); err != nil {
 		return 0, fmt.Errorf("push store journal: apply %d records: %w", len(recs), err)
 	}
 	if len(recs) > 0 {
@@ -396,125 +398,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("push store journal: sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// applyRecords moves records into the tables in one transaction on conn: pushes and their
-// recipients inserted by key with each recipient's latest state folded in, and states of
-// recipients already in the table updated. Rows already there are left alone, so applying
-// the same records again changes nothing.
-func applyRecords(ctx context.Context, conn *sql.Conn, recs []jrec) (err error) {
-	if len(recs) == 0 {
-		return nil
-	}
-	type row struct {
-		pid  int64
-		pin  string
-		port int
-		u    Update
-	}
-	rows := map[int64]*row{}
-	var order []int64           // new recipients, in key order
-	older := map[int64]Update{} // the latest state of recipients indexed before
-	var olderOrder []int64
-	for i := range recs {
-		r := &recs[i]
-		if p := r.push; p != nil {
-			for _, rr := range r.rs {
-				rows[rr.seq] = &row{pid: p.Key, pin: rr.pin, port: rr.port, u: Update{State: rim.StateQueued, At: p.AcceptedAt}}
-				order = append(order, rr.seq)
-			}
-			continue
-		}
-		if w := rows[r.seq]; w != nil {
-			w.u = r.u
-			continue
-		}
-		if _, ok := older[r.seq]; !ok {
-			olderOrder = append(olderOrder, r.seq)
-		}
-		older[r.seq] = r.u
-	}
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
-	var args []any
-	for i := range recs {
-		if p := recs[i].push; p != nil {
-			args = append(append(args, p.Key), pushArgs(p)...)
-		}
-	}
-	if err := insertRows(ctx, conn, "INSERT OR IGNORE INTO pushes(id,push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)", 13, args); err != nil {
-		return fmt.Errorf("pushes: %w", err)
-	}
-	args = args[:0]
-	for _, seq := range order {
-		w := rows[seq]
-		args = append(args, seq, w.pid, w.pin, w.port, w.u.State, w.u.Code, w.u.Reason, unixMs(w.u.TransportAt), unixMs(w.u.At))
-	}
-	if err := insertRows(ctx, conn, "INSERT OR IGNORE INTO recipients(seq,pid,pin,port,state,code,reason,transport_at,updated_at)", 9, args); err != nil {
-		return fmt.Errorf("recipients: %w", err)
-	}
-	if len(olderOrder) > 0 {
-		upd, err := conn.PrepareContext(ctx, setStateSQL)
-		if err != nil {
-			return err
-		}
-		defer upd.Close()
-		for _, seq := range olderOrder {
-			u := older[seq]
-			if _, err := upd.ExecContext(ctx, u.State, u.Code, u.Reason, unixMs(u.TransportAt), unixMs(u.At), seq); err != nil {
-				return fmt.Errorf("recipient %d: %w", seq, err)
-			}
-		}
-	}
-	_, err = conn.ExecContext(ctx, "COMMIT")
-	return err
-}
-
-// rowsPerInsert is how many rows one INSERT statement of the indexer carries: the
-// statement's own cost is then shared by many rows.
-const rowsPerInsert = 32
-
-// insertRows runs head (an INSERT with its columns) with VALUES for args, cols values a
-// row, rowsPerInsert rows a statement.
-func insertRows(ctx context.Context, conn *sql.Conn, head string, cols int, args []any) error {
-	stmts := map[int]*sql.Stmt{}
-	defer func() {
-		for _, st := range stmts {
-			st.Close()
-		}
-	}()
-	for len(args) > 0 {
-		n := min(len(args)/cols, rowsPerInsert)
-		st := stmts[n]
-		if st == nil {
-			var b strings.Builder
-			b.WriteString(head)
-			b.WriteString(" VALUES ")
-			row := "(" + strings.Repeat("?,", cols-1) + "?)"
-			for i := range n {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(row)
-			}
-			var err error
-			if st, err = conn.PrepareContext(ctx, b.String()); err != nil {
-				return err
-			}
-			stmts[n] = st
-		}
-		if _, err := st.ExecContext(ctx, args[:n*cols]...); err != nil {
-			return err
-		}
-		args = args[n*cols:]
 	}
 	return nil
 }
@@ -779,10 +662,12 @@ func (j *journal) handOver(flushes []*op) {
 func (j *journal) indexer(conn *sql.Conn, removed uint64) {
 	defer close(j.done)
 	defer conn.Close()
+	ix := newIndex(conn)
+	defer ix.close()
 	var carry []jrec // removed: segments up to this one are gone
 	for job := range j.jobs {
 		recs := append(carry, job.recs...)
-		err := applyRecords(context.Background(), conn, recs)
+		err := ix.apply(context.Background(), recs)
 		if err != nil {
 			j.log.Error("push store journal: indexing failed; the records stay in the journal", "records", len(recs), "err", err)
 			carry = recs
