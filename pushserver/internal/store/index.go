@@ -34,6 +34,21 @@ type index struct {
 	recips insert
 	upd    driver.Stmt // setStateSQL
 	args   []driver.NamedValue
+
+	// A job's recipients, kept from one job to the next for their room.
+	rows []recipRow
+	at   map[int64]int // index in rows, by seq
+}
+
+// recipRow is a recipient of a job: one of a push in the job, with its latest state, or
+// one indexed before (indexed), whose latest state the job sets.
+type recipRow struct {
+	seq     int64
+	pid     driver.Value
+	pin     string
+	port    int
+	u       Update
+	indexed bool
 }
 
 // insert is an INSERT of the indexer, head (the statement up to VALUES) for cols values a
@@ -47,7 +62,7 @@ type insert struct {
 }
 
 func newIndex(conn *sql.Conn) *index {
-	return &index{conn: conn,
+	return &index{conn: conn, at: map[int64]int{},
 		pushes: insert{head: "INSERT OR IGNORE INTO pushes(id,push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)", cols: 13},
 		recips: insert{head: "INSERT OR IGNORE INTO recipients(seq,pid,pin,port,state,code,reason,transport_at,updated_at)", cols: 9},
 	}
@@ -86,34 +101,6 @@ func (ix *index) apply(ctx context.Context, recs []jrec) error {
 }
 
 func (ix *index) applyTx(ctx context.Context, recs []jrec) (err error) {
-	type row struct {
-		pid  int64
-		pin  string
-		port int
-		u    Update
-	}
-	rows := map[int64]*row{}
-	var order []int64           // new recipients, in key order
-	older := map[int64]Update{} // the latest state of recipients indexed before
-	var olderOrder []int64
-	for i := range recs {
-		r := &recs[i]
-		if p := r.push; p != nil {
-			for _, rr := range r.rs {
-				rows[rr.seq] = &row{pid: p.Key, pin: rr.pin, port: rr.port, u: Update{State: rim.StateQueued, At: p.AcceptedAt}}
-				order = append(order, rr.seq)
-			}
-			continue
-		}
-		if w := rows[r.seq]; w != nil {
-			w.u = r.u
-			continue
-		}
-		if _, ok := older[r.seq]; !ok {
-			olderOrder = append(olderOrder, r.seq)
-		}
-		older[r.seq] = r.u
-	}
 	exec := ix.dc.(driver.ExecerContext)
 	if _, err := exec.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
 		return err
@@ -122,38 +109,58 @@ func (ix *index) applyTx(ctx context.Context, recs []jrec) (err error) {
 		if err != nil {
 			exec.ExecContext(context.WithoutCancel(ctx), "ROLLBACK", nil)
 		}
+		clear(ix.rows)
+		ix.rows = ix.rows[:0]
+		clear(ix.at)
 	}()
 	for i := range recs {
-		if p := recs[i].push; p != nil {
-			if err := ix.add(ctx, &ix.pushes, p.Key, p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
+		r := &recs[i]
+		if p := r.push; p != nil {
+			key := driver.Value(p.Key) // also each recipient's pid
+			if err := ix.add(ctx, &ix.pushes, key, p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
 				unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, int64(boolInt(p.NotifyPAP)), p.PAPVersion, unixMs(p.AcceptedAt)); err != nil {
 				return fmt.Errorf("pushes: %w", err)
 			}
+			for _, rr := range r.rs {
+				ix.at[rr.seq] = len(ix.rows)
+				ix.rows = append(ix.rows, recipRow{seq: rr.seq, pid: key, pin: rr.pin, port: rr.port, u: Update{State: rim.StateQueued, At: p.AcceptedAt}})
+			}
+			continue
 		}
+		if k, ok := ix.at[r.seq]; ok {
+			ix.rows[k].u = r.u
+			continue
+		}
+		ix.at[r.seq] = len(ix.rows)
+		ix.rows = append(ix.rows, recipRow{seq: r.seq, u: r.u, indexed: true})
 	}
 	if err := ix.flush(ctx, &ix.pushes); err != nil {
 		return fmt.Errorf("pushes: %w", err)
 	}
-	for _, seq := range order {
-		w := rows[seq]
-		if err := ix.add(ctx, &ix.recips, seq, w.pid, w.pin, int64(w.port), string(w.u.State), int64(w.u.Code), w.u.Reason,
-			unixMs(w.u.TransportAt), unixMs(w.u.At)); err != nil {
-			return fmt.Errorf("recipients: %w", err)
+	for i := range ix.rows {
+		if w := &ix.rows[i]; !w.indexed {
+			if err := ix.add(ctx, &ix.recips, w.seq, w.pid, w.pin, int64(w.port), string(w.u.State), int64(w.u.Code), w.u.Reason,
+				unixMs(w.u.TransportAt), unixMs(w.u.At)); err != nil {
+				return fmt.Errorf("recipients: %w", err)
+			}
 		}
 	}
 	if err := ix.flush(ctx, &ix.recips); err != nil {
 		return fmt.Errorf("recipients: %w", err)
 	}
-	for _, seq := range olderOrder {
+	for i := range ix.rows {
+		w := &ix.rows[i]
+		if !w.indexed {
+			continue
+		}
 		if ix.upd == nil {
 			if ix.upd, err = ix.dc.Prepare(setStateSQL); err != nil {
 				return err
 			}
 		}
-		u := older[seq]
-		ix.args = appendArgs(ix.args[:0], string(u.State), int64(u.Code), u.Reason, unixMs(u.TransportAt), unixMs(u.At), seq)
+		ix.args = appendArgs(ix.args[:0], string(w.u.State), int64(w.u.Code), w.u.Reason, unixMs(w.u.TransportAt), unixMs(w.u.At), w.seq)
 		if err := execArgs(ctx, ix.upd, ix.args); err != nil {
-			return fmt.Errorf("recipient %d: %w", seq, err)
+			return fmt.Errorf("recipient %d: %w", w.seq, err)
 		}
 	}
 	_, err = exec.ExecContext(ctx, "COMMIT", nil)
