@@ -665,8 +665,12 @@ func (j *journal) indexer(conn *sql.Conn, removed uint64) {
 	ix := newIndex(conn)
 	defer ix.close()
 	var carry []jrec // removed: segments up to this one are gone
+	var names []pushName
 	for job := range j.jobs {
-		recs := append(carry, job.recs...)
+		recs := job.recs
+		if carry != nil {
+			recs = append(carry, recs...)
+		}
 		err := ix.apply(context.Background(), recs)
 		if err != nil {
 			j.log.Error("push store journal: indexing failed; the records stay in the journal", "records", len(recs), "err", err)
@@ -680,13 +684,14 @@ func (j *journal) indexer(conn *sql.Conn, removed uint64) {
 					removed = job.upto
 				}
 			}
-			var names []pushName
+			names = names[:0]
 			for i := range recs {
 				if p := recs[i].push; p != nil {
 					names = append(names, pushName{p.ID, p.Source})
 				}
 			}
 			j.forget(names)
+			clear(names)
 		}
 		for _, o := range job.flushes {
 			o.reply(err)
