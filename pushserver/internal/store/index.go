@@ -35,6 +35,11 @@ type index struct {
 	upd    driver.Stmt // setStateSQL
 	args   []driver.NamedValue
 
+	// The columns whose values rows often repeat from the row before.
+	source, reliability, state    column[string]
+	header                        textColumn
+	accepted, port, code, updated column[int64]
+
 	// A job's recipients, kept from one job to the next for their room.
 	rows []recipRow
 	at   map[int64]int // index in rows, by seq
@@ -59,6 +64,34 @@ type insert struct {
 	cols  int
 	stmts [insertSizes]driver.Stmt
 	args  []driver.NamedValue
+}
+
+// column holds the driver value of a column in the row before: rows often repeat it (a
+// push's source, headers and reliability, the millisecond it was accepted in; a
+// recipient's port, state and code, and when it got them), and each value given the
+// driver anew is one more allocation, to box it.
+type column[T comparable] struct {
+	last T
+	v    driver.Value
+}
+
+// of returns v as a driver value: the row before's when the same.
+func (c *column[T]) of(v T) driver.Value {
+	if c.v == nil || v != c.last {
+		c.last, c.v = v, v
+	}
+	return c.v
+}
+
+// textColumn is a column of text given as bytes, compared without a copy.
+type textColumn column[string]
+
+func (c *textColumn) of(b []byte) driver.Value {
+	if c.v == nil || string(b) != c.last {
+		c.last = string(b)
+		c.v = c.last
+	}
+	return c.v
 }
 
 func newIndex(conn *sql.Conn) *index {
@@ -117,8 +150,8 @@ func (ix *index) applyTx(ctx context.Context, recs []jrec) (err error) {
 		r := &recs[i]
 		if p := r.push; p != nil {
 			key := driver.Value(p.Key) // also each recipient's pid
-			if err := ix.add(ctx, &ix.pushes, key, p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
-				unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, int64(boolInt(p.NotifyPAP)), p.PAPVersion, unixMs(p.AcceptedAt)); err != nil {
+			if err := ix.add(ctx, &ix.pushes, key, p.ID, ix.source.of(p.Source), ix.header.of(p.Header), p.Body, p.RequestURI, ix.reliability.of(p.Reliability),
+				unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, int64(boolInt(p.NotifyPAP)), p.PAPVersion, ix.accepted.of(unixMs(p.AcceptedAt))); err != nil {
 				return fmt.Errorf("pushes: %w", err)
 			}
 			for _, rr := range r.rs {
@@ -139,8 +172,8 @@ func (ix *index) applyTx(ctx context.Context, recs []jrec) (err error) {
 	}
 	for i := range ix.rows {
 		if w := &ix.rows[i]; !w.indexed {
-			if err := ix.add(ctx, &ix.recips, w.seq, w.pid, w.pin, int64(w.port), string(w.u.State), int64(w.u.Code), w.u.Reason,
-				unixMs(w.u.TransportAt), unixMs(w.u.At)); err != nil {
+			if err := ix.add(ctx, &ix.recips, w.seq, w.pid, w.pin, ix.port.of(int64(w.port)), ix.state.of(string(w.u.State)), ix.code.of(int64(w.u.Code)), w.u.Reason,
+				unixMs(w.u.TransportAt), ix.updated.of(unixMs(w.u.At))); err != nil {
 				return fmt.Errorf("recipients: %w", err)
 			}
 		}

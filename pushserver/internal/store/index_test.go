@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,6 +47,64 @@ func TestIndexRollsBack(t *testing.T) {
 	}
 	if _, err := st.PushStatus(t.Context(), AnySource, "b"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIndexColumns: rows that repeat the row before in some columns and not in others
+// all go in with their own values.
+func TestIndexColumns(t *testing.T) {
+	t.Parallel()
+	st := open1(t, t.TempDir())
+	conn, err := st.db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ix := newIndex(conn)
+	defer ix.close()
+	type row struct {
+		source, headers, reliability string
+		accepted                     int64
+		port                         int
+		state                        rim.State
+		code                         int
+		updated                      int64
+	}
+	want := []row{
+		{"", "{}", "transport", 1700000000000, 7874, rim.StateQueued, 0, 1700000000000},
+		{"", "{}", "transport", 1700000000000, 7874, rim.StateDelivered, 1000, 1700000000001},
+		{"app", `{"A":["b"]}`, "application", 1700000000000, 7875, rim.StateDelivered, 1000, 1700000000001},
+		{"app", "{}", "application", 1700000000002, 7875, rim.StateFailed, 1000, 1700000000001},
+		{"", "{}", "transport", 1700000000002, 7874, rim.StateQueued, 0, 1700000000002},
+	}
+	var recs []jrec
+	for i, w := range want {
+		k := int64(300 + i)
+		recs = append(recs, jrec{push: &Push{Key: k, ID: fmt.Sprint(i), Source: w.source, Header: []byte(w.headers), Body: []byte{},
+			Reliability: w.reliability, AcceptedAt: time.UnixMilli(w.accepted)}, rs: []jrecip{{seq: k, pin: pinA, port: w.port}}})
+		if w.state != rim.StateQueued {
+			recs = append(recs, jrec{seq: k, u: Update{State: w.state, Code: w.code, At: time.UnixMilli(w.updated)}})
+		}
+	}
+	if err := ix.apply(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := st.db.QueryContext(t.Context(), `SELECT p.source, p.headers, p.reliability, p.accepted_at, r.port, r.state, r.code, r.updated_at
+		FROM pushes p JOIN recipients r ON r.pid = p.id ORDER BY r.seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.source, &r.headers, &r.reliability, &r.accepted, &r.port, &r.state, &r.code, &r.updated); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows\n%v\nwant\n%v", got, want)
 	}
 }
 
