@@ -150,8 +150,10 @@ func (ix *index) applyTx(ctx context.Context, recs []jrec) (err error) {
 		r := &recs[i]
 		if p := r.push; p != nil {
 			key := driver.Value(p.Key) // also each recipient's pid
-			if err := ix.add(ctx, &ix.pushes, key, p.ID, ix.source.of(p.Source), ix.header.of(p.Header), p.Body, p.RequestURI, ix.reliability.of(p.Reliability),
-				unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, int64(boolInt(p.NotifyPAP)), p.PAPVersion, ix.accepted.of(unixMs(p.AcceptedAt))); err != nil {
+			err := ix.add(ctx, &ix.pushes, key, p.ID, ix.source.of(p.Source), ix.header.of(p.Header), p.Body,
+				p.RequestURI, ix.reliability.of(p.Reliability), unixMs(p.DeliverBefore), unixMs(p.DeliverAfter),
+				p.NotifyURL, int64(boolInt(p.NotifyPAP)), p.PAPVersion, ix.accepted.of(unixMs(p.AcceptedAt)))
+			if err != nil {
 				return fmt.Errorf("pushes: %w", err)
 			}
 			for _, rr := range r.rs {
@@ -171,11 +173,14 @@ func (ix *index) applyTx(ctx context.Context, recs []jrec) (err error) {
 		return fmt.Errorf("pushes: %w", err)
 	}
 	for i := range ix.rows {
-		if w := &ix.rows[i]; !w.indexed {
-			if err := ix.add(ctx, &ix.recips, w.seq, w.pid, w.pin, ix.port.of(int64(w.port)), ix.state.of(string(w.u.State)), ix.code.of(int64(w.u.Code)), w.u.Reason,
-				unixMs(w.u.TransportAt), ix.updated.of(unixMs(w.u.At))); err != nil {
-				return fmt.Errorf("recipients: %w", err)
-			}
+		w := &ix.rows[i]
+		if w.indexed {
+			continue
+		}
+		err := ix.add(ctx, &ix.recips, w.seq, w.pid, w.pin, ix.port.of(int64(w.port)), ix.state.of(string(w.u.State)),
+			ix.code.of(int64(w.u.Code)), w.u.Reason, unixMs(w.u.TransportAt), ix.updated.of(unixMs(w.u.At)))
+		if err != nil {
+			return fmt.Errorf("recipients: %w", err)
 		}
 	}
 	if err := ix.flush(ctx, &ix.recips); err != nil {
