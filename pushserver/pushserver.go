@@ -310,6 +310,13 @@ func New(opts Options) (*Server, error) {
 			http.Error(w, "push gateway not open yet", http.StatusServiceUnavailable)
 			return
 		}
+		// RIM pushes, nearly every request a loaded gateway serves, skip the mux's
+		// matching (about 2% of a push's CPU): "/push" is an exact pattern of the mux, with
+		// no method and nothing mounted over it, so the mux would choose the same handler.
+		if r.URL.Path == "/push" {
+			s.handleRIM(w, r)
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
 	s.front = front.New(front.Options{

@@ -301,35 +301,57 @@ var aLongTimeAgo = time.Unix(1, 0)
 // so it starts only when someone asks whether the context is done (Done or Err), and only
 // once the request's body has been read (the byte read ahead would otherwise be the
 // body's); a handler that never waits on its context costs nothing more.
+//
+// The context that ends with the handler is made only when it is asked for too (Done or
+// Err): a handler that never asks costs no context of its own (WithCancel links each child
+// into its parent's set of children under the parent's lock, and unlinks it at the end).
 type reqContext struct {
-	context.Context // the connection's, ended when the handler returns
-	c               *conn
+	parent context.Context // the connection's
+	c      *conn
 
 	mu       sync.Mutex
-	bodyRead bool          // the body has been read to its end (or there is none)
-	wanted   bool          // Done or Err was called
-	finished bool          // the handler returned: no watch starts any more
-	watching chan struct{} // closed when the running watch ends; nil: none started
+	ctx      context.Context    // parent's child, ended when the handler returns; nil until asked
+	cancel   context.CancelFunc // ends ctx
+	bodyRead bool               // the body has been read to its end (or there is none)
+	wanted   bool               // Done or Err was called
+	finished bool               // the handler returned: no watch starts any more
+	watching chan struct{}      // closed when the running watch ends; nil: none started
 }
 
-func (r *reqContext) Done() <-chan struct{} {
-	r.want()
-	return r.Context.Done()
+func (r *reqContext) Deadline() (time.Time, bool) { return r.parent.Deadline() }
+
+// Value asks the request's own context once there is one: a context derived from this
+// one asks Done first, and then finds through Value the context it links itself to.
+func (r *reqContext) Value(key any) any {
+	r.mu.Lock()
+	ctx := r.ctx
+	r.mu.Unlock()
+	if ctx == nil {
+		ctx = r.parent
+	}
+	return ctx.Value(key)
 }
 
-func (r *reqContext) Err() error {
-	r.want()
-	return r.Context.Err()
-}
+func (r *reqContext) Done() <-chan struct{} { return r.want().Done() }
 
-func (r *reqContext) want() {
+func (r *reqContext) Err() error { return r.want().Err() }
+
+// want returns the request's own context, made at the first call (already ended when the
+// handler has returned), and starts the watch on the connection.
+func (r *reqContext) want() context.Context {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.wanted {
-		return
+	if r.ctx == nil {
+		r.ctx, r.cancel = context.WithCancel(r.parent)
+		if r.finished {
+			r.cancel()
+		}
 	}
-	r.wanted = true
-	r.startLocked()
+	if !r.wanted {
+		r.wanted = true
+		r.startLocked()
+	}
+	return r.ctx
 }
 
 // bodyDone is called when the handler has read the body to its end.
@@ -351,8 +373,15 @@ func (r *reqContext) startLocked() {
 // finish ends the request's watch, if one runs, before fasthttp reads the connection again.
 func (r *reqContext) finish() {
 	r.mu.Lock()
+	if r.finished {
+		r.mu.Unlock()
+		return
+	}
 	r.finished = true
 	w := r.watching
+	if r.cancel != nil {
+		r.cancel()
+	}
 	r.mu.Unlock()
 	if w == nil {
 		return
@@ -463,13 +492,11 @@ func (s *Server) serveFront(ctx *fasthttp.RequestCtx) {
 	if ctx.IsTLS() {
 		r.TLS = ctx.TLSConnectionState()
 	}
-	parent := context.Background()
+	rc.parent = context.Background()
 	if rc.c != nil {
-		parent = rc.c.ctx
+		rc.parent = rc.c.ctx
 	}
-	var cancel context.CancelFunc
-	rc.Context, cancel = context.WithCancel(parent)
-	defer cancel()
+	defer rc.finish() // also when the handler panics
 	var body *frontBody
 	switch stream, n := ctx.RequestBodyStream(), int64(rh.ContentLength()); {
 	case refusal != "":

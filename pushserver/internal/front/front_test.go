@@ -390,6 +390,44 @@ func TestRequestContextLives(t *testing.T) {
 	}
 }
 
+// TestRequestContextAfterHandler: a request's context is done once its handler has
+// returned, whether the handler asked it anything or not, and so is a context derived from
+// it while the handler ran.
+func TestRequestContextAfterHandler(t *testing.T) {
+	t.Parallel()
+	kept := make(chan context.Context, 2)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/never-asked", func(w http.ResponseWriter, r *http.Request) {
+		kept <- r.Context()
+	})
+	mux.HandleFunc("/derived", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		_ = cancel // ended by the request's end, not here
+		if ctx.Err() != nil {
+			t.Errorf("derived context ended while the handler runs: %v", ctx.Err())
+		}
+		kept <- ctx
+	})
+	_, addr, _ := start(t, mux)
+	cv := dialRaw(t, addr)
+	for _, path := range []string{"/never-asked", "/derived"} {
+		req := "GET " + path + " HTTP/1.1\r\nHost: gw\r\n\r\n"
+		io.WriteString(cv.c, req)
+		if code, _, _ := cv.answer(req); code != 200 {
+			t.Fatalf("%s = %d", path, code)
+		}
+		ctx := <-kept
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: context not done after the handler returned", path)
+		}
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Fatalf("%s: context ended with %v, want %v", path, ctx.Err(), context.Canceled)
+		}
+	}
+}
+
 // cpuTime is the process's user and system CPU time: client and front together.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
