@@ -15,19 +15,26 @@ import (
 // opens, sized for four times the pushes there (at least a million), at 16 bits a push;
 // beyond that, more names answer "maybe" and are looked up, until the next open sizes it
 // again. Used by the writer goroutine only.
+//
+// A name's bits all lie in one block of 256 bits, half a cache line: a filter of millions
+// of names is far larger than the CPU's caches, and bits spread over the whole filter cost
+// a cache miss each (about half a microsecond a push in a wrk profile). Blocking raises
+// the share of false "maybe"s a little (about 0.3% against 0.2% at 16 bits a name).
 type idFilter struct {
-	seed maphash.Seed
-	bits []uint64
-	mask uint64 // the number of bits, less one (a power of two)
+	seed   maphash.Seed
+	words  []uint64
+	blocks uint64 // the number of blocks, less one (a power of two)
 }
 
-// filterHashes is how many bits a name sets.
-const filterHashes = 4
+const (
+	blockWords   = 4 // 256 bits
+	filterHashes = 4 // bits a name sets in its block
+)
 
 func newIDFilter(n int) *idFilter {
-	m := uint64(max(n, 1<<20)) * 4 * 16
+	m := uint64(max(n, 1<<20)) * 4 * 16 / 64 / blockWords
 	m = 1 << bits.Len64(m-1)
-	return &idFilter{seed: maphash.MakeSeed(), bits: make([]uint64, m/64), mask: m - 1}
+	return &idFilter{seed: maphash.MakeSeed(), words: make([]uint64, m*blockWords), blocks: m - 1}
 }
 
 // loadIDFilter builds the filter of the names in the pushes table.
@@ -63,26 +70,29 @@ func (f *idFilter) hash(n pushName) uint64 {
 	return h.Sum64()
 }
 
-func (f *idFilter) add(n pushName) {
+// block returns n's block and the hash whose upper half places its bits there.
+func (f *idFilter) block(n pushName) ([]uint64, uint64) {
 	x := f.hash(n)
-	step := x>>32 | 1
+	i := (x & f.blocks) * blockWords
+	return f.words[i : i+blockWords : i+blockWords], x >> 32
+}
+
+func (f *idFilter) add(n pushName) {
+	b, y := f.block(n)
 	for range filterHashes {
-		b := x & f.mask
-		f.bits[b/64] |= 1 << (b % 64)
-		x += step
+		b[y>>6&(blockWords-1)] |= 1 << (y & 63)
+		y >>= 8
 	}
 }
 
 // mayHave is false when n was never added.
 func (f *idFilter) mayHave(n pushName) bool {
-	x := f.hash(n)
-	step := x>>32 | 1
+	b, y := f.block(n)
 	for range filterHashes {
-		b := x & f.mask
-		if f.bits[b/64]&(1<<(b%64)) == 0 {
+		if b[y>>6&(blockWords-1)]&(1<<(y&63)) == 0 {
 			return false
 		}
-		x += step
+		y >>= 8
 	}
 	return true
 }
