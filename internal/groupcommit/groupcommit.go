@@ -1,15 +1,20 @@
 // Package groupcommit batches operations that arrive together so that they share one
 // transaction and its fsync: one writer goroutine takes everything queued, lingers briefly
-// under load for more, and hands the batch to a commit function.
+// under load for more while the process has other work, and hands the batch to a commit
+// function.
 package groupcommit
 
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// idleYield: a Gosched that comes back within it found nothing else to run.
+const idleYield = 5 * time.Microsecond
 
 // ErrClosed is returned by Submit once Close has begun.
 var ErrClosed = errors.New("groupcommit: writer closed")
@@ -18,8 +23,9 @@ var ErrClosed = errors.New("groupcommit: writer closed")
 type Options struct {
 	// MaxBatch bounds the operations in one commit. Default 512.
 	MaxBatch int
-	// Linger is how long a batch waits for more operations when the previous commit carried
-	// several (the writer is under load). A lone operation at low load is committed at once.
+	// Linger is how long at most a batch waits for more operations when the previous commit
+	// carried several (the writer is under load); it waits less when nothing else in the
+	// process can run (see linger). A lone operation at low load is committed at once.
 	// Default 500µs.
 	Linger time.Duration
 	// Queue is how many operations may wait for the writer before Submit blocks.
@@ -142,21 +148,40 @@ func (w *Writer[T]) run() {
 		// Under load, concurrent arrivals share the commit and its fsync, which costs far
 		// more than the wait.
 		if busy && len(batch) < cap(batch) {
-			linger := time.NewTimer(w.opts.Linger)
-		fill:
-			for len(batch) < cap(batch) {
-				select {
-				case op := <-w.ops:
-					batch = append(batch, op)
-				case <-linger.C:
-					break fill
-				}
-			}
-			linger.Stop()
+			batch = w.linger(batch)
 		}
 		busy = len(batch) > 1
 		w.run1(batch)
 	}
+}
+
+// linger adds to batch what arrives within Linger, but ends sooner when the process has
+// nothing else to run: then whoever will submit next is waiting for this commit (the
+// initiators of a loaded gateway wait for its answer before they send again), and waiting
+// longer only leaves the CPU idle. Giving up the processor (Gosched) runs whatever else is
+// runnable first, goroutines woken by the network among them; when it comes back at once
+// with nothing new queued, nothing was. A timer instead held every batch for the whole
+// linger: with 64 initiators the gateway's cores were idle 15-19% of the time against
+// 9-12% for a relay that keeps nothing.
+func (w *Writer[T]) linger(batch []T) []T {
+	deadline := time.Now().Add(w.opts.Linger)
+	for len(batch) < cap(batch) {
+		select {
+		case op := <-w.ops:
+			batch = append(batch, op)
+			continue
+		default:
+		}
+		t := time.Now()
+		if !t.Before(deadline) {
+			break
+		}
+		runtime.Gosched()
+		if time.Since(t) < idleYield && len(w.ops) == 0 {
+			break
+		}
+	}
+	return batch
 }
 
 func (w *Writer[T]) run1(batch []T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 // slowFirst is a commit function whose first commit waits for gate, after telling started;
@@ -86,5 +87,40 @@ func TestMaxBatch(t *testing.T) {
 	}
 	if want := []int{1, 4, 4, 2}; !slices.Equal(sizes, want) {
 		t.Fatalf("batch sizes %v, want %v", sizes, want)
+	}
+}
+
+// TestLingerEndsWhenNothingElseRuns: under load a batch lingers for more operations, but
+// not once nothing else in the process can run: every submitter is then waiting for this
+// commit. With a linger of a minute, the operation is committed at once.
+func TestLingerEndsWhenNothingElseRuns(t *testing.T) {
+	t.Parallel()
+	s := newSlowFirst()
+	w := Start(Options{Linger: time.Minute}, s.commit)
+	defer w.Close()
+	if err := w.Submit(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	<-s.started
+	for i := 1; i <= 2; i++ { // committed together: the writer is under load
+		if err := w.Submit(t.Context(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(s.gate)
+	<-s.batches
+	if b := <-s.batches; len(b) != 2 {
+		t.Fatalf("second batch %v, want two operations", b)
+	}
+	if err := w.Submit(t.Context(), 3); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-s.batches:
+		if !slices.Equal(b, []int{3}) {
+			t.Fatalf("batch %v, want [3]", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the operation waited out the linger with nothing else to run")
 	}
 }
