@@ -12,19 +12,27 @@ import (
 	"github.com/bbsim/bbsim/rim"
 )
 
-// TestIndexRollsBack: a job the tables refuse (here a recipient of a push that an earlier
-// push of the same name kept out) leaves nothing of itself, and the next job goes in on
-// the same statements.
-func TestIndexRollsBack(t *testing.T) {
-	t.Parallel()
+// openIndex opens a store in a fresh directory and an index on a connection of its own,
+// both closed at the test's end.
+func openIndex(t *testing.T) (*SQLite, *index) {
+	t.Helper()
 	st := open1(t, t.TempDir())
 	conn, err := st.db.Conn(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	ix := newIndex(conn)
-	defer ix.close()
+	t.Cleanup(ix.close)
+	return st, ix
+}
+
+// TestIndexRollsBack: a job the tables refuse (here a recipient of a push that an earlier
+// push of the same name kept out) leaves nothing of itself, and the next job goes in on
+// the same statements.
+func TestIndexRollsBack(t *testing.T) {
+	t.Parallel()
+	st, ix := openIndex(t)
 	if err := ix.apply(t.Context(), []jrec{pushRec(1, 1, "a")}); err != nil {
 		t.Fatal(err)
 	}
@@ -54,14 +62,7 @@ func TestIndexRollsBack(t *testing.T) {
 // all go in with their own values.
 func TestIndexColumns(t *testing.T) {
 	t.Parallel()
-	st := open1(t, t.TempDir())
-	conn, err := st.db.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ix := newIndex(conn)
-	defer ix.close()
+	st, ix := openIndex(t)
 	type row struct {
 		source, headers, reliability string
 		accepted                     int64
