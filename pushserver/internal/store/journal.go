@@ -607,7 +607,7 @@ func (j *journal) write() error {
 	}
 	_, err := j.f.WriteAt(j.buf, j.size)
 	if err == nil {
-		err = fdatasync(j.f)
+		err = commitSync(j.f)
 	}
 	if err != nil {
 		err = fmt.Errorf("push store journal %s: %w", j.f.Name(), err)
