@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/childproc"
+	"github.com/bbsim/bbsim/internal/freeport"
 	"github.com/bbsim/bbsim/internal/syncbuf"
 )
 
@@ -174,12 +175,11 @@ func startMailpit(b *testing.B, bin string) *peer {
 // freeAddr returns a loopback address free a moment ago, for a peer that takes no
 // listener and does not say which port it bound.
 func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs[0]
 }
 
 // waitLine reads a peer's output until a line containing marker, returns what get makes

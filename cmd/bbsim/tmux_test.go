@@ -2,69 +2,27 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bbsim/bbsim/internal/freeport"
 )
 
 // freePorts returns n loopback addresses free at the time of the call, each for TCP and
-// UDP alike (any of them may be given to --dns). The bbsim processes a test starts bind
-// them a moment later, some on every interface; the ports are drawn below the kernel's
-// range of ephemeral ports when it leaves room, so that no outgoing connection or
-// listener on port 0, of this test or another, takes one in between.
+// UDP alike (any of them may be given to --dns), and drawn where nothing takes them by
+// chance before bbsim binds them (internal/freeport).
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	lo, hi := belowEphemeral()
-	var out []string
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 100*n {
-			t.Fatalf("no %d free ports in %d tries", n, tries)
-		}
-		host, port := "127.0.0.1", "0"
-		if lo < hi {
-			host, port = "", strconv.Itoa(lo+rand.IntN(hi-lo)) // every interface: some tests bind there
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
-		if err != nil {
-			continue
-		}
-		held = append(held, ln)
-		_, port, _ = net.SplitHostPort(ln.Addr().String())
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
-		if err != nil {
-			continue
-		}
-		held = append(held, pc)
-		out = append(out, "127.0.0.1:"+port)
-	}
-	return out
-}
-
-// belowEphemeral is a range of ports, lo inclusive and hi exclusive, below the kernel's
-// ephemeral ones; empty when those start too low to leave room.
-func belowEphemeral() (lo, hi int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	addrs, err := freeport.Addrs(n)
 	if err != nil {
-		return 0, 0
+		t.Fatal(err)
 	}
-	var first int
-	if _, err := fmt.Sscan(string(b), &first); err != nil || first <= 12000 {
-		return 0, 0
-	}
-	return 10000, first
+	return addrs
 }
 
 // waitPane waits until what shows in the tmux pane target, and returns the pane's text.

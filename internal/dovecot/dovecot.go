@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bbsim/bbsim/internal/childproc"
+	"github.com/bbsim/bbsim/internal/freeport"
 	"github.com/bbsim/bbsim/internal/selfsigned"
 	"github.com/emersion/go-smtp"
 )
@@ -137,15 +138,6 @@ done
 exec "$@"
 `
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Start runs Dovecot until the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
@@ -186,11 +178,9 @@ func StartServer(opts Options) (*Server, error) {
 		os.Chown(filepath.Join(dir, d), 65534, 65534)
 	}
 	s := &Server{Dir: dir}
-	var ports [3]int
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
+	ports, err := freeport.Ports(3)
+	if err != nil {
+		return nil, err
 	}
 	imap, pop3, lmtp := ports[0], ports[1], ports[2]
 	if opts.TLS {
