@@ -34,14 +34,12 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// pushArgs are the values of a push's row, in the order of insertPushSQL's columns.
+// pushArgs are the values of a push's row but its id, in the column order of PostgreSQL's
+// INSERTs into pushes (pgrecords.go).
 func pushArgs(p *Push) []any {
 	return []any{p.ID, p.Source, string(p.Header), p.Body, p.RequestURI, p.Reliability,
 		unixMs(p.DeliverBefore), unixMs(p.DeliverAfter), p.NotifyURL, boolInt(p.NotifyPAP), p.PAPVersion, unixMs(p.AcceptedAt)}
 }
-
-const insertPushSQL = `INSERT INTO pushes(push_id,source,headers,body,request_uri,reliability,deliver_before,deliver_after,notify_url,notify_pap,pap_version,accepted_at)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(push_id,source) DO NOTHING`
 
 // where is the lookup's condition on pushes and its arguments.
 func (sc Scope) where(pushID string) (string, []any) {
