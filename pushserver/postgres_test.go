@@ -356,18 +356,27 @@ func gatewaysSharing(t *testing.T, db string) {
 			t.Fatalf("delivered %s %q, want %s %q", d.PushID, d.Body, id, body)
 		}
 	}
-	holder := func(id string) string {
+	// held waits until the database says which gateway holds push id's recipient and in
+	// what state is want ("a delivered"): a gateway records a delivery once the device
+	// has answered, so the receiver has the push a moment before the row says so.
+	held := func(id, want string) {
 		t.Helper()
 		conn, err := sql.Open("pgx", db)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		var gw, state string
-		if err := conn.QueryRow(`SELECT r.gateway, r.state FROM recipients r JOIN pushes p ON p.id = r.pid WHERE p.push_id = $1`, id).Scan(&gw, &state); err != nil {
-			t.Fatalf("recipient of %s: %v", id, err)
+		var last string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			var gw, state string
+			if err := conn.QueryRow(`SELECT r.gateway, r.state FROM recipients r JOIN pushes p ON p.id = r.pid WHERE p.push_id = $1`, id).Scan(&gw, &state); err != nil {
+				t.Fatalf("recipient of %s: %v", id, err)
+			}
+			if last = gw + " " + state; last == want {
+				return
+			}
 		}
-		return gw + " " + state
+		t.Fatalf("%s held by %q, want %q", id, last, want)
 	}
 
 	// a holds a push for a device attached nowhere; b answers for it from the database.
@@ -390,18 +399,14 @@ func gatewaysSharing(t *testing.T, db string) {
 	}
 	pushRIM(a, "shared-0", pinB, "cancelled through b")
 	cancel(b, "shared-0", 1000)
-	if h := holder("shared-0"); h != "a cancelled" {
-		t.Fatalf("shared-0 = %q, want held by a, cancelled", h)
-	}
+	held("shared-0", "a cancelled")
 	cancel(b, "shared-0", 2008)
 
 	// The device attaches at b: a hands its push over, b delivers it once.
 	attach(t, b, rc, pinB)
 	got("shared-1", "via a")
 	waitState(t, sa, "shared-1", pinB, rim.StateDelivered)
-	if h := holder("shared-1"); h != "b delivered" {
-		t.Fatalf("shared-1 held by %q, want b delivered", h)
-	}
+	held("shared-1", "b delivered")
 
 	// A push through a for the device attached at b, by the e-mail it attached with (not
 	// the one a was given): a learnt it from b.
@@ -427,9 +432,7 @@ func gatewaysSharing(t *testing.T, db string) {
 	attach(t, a, rc, pinB)
 	pushRIM(b, "shared-3", pinB, "via b")
 	got("shared-3", "via b")
-	if h := holder("shared-3"); h != "a delivered" {
-		t.Fatalf("shared-3 held by %q, want a delivered", h)
-	}
+	held("shared-3", "a delivered")
 
 	// a holds a push for the device, now out of coverage, and stops; the device attaches
 	// at b, which takes the push from the stopped gateway.
@@ -443,9 +446,7 @@ func gatewaysSharing(t *testing.T, db string) {
 	// a comes back: nothing of it is delivered twice.
 	startServer(t, Options{PushDB: db, PushInstance: "a", Devices: seedDevices()})
 	rc.none(t, 300*time.Millisecond)
-	if h := holder("shared-4"); h != "b delivered" {
-		t.Fatalf("shared-4 held by %q, want b delivered", h)
-	}
+	held("shared-4", "b delivered")
 	if _, err := Open(t.Context(), Options{DataDir: t.TempDir(), PushDB: db, PushInstance: "a"}); err == nil || !strings.Contains(err.Error(), `named "a"`) {
 		t.Fatalf("a second gateway named a: %v, want refused", err)
 	}
