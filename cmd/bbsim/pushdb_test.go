@@ -20,9 +20,8 @@ import (
 func TestServerPushDB(t *testing.T) {
 	t.Parallel()
 	db := pgtest.Start(t).NewDatabase(t)
-	ln := listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
+	ports := freePorts(t, 4) // the two servers' push ports, the handset's API and its receiver
+	addr := ports[0]
 	srv := exec.Command(bbsimBin, "server", "--data", t.TempDir(), "--push-db", db, "--push", addr,
 		"--imap", "", "--pop3", "", "--smtp", "", "--webmail", "", "--dns", "")
 	var stderr strings.Builder
@@ -55,9 +54,7 @@ func TestServerPushDB(t *testing.T) {
 	if err != nil || state != rim.StateQueued || body != "hello postgres" {
 		t.Fatalf("row in PostgreSQL: %q %q %v, want queued (the handset is away) and the body", state, body, err)
 	}
-	ln2 := listen(t)
-	addr2 := ln2.Addr().String()
-	ln2.Close()
+	addr2 := ports[1]
 	_, errOut, code := runBBSim(t, t.Context(), "server", "--data", t.TempDir(), "--push-db", db, "--push", addr2,
 		"--imap", "", "--pop3", "", "--smtp", "", "--webmail", "", "--dns", "")
 	if code == 0 || !strings.Contains(errOut, "in use by another bbsim gateway") {
@@ -78,12 +75,7 @@ func TestServerPushDB(t *testing.T) {
 		return err == nil && strings.Contains(status, `"state":"queued"`)
 	})
 	// The handset attaches to the second server, which takes the push over from the first.
-	api := listen(t)
-	apiAddr := api.Addr().String()
-	api.Close()
-	recv := listen(t)
-	recvAddr := recv.Addr().String()
-	recv.Close()
+	apiAddr, recvAddr := ports[2], ports[3]
 	hs := exec.Command(bbsimBin, "handset", "--headless", "--data", t.TempDir(), "--pin", "2100000A",
 		"--gateway", "http://"+addr2, "--listen", recvAddr, "--api", apiAddr, "--mail-server", "127.0.0.1:1")
 	if err := hs.Start(); err != nil {
